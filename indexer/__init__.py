@@ -1,0 +1,1 @@
+"""The build side: corpus readers, encoders, the vector store, ingestion."""

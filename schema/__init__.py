@@ -1,0 +1,21 @@
+"""Typed SQLAlchemy 2.0 models of the metadata store, its engine and sessions.
+
+Nothing here knows about torch or FAISS: the store keeps vectors as float32 bytes.
+"""
+
+from schema.base import Base
+from schema.database import Database, migrate, resolve_database_url
+from schema.models import Category, Corpus, CorpusStatus, Description, IndexFile, Space
+
+__all__ = [
+    "Base",
+    "Category",
+    "Corpus",
+    "CorpusStatus",
+    "Database",
+    "Description",
+    "IndexFile",
+    "Space",
+    "migrate",
+    "resolve_database_url",
+]

@@ -1,0 +1,124 @@
+"""Engine, sessions and migrations for the metadata store (SQLite or PostgreSQL, by URL)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def resolve_database_url(url: str) -> str:
+    """Validate a database URL and create the folder of an SQLite file. Raises ValueError if malformed."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as e:
+        raise ValueError(f"database URL {url!r} is not a valid SQLAlchemy URL: {e}") from e
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError(f"database URL {url!r}: backend {backend!r} is not supported (use sqlite or postgresql)")
+    if backend == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3, not psycopg2
+    if backend == "sqlite" and parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    return parsed.render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    url = resolve_database_url(url)
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _alembic_config(engine: Engine):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection_engine"] = engine
+    return cfg
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` (Alembic upgrade), on the engine's database."""
+    from alembic import command
+
+    with engine.begin() as connection:
+        cfg = _alembic_config(engine)
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+
+
+class Database:
+    """An engine plus a session factory; migrates a new (or older) database on first use."""
+
+    def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
+        self.engine = make_engine(url)
+        self.url = self.engine.url
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if auto_migrate:
+            self.ensure_schema()
+
+    @property
+    def backend(self) -> str:
+        return self.engine.dialect.name
+
+    def ensure_schema(self) -> None:
+        try:
+            current = current_revision(self.engine)
+        except OperationalError as e:
+            raise ValueError(
+                f"cannot connect to the database {self.url.render_as_string(hide_password=True)}: {e.orig}"
+            ) from e
+        head = head_revision()
+        if current != head:
+            log.info("migrating %s from %s to %s", self.url.render_as_string(hide_password=True), current, head)
+            migrate(self.engine)
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session whose work commits on success and rolls back on any exception."""
+        with self._sessions.begin() as session:
+            yield session
+
+    def table_names(self) -> list[str]:
+        return inspect(self.engine).get_table_names()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,124 @@
+"""The metadata store: spaces, corpora, categories, descriptions and the FAISS files derived from them.
+
+A description's primary key is its FAISS id (DESIGN.md §5): there is no second id space.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from schema.base import Base
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT (FAISS ids are int64).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class CorpusStatus(str, enum.Enum):
+    """A corpus is visible to queries only when ``complete``."""
+
+    INGESTING = "ingesting"
+    COMPLETE = "complete"
+    DELETING = "deleting"
+
+
+class Space(Base):
+    """One embedding space: the text encoder that defines it and its dimension."""
+
+    __tablename__ = "spaces"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    encoder: Mapped[str] = mapped_column(String(512), unique=True)
+    dim: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    corpora: Mapped[list[Corpus]] = relationship(back_populates="space")
+
+
+class Corpus(Base):
+    """One ingested file of descriptions, with its source (which LLM, which prompt)."""
+
+    __tablename__ = "corpora"
+    __table_args__ = (UniqueConstraint("space_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str | None] = mapped_column(Text)
+    origin: Mapped[str | None] = mapped_column(Text)  # file path (or builtin name) it was read from
+    file_sha256: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[CorpusStatus] = mapped_column(
+        Enum(CorpusStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
+        default=CorpusStatus.INGESTING,
+    )
+    n_descriptions: Mapped[int] = mapped_column(Integer, default=0)
+    n_duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    n_categories: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    space: Mapped[Space] = relationship(back_populates="corpora")
+
+
+class Category(Base):
+    """A class name. Shared by all spaces and corpora: descriptions point at it."""
+
+    __tablename__ = "categories"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(500), unique=True)
+
+
+class Description(Base):
+    """One sentence of the knowledge base. ``id`` is its FAISS id; ``vector`` holds float32 bytes."""
+
+    __tablename__ = "descriptions"
+    __table_args__ = (UniqueConstraint("corpus_id", "category_id", "text_hash"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id", ondelete="CASCADE"), index=True)
+    category_id: Mapped[int] = mapped_column(ForeignKey("categories.id"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    text_hash: Mapped[str] = mapped_column(String(40))  # sha1 of the normalised text
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+    category: Mapped[Category] = relationship()
+    corpus: Mapped[Corpus] = relationship()
+
+
+class IndexFile(Base):
+    """A record of one FAISS file written: what it holds, so a stale or foreign file is detected."""
+
+    __tablename__ = "index_files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))  # "descriptions"
+    path: Mapped[str] = mapped_column(Text)
+    factory: Mapped[str] = mapped_column(String(200))
+    n_vectors: Mapped[int] = mapped_column(BigInteger)
+    ids_sha256: Mapped[str] = mapped_column(String(64))  # digest of the sorted int64 ids it holds
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    file_size: Mapped[int] = mapped_column(BigInteger)
+    corpus_ids: Mapped[list[int]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
