@@ -23,6 +23,9 @@ class HFClipEncoder(Encoder):
     def __init__(self, spec: EncoderSpec, device: Device) -> None:
         import torch
         from transformers import CLIPModel, CLIPProcessor
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
         self.spec = str(spec)
         self.device = device

@@ -29,6 +29,9 @@ class SentenceEncoder(Encoder):
     def __init__(self, spec: EncoderSpec, device: Device) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local folders only: never ask the hub
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # the per-load "Loading weights" bar is noise
 
         self.spec = str(spec)
         self.device = device

@@ -38,7 +38,6 @@ class CorpusStatus(str, enum.Enum):
 
     INGESTING = "ingesting"
     COMPLETE = "complete"
-    DELETING = "deleting"
 
 
 class Space(Base):

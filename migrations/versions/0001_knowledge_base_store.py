@@ -42,7 +42,7 @@ def upgrade() -> None:
     sa.Column('source', sa.Text(), nullable=True),
     sa.Column('origin', sa.Text(), nullable=True),
     sa.Column('file_sha256', sa.String(length=64), nullable=True),
-    sa.Column('status', sa.Enum('ingesting', 'complete', 'deleting', name='corpusstatus', native_enum=False, length=16), nullable=False),
+    sa.Column('status', sa.Enum('ingesting', 'complete', name='corpusstatus', native_enum=False, length=16), nullable=False),
     sa.Column('n_descriptions', sa.Integer(), nullable=False),
     sa.Column('n_duplicates', sa.Integer(), nullable=False),
     sa.Column('n_categories', sa.Integer(), nullable=False),

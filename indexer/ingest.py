@@ -1,0 +1,243 @@
+"""Ingestion, staged reader → encoder → writer, joined by a small runner.
+
+The corpus row is created hidden (status ``ingesting``, a temporary name); rows and vectors are written
+in chunks while the next chunk is encoded; at the end, under the index lock, the new vectors are added
+to the FAISS file (written atomically) and, in the same commit as the file's record, the corpus gets its
+name and becomes ``complete``. A killed run leaves only a hidden corpus, which ``purge_incomplete``
+(``unibind index rebuild``) removes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+from tqdm.auto import tqdm
+
+from indexer.catalog import description_index
+from indexer.corpus_reader import CorpusData, Record
+from indexer.device import Device
+from indexer.encoder import Encoder
+from indexer.encoder_factory import build_encoder
+from indexer.vectors import to_bytes
+from schema import Category, Corpus, CorpusStatus, Database, Description, Space
+
+log = logging.getLogger(__name__)
+
+MAX_NAME_CHARS = 200
+PENDING_PREFIX = "~ingesting-"
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    name: str
+    encoder: str
+    source: str | None = None
+    factory: str | None = None  # FAISS factory string; None keeps the space's current one (Flat when new)
+    replace: bool = False  # replace a complete corpus of the same name
+    batch_size: int = 256  # encoder batch
+    chunk_size: int = 4096  # records encoded and written per step
+    progress: bool | None = None  # None: a bar when the corpus is large
+
+    def __post_init__(self) -> None:
+        name = self.name.strip() if isinstance(self.name, str) else ""
+        if not name or len(name) > MAX_NAME_CHARS or any(ord(c) < 32 for c in name) or name.startswith("~"):
+            raise ValueError(
+                f"corpus name {self.name!r} must be 1-{MAX_NAME_CHARS} printable characters, not starting with '~'"
+            )
+        if self.batch_size < 1 or self.chunk_size < 1:
+            raise ValueError("batch_size and chunk_size must be >= 1")
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    corpus_id: int
+    name: str
+    encoder: str
+    n_descriptions: int
+    n_duplicates: int
+    n_categories: int
+    seconds: float
+    encode_seconds: float
+    index_path: Path
+
+
+def _space(session: Session, encoder: Encoder) -> Space:
+    space = session.scalars(select(Space).where(Space.encoder == encoder.spec)).first()
+    if space is None:
+        space = Space(encoder=encoder.spec, dim=encoder.dim)
+        session.add(space)
+        session.flush()
+    elif space.dim != encoder.dim:
+        raise ValueError(f"space {encoder.spec!r} has dim {space.dim} but the encoder now gives {encoder.dim}")
+    return space
+
+
+def _category_ids(session: Session, names: list[str]) -> dict[str, int]:
+    found = {n: i for i, n in session.execute(select(Category.name, Category.id).where(Category.name.in_(names)))}
+    missing = [n for n in names if n not in found]
+    if missing:
+        rows = session.execute(insert(Category).returning(Category.id, sort_by_parameter_order=True), [{"name": n} for n in missing])
+        found.update(zip(missing, rows.scalars()))
+    return found
+
+
+class _Writer:
+    """Writes one chunk of rows (with vector bytes) in its own transaction; returns their ids."""
+
+    def __init__(self, db: Database, corpus_id: int, category_ids: dict[str, int]) -> None:
+        self.db, self.corpus_id, self.category_ids = db, corpus_id, category_ids
+
+    def __call__(self, records: list[Record], vectors: np.ndarray) -> np.ndarray:
+        rows = [
+            {
+                "corpus_id": self.corpus_id,
+                "category_id": self.category_ids[r.category],
+                "text": r.text,
+                "text_hash": r.text_hash,
+                "meta": r.meta,
+                "vector": to_bytes(v),
+            }
+            for r, v in zip(records, vectors)
+        ]
+        with self.db.transaction() as session:
+            result = session.execute(insert(Description).returning(Description.id, sort_by_parameter_order=True), rows)
+            return np.fromiter(result.scalars(), dtype=np.int64, count=len(rows))
+
+
+def ingest(
+    db: Database, data: CorpusData, config: IngestConfig, *, home: Path, device: Device, encoder: Encoder | None = None
+) -> IngestReport:
+    """Encode and store ``data`` as corpus ``config.name``; visible only once complete."""
+    t0 = time.perf_counter()
+    if not data.records:
+        raise ValueError(f"{data.path}: no descriptions to ingest")
+    encoder = encoder or build_encoder(config.encoder, device)
+    name = config.name.strip()
+    with db.transaction() as session:
+        space = _space(session, encoder)
+        old = session.scalars(select(Corpus).where(Corpus.space_id == space.id, Corpus.name == name)).first()
+        if old is not None and not config.replace:
+            raise ValueError(f"corpus {name!r} already exists in space {space.encoder!r}: use --replace, or delete it first")
+        corpus = Corpus(
+            space_id=space.id,
+            name=f"{PENDING_PREFIX}{uuid.uuid4().hex[:12]}",
+            source=config.source,
+            origin=data.path,
+            file_sha256=data.file_sha256,
+            status=CorpusStatus.INGESTING,
+            n_duplicates=data.n_duplicates,
+            n_categories=len(data.categories),
+        )
+        session.add(corpus)
+        session.flush()
+        corpus_id, old_id = corpus.id, old.id if old is not None else None
+        category_ids = _category_ids(session, data.categories)
+    try:
+        ids, vectors, encode_s = _run(db, data.records, encoder, _Writer(db, corpus_id, category_ids), config)
+        _publish(db, space, corpus_id, old_id, name, ids, vectors, config.factory, home, device)
+    except BaseException:
+        _discard(db, corpus_id)
+        raise
+    index_path = description_index(db, space, home, device).path
+    report = IngestReport(
+        corpus_id=corpus_id,
+        name=name,
+        encoder=encoder.spec,
+        n_descriptions=int(ids.size),
+        n_duplicates=data.n_duplicates,
+        n_categories=len(data.categories),
+        seconds=time.perf_counter() - t0,
+        encode_seconds=encode_s,
+        index_path=index_path,
+    )
+    log.info("ingested %s: %d descriptions in %.1fs (%.1fs encoding)", name, report.n_descriptions, report.seconds, encode_s)
+    return report
+
+
+def _run(
+    db: Database, records: list[Record], encoder: Encoder, writer: _Writer, config: IngestConfig
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Encode chunk i+1 while chunk i is written. Returns (ids, vectors, seconds spent encoding)."""
+    ids_parts: list[np.ndarray] = []
+    vec_parts: list[np.ndarray] = []
+    encode_s = 0.0
+    show = len(records) >= 2 * config.chunk_size if config.progress is None else config.progress
+    pending: Future[np.ndarray] | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="unibind-writer") as pool, tqdm(
+        total=len(records), desc="ingest", unit="desc", disable=not show
+    ) as bar:
+        for start in range(0, len(records), config.chunk_size):
+            chunk = records[start : start + config.chunk_size]
+            t = time.perf_counter()
+            vectors = encoder.encode_text([r.text for r in chunk], batch_size=config.batch_size, progress=False)  # [n, d]
+            encode_s += time.perf_counter() - t
+            if pending is not None:
+                ids_parts.append(pending.result())
+                bar.update(len(ids_parts[-1]))
+            pending = pool.submit(writer, chunk, vectors)
+            vec_parts.append(vectors)
+        if pending is not None:
+            ids_parts.append(pending.result())
+            bar.update(len(ids_parts[-1]))
+    return np.concatenate(ids_parts), np.concatenate(vec_parts), encode_s
+
+
+def _publish(
+    db: Database,
+    space: Space,
+    corpus_id: int,
+    old_id: int | None,
+    name: str,
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    factory: str | None,
+    home: Path,
+    device: Device,
+) -> None:
+    """Add the vectors to the index file and make the corpus visible, in one commit."""
+    index = description_index(db, space, home, device)
+    with index.lock():
+        with db.session() as session:
+            current_factory = index.factory(session)
+        if factory and factory != current_factory:
+            store = index.build_from_store(factory, exclude_corpus=old_id)
+        else:
+            store = index.current_or_rebuilt()
+            if old_id is not None:
+                with db.session() as session:
+                    old_ids = np.fromiter(session.scalars(select(Description.id).where(Description.corpus_id == old_id)), dtype=np.int64)
+                if not store.remove(old_ids):
+                    store = index.build_from_store(store.factory, exclude_corpus=old_id)
+        store.add(ids, vectors)
+        with db.transaction() as session:
+            if old_id is not None:
+                session.execute(delete(Description).where(Description.corpus_id == old_id))
+                session.execute(delete(Corpus).where(Corpus.id == old_id))
+                session.flush()
+            corpus = session.get(Corpus, corpus_id)
+            assert corpus is not None
+            corpus.name = name
+            corpus.status = CorpusStatus.COMPLETE
+            corpus.n_descriptions = int(ids.size)
+            corpus.completed_at = datetime.now(timezone.utc)
+            session.flush()
+            index.save(session, store, list(index.complete_corpora(session)))
+
+
+def _discard(db: Database, corpus_id: int) -> None:
+    """Best effort: remove the rows of a corpus whose ingest failed."""
+    try:
+        with db.transaction() as session:
+            session.execute(delete(Description).where(Description.corpus_id == corpus_id))
+            session.execute(delete(Corpus).where(Corpus.id == corpus_id))
+    except Exception as e:  # the original error matters more; the rows stay hidden and are purged later
+        log.warning("could not remove the incomplete corpus %d: %s", corpus_id, e)

@@ -1,0 +1,1 @@
+"""The query side: description search (and, later, centres, recognition, the CLI and HTTP service)."""
