@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 MAX_NAME_CHARS = 200
 PENDING_PREFIX = "~ingesting-"
+PROGRESS_MIN_RECORDS = 2_000
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def _space(session: Session, encoder: Encoder) -> Space:
 
 
 def _category_ids(session: Session, names: list[str]) -> dict[str, int]:
-    found = {n: i for i, n in session.execute(select(Category.name, Category.id).where(Category.name.in_(names)))}
+    found = {n: i for n, i in session.execute(select(Category.name, Category.id).where(Category.name.in_(names)))}
     missing = [n for n in names if n not in found]
     if missing:
         rows = session.execute(insert(Category).returning(Category.id, sort_by_parameter_order=True), [{"name": n} for n in missing])
@@ -170,7 +171,7 @@ def _run(
     ids_parts: list[np.ndarray] = []
     vec_parts: list[np.ndarray] = []
     encode_s = 0.0
-    show = len(records) >= 2 * config.chunk_size if config.progress is None else config.progress
+    show = len(records) >= PROGRESS_MIN_RECORDS if config.progress is None else config.progress
     pending: Future[np.ndarray] | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="unibind-writer") as pool, tqdm(
         total=len(records), desc="ingest", unit="desc", disable=not show

@@ -71,6 +71,7 @@ def cmd_ingest(ctx: Context, args: argparse.Namespace) -> int:
         factory=args.factory,
         replace=args.replace,
         batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
     )
     report = ingest(ctx.db, data, config, home=ctx.home, device=ctx.device)
     if args.json:
@@ -233,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--factory", help="FAISS factory string for the space's index (default: keep the current one; Flat when new)")
     sp.add_argument("--replace", action="store_true", help="replace a corpus of the same name")
     sp.add_argument("--batch-size", type=int, default=256, help="encoder batch size (default 256)")
+    sp.add_argument("--chunk-size", type=int, default=4096, help="descriptions encoded and written per step (default 4096)")
     common(sp, f"encoder spec (default: ${ENCODER_ENV}, the only space's encoder, or {DEFAULT_ENCODER})")
     sp.set_defaults(func=cmd_ingest)
 

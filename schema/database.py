@@ -59,14 +59,14 @@ def _alembic_config(engine: Engine):  # type: ignore[no-untyped-def]
     return cfg
 
 
-def migrate(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` (Alembic upgrade), on the engine's database."""
+def migrate(engine: Engine, revision: str = "head", *, downgrade: bool = False) -> None:
+    """Upgrade (or, with ``downgrade``, downgrade) the schema to ``revision`` on the engine's database."""
     from alembic import command
 
     with engine.begin() as connection:
         cfg = _alembic_config(engine)
         cfg.attributes["connection"] = connection
-        command.upgrade(cfg, revision)
+        (command.downgrade if downgrade else command.upgrade)(cfg, revision)
 
 
 def current_revision(engine: Engine) -> str | None:

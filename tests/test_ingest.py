@@ -1,0 +1,185 @@
+"""Ingestion round trips on SQLite and PostgreSQL: counts, ids, search, incremental add, replace,
+delete, verify and rebuild — with the real MiniLM encoder."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from indexer.catalog import delete_corpus, description_index, purge_incomplete
+from indexer.corpus_reader import read_corpus
+from indexer.description_index import StaleIndexError
+from indexer.device import Device
+from indexer.encoder import Encoder
+from indexer.ingest import IngestConfig, ingest
+from indexer.vectors import from_bytes
+from retrieval.description_search import DescriptionSearch
+from schema import Corpus, CorpusStatus, Database, Description, IndexFile, Space
+from tests.corpus_samples import ANIMALS, VEHICLES, write_json, write_jsonl
+
+
+class CountingEncoder(Encoder):
+    """The real encoder, recording which texts it was asked to encode."""
+
+    def __init__(self, inner: Encoder) -> None:
+        self.inner, self.spec, self.dim, self.device = inner, inner.spec, inner.dim, inner.device
+        self.seen: list[str] = []
+
+    def encode_text(self, texts: Sequence[str], *, batch_size: int = 256, progress: bool | None = None) -> np.ndarray:
+        self.seen += list(texts)
+        return self.inner.encode_text(texts, batch_size=batch_size, progress=progress)
+
+    def _text_batch(self, texts: Sequence[str]) -> np.ndarray:
+        raise AssertionError("not used")
+
+
+def _ingest(db: Database, home: Path, path: Path, name: str, encoder: Encoder, **kw) -> object:  # type: ignore[no-untyped-def]
+    return ingest(db, read_corpus(path), IngestConfig(name=name, encoder="minilm", chunk_size=4, **kw),
+                  home=home, device=encoder.device, encoder=encoder)
+
+
+def _space(db: Database) -> Space:
+    with db.session() as s:
+        return s.scalars(select(Space)).one()
+
+
+def _stored(db: Database, corpus: str | None = None) -> dict[int, tuple[str, np.ndarray]]:
+    stmt = select(Description.id, Description.text, Description.vector).join(Corpus)
+    if corpus:
+        stmt = stmt.where(Corpus.name == corpus)
+    with db.session() as s:
+        return {i: (t, from_bytes([v], 384)[0]) for i, t, v in s.execute(stmt)}
+
+
+def test_round_trip(db: Database, home: Path, tmp_path: Path, minilm: Encoder) -> None:
+    report = _ingest(db, home, write_jsonl(tmp_path / "animals.jsonl", ANIMALS), "animals", minilm, source="hand-written")
+    n = sum(len(v) for v in ANIMALS.values())
+    assert (report.n_descriptions, report.n_categories, report.n_duplicates) == (n, 3, 0)
+    with db.session() as s:
+        corpus = s.scalars(select(Corpus)).one()
+        assert (corpus.name, corpus.status, corpus.n_descriptions, corpus.source) == ("animals", CorpusStatus.COMPLETE, n, "hand-written")
+        assert s.scalars(select(Description.meta).where(Description.text.like("A tench is%"))).one() == {"n": 0}
+    stored = _stored(db)
+    index = description_index(db, _space(db), home, minilm.device)
+    store = index.load()
+    assert sorted(store.ids().tolist()) == sorted(stored)  # FAISS ids are the rows' primary keys
+    texts = [t for t, _ in stored.values()]
+    np.testing.assert_allclose(np.stack([v for _, v in stored.values()]), minilm.encode_text(texts), atol=1e-6)
+    search = DescriptionSearch(db, home, minilm.device)
+    for (i, (text, _)), hits in zip(stored.items(), search.search(texts, k=3)):
+        assert hits[0].id == i and hits[0].text == text and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert index.verify().ok
+
+
+def test_search_equals_numpy_brute_force(db: Database, home: Path, tmp_path: Path, minilm: Encoder) -> None:
+    _ingest(db, home, write_json(tmp_path / "a.json", {**ANIMALS, **VEHICLES}), "all", minilm)
+    stored = _stored(db)
+    ids = np.array(list(stored))
+    x = np.stack([v for _, v in stored.values()])
+    queries = ["a red vehicle that puts out fires", "an orange pet fish", "two wheels"]
+    q = minilm.encode_text(queries)
+    order = np.argsort(-(q @ x.T), axis=1, kind="stable")[:, :5]
+    hits = DescriptionSearch(db, home, minilm.device).search(queries, k=5)
+    for row, ref in zip(hits, order):
+        assert [h.id for h in row] == ids[ref].tolist()
+    assert hits[0][0].category == "fire truck" and hits[1][0].category == "goldfish"
+
+
+def test_incremental_add_does_not_reencode(db: Database, home: Path, tmp_path: Path, minilm: Encoder) -> None:
+    counting = CountingEncoder(minilm)
+    _ingest(db, home, write_json(tmp_path / "a.json", ANIMALS), "animals", counting)
+    before = description_index(db, _space(db), home, minilm.device).load()
+    counting.seen.clear()
+    _ingest(db, home, write_json(tmp_path / "v.json", VEHICLES), "vehicles", counting)
+    assert sorted(counting.seen) == sorted(t for v in VEHICLES.values() for t in v)
+    after = description_index(db, _space(db), home, minilm.device).load()
+    assert set(before.ids()) < set(after.ids()) and after.ntotal == len(_stored(db))
+    with db.session() as s:
+        assert s.scalar(select(func.count(IndexFile.id))) == 2  # one record per file written
+
+
+def test_name_conflict_replace_and_delete(db: Database, home: Path, tmp_path: Path, minilm: Encoder) -> None:
+    path = write_json(tmp_path / "a.json", ANIMALS)
+    _ingest(db, home, path, "kb", minilm)
+    _ingest(db, home, write_json(tmp_path / "v.json", VEHICLES), "vehicles", minilm)
+    with pytest.raises(ValueError, match="corpus 'kb' already exists .* use --replace"):
+        _ingest(db, home, path, "kb", minilm)
+    with db.session() as s:
+        assert s.scalar(select(func.count(Corpus.id))) == 2  # the failed attempt left nothing
+    small = write_json(tmp_path / "small.json", {"tench": ANIMALS["tench"][:2]})
+    _ingest(db, home, small, "kb", minilm, replace=True)
+    assert len(_stored(db, "kb")) == 2
+    index = description_index(db, _space(db), home, minilm.device)
+    assert index.verify().ok and index.load().ntotal == 2 + sum(len(v) for v in VEHICLES.values())
+    with db.session() as s:
+        kb_id = s.scalars(select(Corpus.id).where(Corpus.name == "kb")).one()
+    assert delete_corpus(db, kb_id, home, minilm.device) == 2
+    assert sorted(index.load().ids()) == sorted(_stored(db, "vehicles")) and index.verify().ok
+    hits = DescriptionSearch(db, home, minilm.device).search(["A tench is a freshwater fish"], k=20)[0]
+    assert {h.corpus for h in hits} == {"vehicles"}
+
+
+def test_hnsw_factory_delete_rebuilds(db: Database, home: Path, tmp_path: Path, minilm: Encoder) -> None:
+    _ingest(db, home, write_json(tmp_path / "a.json", ANIMALS), "animals", minilm, factory="HNSW16")
+    _ingest(db, home, write_json(tmp_path / "v.json", VEHICLES), "vehicles", minilm)
+    with db.session() as s:
+        animals = s.scalars(select(Corpus.id).where(Corpus.name == "animals")).one()
+    delete_corpus(db, animals, home, minilm.device)  # HNSW cannot remove ids: rebuilt from the store
+    index = description_index(db, _space(db), home, minilm.device)
+    assert index.verify().ok
+    with db.session() as s:
+        assert index.record(s).factory == "HNSW16"
+
+
+def test_verify_detects_stale_file_and_rebuild_repairs(db: Database, home: Path, tmp_path: Path, minilm: Encoder) -> None:
+    _ingest(db, home, write_json(tmp_path / "a.json", ANIMALS), "animals", minilm)
+    index = description_index(db, _space(db), home, minilm.device)
+    old = tmp_path / "old.faiss"
+    shutil.copy(index.path, old)
+    _ingest(db, home, write_json(tmp_path / "v.json", VEHICLES), "vehicles", minilm)
+    shutil.copy(old, index.path)  # an older file put back: it disagrees with the store
+    check = index.verify()
+    assert not check.ok and any("ids differ from the store" in p for p in check.problems)
+    with pytest.raises(StaleIndexError, match="unibind index rebuild"):
+        DescriptionSearch(db, home, minilm.device)
+    index.path.unlink()
+    assert any("missing" in p for p in index.verify().problems)
+    rec = index.rebuild("IVF2,Flat")
+    assert rec.factory == "IVF2,Flat" and rec.n_vectors == len(_stored(db))
+    assert index.verify().ok
+    assert sorted(index.load().ids()) == sorted(_stored(db))
+
+
+def test_purge_incomplete_and_hidden_until_complete(db: Database, home: Path, tmp_path: Path, minilm: Encoder) -> None:
+    _ingest(db, home, write_json(tmp_path / "a.json", ANIMALS), "animals", minilm)
+    with db.transaction() as s:  # what a killed run leaves: a hidden corpus with some rows
+        space = s.scalars(select(Space)).one()
+        dead = Corpus(space_id=space.id, name="~ingesting-dead", status=CorpusStatus.INGESTING)
+        s.add(dead)
+        s.flush()
+        cat = s.scalars(select(Description.category_id)).first()
+        s.add(Description(corpus_id=dead.id, category_id=cat, text="half", text_hash="0" * 40, vector=b"\0" * 4 * 384))
+    index = description_index(db, space, home, minilm.device)
+    assert index.verify().ok  # the hidden corpus is not part of what the file must hold
+    assert purge_incomplete(db, space) == ["~ingesting-dead"]
+    with db.session() as s:
+        assert s.scalar(select(func.count(Description.id)).where(Description.text == "half")) == 0
+
+
+def test_no_records_is_an_error(db: Database, home: Path, minilm: Encoder) -> None:
+    from indexer.corpus_reader import CorpusData
+
+    empty = CorpusData(path="x.json", format="json", records=[], n_duplicates=0, file_sha256="0" * 64)
+    with pytest.raises(ValueError, match="x.json: no descriptions to ingest"):
+        ingest(db, empty, IngestConfig(name="e", encoder="minilm"), home=home, device=minilm.device, encoder=minilm)
+
+
+@pytest.mark.parametrize("name", ["", "  ", "~hidden", "x" * 201, "a\nb"])
+def test_bad_corpus_names(name: str) -> None:
+    with pytest.raises(ValueError, match="corpus name"):
+        IngestConfig(name=name, encoder="minilm")
