@@ -30,6 +30,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, max_w
     return "\n".join(out)
 
 
-def emit_json(obj: Any, stream: TextIO = sys.stdout) -> None:
-    json.dump(obj, stream, indent=2, default=_cell, ensure_ascii=False)
-    stream.write("\n")
+def emit_json(obj: Any, stream: TextIO | None = None) -> None:
+    out = stream or sys.stdout
+    json.dump(obj, out, indent=2, default=_cell, ensure_ascii=False)
+    out.write("\n")
