@@ -49,6 +49,8 @@ class HFClipEncoder(Encoder):
         self._processor = processor
         self._torch = torch
         self.dim = int(model.config.projection_dim)
+        # truncate to what the text tower can take, even when the tokenizer does not say (model_max_length unset)
+        self._max_tokens = int(model.config.text_config.max_position_embeddings)
 
     @staticmethod
     def _features(out: Any) -> Any:
@@ -57,7 +59,9 @@ class HFClipEncoder(Encoder):
 
     def _text_batch(self, texts: Sequence[str]) -> np.ndarray:
         torch = self._torch
-        inputs = self._processor(text=list(texts), return_tensors="pt", padding=True, truncation=True)
+        inputs = self._processor(
+            text=list(texts), return_tensors="pt", padding=True, truncation=True, max_length=self._max_tokens
+        )
         inputs = {k: v.to(self.device.torch) for k, v in inputs.items()}
         with torch.inference_mode():
             feats = self._features(self._model.get_text_features(**inputs))  # [B, d]

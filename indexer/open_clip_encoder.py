@@ -17,11 +17,23 @@ from indexer.hub import offline_unless_reachable
 log = logging.getLogger(__name__)
 
 
+_builtin_models: frozenset[str] | None = None  # open_clip's own configs, before we register any
+
+
 def _register_local_config(arch: str, checkpoint: Path) -> None:
-    """Make ``arch`` known to open_clip from ``<arch>.json`` beside the checkpoint, if it is not built in."""
+    """Make ``arch`` known to open_clip from ``<arch>.json`` beside the checkpoint, if it is not built in.
+
+    The config is (re-)registered on every load, so a name always means the JSON beside *this*
+    checkpoint, not one registered earlier in the process from another folder.
+    """
+    import json
+
     import open_clip
 
-    if open_clip.get_model_config(arch) is not None:
+    global _builtin_models
+    if _builtin_models is None:
+        _builtin_models = frozenset(open_clip.list_models())
+    if arch in _builtin_models:
         return
     config = checkpoint.parent / f"{arch}.json"
     if not config.is_file():
@@ -29,6 +41,13 @@ def _register_local_config(arch: str, checkpoint: Path) -> None:
             f"open_clip model {arch!r} is neither built in nor described by {config} "
             f"(built-in names: open_clip.list_models(); or put the model config JSON there)"
         )
+    # check before registering: open_clip re-reads every registered file on each registration
+    try:
+        cfg = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{config}: not a readable open_clip model config ({e})") from e
+    if not isinstance(cfg, dict) or not all(k in cfg for k in ("embed_dim", "vision_cfg", "text_cfg")):
+        raise ValueError(f"{config}: an open_clip model config needs the keys embed_dim, vision_cfg and text_cfg")
     open_clip.add_model_config(config)
 
 
