@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from indexer.description_index import DescriptionIndex, index_dir
 from indexer.device import Device
 from indexer.encoder_spec import parse_encoder_spec
-from schema import Category, Corpus, CorpusStatus, Database, Description, Space
+from schema import Category, Centre, Corpus, CorpusStatus, Database, Description, Space
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,13 @@ def description_index(db: Database, space: Space, home: Path, device: Device) ->
     return DescriptionIndex(db, space, index_dir(home, db), device)
 
 
+def invalidate_centres(session: Session, space_id: int, corpus_id: int) -> int:
+    """Delete the space's centres of every category the corpus has (members go by cascade)."""
+    categories = select(Description.category_id).where(Description.corpus_id == corpus_id).distinct()
+    result = session.execute(delete(Centre).where(Centre.space_id == space_id, Centre.category_id.in_(categories)))
+    return int(result.rowcount or 0)
+
+
 def delete_corpus(db: Database, corpus_id: int, home: Path, device: Device) -> int:
     """Take the corpus's vectors out of the index and delete its rows, in one commit. Returns the count."""
     with db.session() as session:
@@ -91,6 +98,7 @@ def delete_corpus(db: Database, corpus_id: int, home: Path, device: Device) -> i
         if store is not None and not store.remove(ids):
             store = index.build_from_store(store.factory, exclude_corpus=corpus_id)
         with db.transaction() as session:
+            invalidate_centres(session, space.id, corpus_id)
             session.execute(delete(Description).where(Description.corpus_id == corpus_id))
             session.execute(delete(Corpus).where(Corpus.id == corpus_id))
             session.flush()

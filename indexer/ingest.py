@@ -22,7 +22,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
 
-from indexer.catalog import description_index
+from indexer.catalog import description_index, invalidate_centres
 from indexer.corpus_reader import CorpusData, Record
 from indexer.device import Device
 from indexer.encoder import Encoder
@@ -220,7 +220,9 @@ def _publish(
                     store = index.build_from_store(store.factory, exclude_corpus=old_id)
         store.add(ids, vectors)
         with db.transaction() as session:
+            invalidate_centres(session, space.id, corpus_id)
             if old_id is not None:
+                invalidate_centres(session, space.id, old_id)
                 session.execute(delete(Description).where(Description.corpus_id == old_id))
                 session.execute(delete(Corpus).where(Corpus.id == old_id))
                 session.flush()

@@ -5,11 +5,13 @@ Nothing here knows about torch or FAISS: the store keeps vectors as float32 byte
 
 from schema.base import Base
 from schema.database import Database, migrate, resolve_database_url
-from schema.models import Category, Corpus, CorpusStatus, Description, IndexFile, Space
+from schema.models import Category, Centre, CentreMember, Corpus, CorpusStatus, Description, IndexFile, Space
 
 __all__ = [
     "Base",
     "Category",
+    "Centre",
+    "CentreMember",
     "Corpus",
     "CorpusStatus",
     "Database",

@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -121,3 +122,48 @@ class IndexFile(Base):
     file_size: Mapped[int] = mapped_column(BigInteger)
     corpus_ids: Mapped[list[int]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Centre(Base):
+    """A category's embedding centre: its top-K descriptions for one base prompt, K and strategy.
+
+    Keyed by the corpora it was drawn from (``corpora_key``: sorted corpus ids, comma-joined), so a
+    centre is reused while nothing changed; ingesting, replacing or deleting a corpus of the category
+    deletes its centres.
+    """
+
+    __tablename__ = "centres"
+    __table_args__ = (
+        UniqueConstraint("space_id", "category_id", "template", "k", "strategy", "corpora_key", name="uq_centres_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
+    category_id: Mapped[int] = mapped_column(ForeignKey("categories.id", ondelete="CASCADE"), index=True)
+    template: Mapped[str] = mapped_column(String(500))
+    k: Mapped[int] = mapped_column(Integer)
+    strategy: Mapped[str] = mapped_column(String(32))
+    corpora_key: Mapped[str] = mapped_column(String(500))
+    n_candidates: Mapped[int] = mapped_column(Integer)  # descriptions the category had to choose from
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    category: Mapped[Category] = relationship()
+    members: Mapped[list[CentreMember]] = relationship(
+        back_populates="centre", order_by="CentreMember.rank", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class CentreMember(Base):
+    """One vector of a centre: a description (``description_id``) or a synthetic prompt vector."""
+
+    __tablename__ = "centre_members"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    centre_id: Mapped[int] = mapped_column(ForeignKey("centres.id", ondelete="CASCADE"), index=True)
+    description_id: Mapped[int | None] = mapped_column(ForeignKey("descriptions.id", ondelete="CASCADE"))
+    rank: Mapped[int] = mapped_column(Integer)  # 1 = closest to the base prompt
+    score: Mapped[float] = mapped_column(Float)  # cosine to the base prompt
+    text: Mapped[str] = mapped_column(Text)  # the description, or what the synthetic vector stands for
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+    centre: Mapped[Centre] = relationship(back_populates="members")
