@@ -1,5 +1,6 @@
 # unibind: two commands from a fresh clone.
-#   make demo   virtual environment, install, ingest part of the builtin corpus with MiniLM, search it
+#   make demo   virtual environment, install, ingest part of the builtin corpus with MiniLM, search it,
+#               build the centres and recognise descriptions that never name their class
 #   make test   the test suite (SQLite and PostgreSQL; set UNIBIND_TEST_DATABASE_URL for another server)
 
 PYTHON ?= python3
@@ -33,6 +34,13 @@ demo: install
 	$(UNIBIND) search-descriptions "a large bird of prey with a white head" -k 5
 	$(UNIBIND) search-descriptions "a small shark that lives near coral reefs" -k 5
 	$(UNIBIND) index verify
+	$(UNIBIND) centres build
+	$(UNIBIND) centres show "bald eagle" | head -n 8
+	$(UNIBIND) recognize -k 3 \
+	  --text "A large bird of prey with a white head and a yellow hooked beak." \
+	  --text "A small orange fish often kept in a glass bowl at home." \
+	  --text "A flat fish with a long whip-like tail and a venomous barb." \
+	  --text "A huge lizard from Indonesia with a forked tongue and a deadly bite."
 
 test: install
 	$(BIN)/python -m pytest

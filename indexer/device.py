@@ -30,7 +30,7 @@ class Device:
 
 def _faiss_gpus() -> int:
     try:
-        import faiss
+        from indexer.faiss_runtime import faiss
 
         return int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
     except Exception as e:  # a faiss build without GPU support, or a broken CUDA runtime

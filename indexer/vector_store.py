@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-import faiss
+from indexer.faiss_runtime import faiss
 import numpy as np
 
 from indexer.device import Device

@@ -153,7 +153,9 @@ class CentreBuilder:
                 notices += self._build_batch(batch, keys, corpora, spec, strategy, ctx)
                 bar.update(len(batch))
         for n in notices:
-            log.info("%s", n)
+            log.debug("%s", n)
+        if notices:
+            log.info("%d categories with notices, e.g. %s", len(notices), notices[0])
         return BuildReport(categories=len(keys), built=len(todo), reused=len(keys) - len(todo), notices=notices)
 
     def _build_batch(self, cats, keys, corpora, spec, strategy, ctx) -> list[str]:  # type: ignore[no-untyped-def]

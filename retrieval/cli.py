@@ -261,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-k", type=int, default=10, help="how many (default 10)")
     common(sp)
     sp.set_defaults(func=cmd_search_descriptions)
+
+    from retrieval.cli_recognition import add_commands
+
+    add_commands(sub, common)
     return p
 
 

@@ -98,7 +98,7 @@ class Description(Base):
     corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id", ondelete="CASCADE"), index=True)
     category_id: Mapped[int] = mapped_column(ForeignKey("categories.id"), index=True)
     text: Mapped[str] = mapped_column(Text)
-    text_hash: Mapped[str] = mapped_column(String(40))  # sha1 of the normalised text
+    text_hash: Mapped[str] = mapped_column(String(40), index=True)  # sha1 of the normalised text
     meta: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
 

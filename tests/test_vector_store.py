@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import faiss
+from indexer.faiss_runtime import faiss
 import numpy as np
 import pytest
 

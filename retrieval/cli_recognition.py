@@ -1,0 +1,165 @@
+"""CLI commands of the recognition side: centres, recognize, eval."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from retrieval.table import emit_json, format_table
+
+ALL_STRATEGIES = "informative,top,prompt,templates,all"
+
+
+def _spec(args: argparse.Namespace, strategy: str | None = None):  # type: ignore[no-untyped-def]
+    from retrieval.centre_builder import CentreSpec
+    from retrieval.centre_strategy import DEFAULT_STRATEGY
+
+    corpora = tuple(c.strip() for c in args.corpus.split(",") if c.strip()) if args.corpus else None
+    strategy = strategy or getattr(args, "strategy", None) or DEFAULT_STRATEGY
+    return CentreSpec(template=args.template, k=args.k_centre, strategy=strategy, corpora=corpora)
+
+
+def _labels(raw: str | None) -> list[str] | None:
+    if raw is None:
+        return None
+    labels = [x.strip() for x in raw.split(",") if x.strip()]
+    if not labels:
+        raise ValueError("--labels needs at least one category name (comma-separated)")
+    return labels
+
+
+def cmd_centres(ctx: Any, args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from indexer.catalog import find_space
+    from indexer.encoder_factory import build_encoder
+    from retrieval.centre_builder import CentreBuilder, centre_members
+
+    spec = _spec(args)
+    with ctx.db.session() as session:
+        space = find_space(session, args.encoder)
+    if args.action == "build":
+        report = CentreBuilder(ctx.db, space, build_encoder(space.encoder, ctx.device)).build(spec, progress=True)
+        if args.json:
+            emit_json(report.__dict__)
+        else:
+            print(f"centres ({spec.strategy}, K={spec.k}, {spec.template!r}): {report.categories} categories, "
+                  f"{report.built} built, {report.reused} reused")
+            few = [n for n in report.notices if "fewer than K" in n]
+            if few:
+                print(f"{len(few)} categories have fewer than K descriptions: all of theirs are kept")
+        return 0
+    if not args.category:
+        raise ValueError("centres show needs a CATEGORY")
+    centre, members = centre_members(ctx.db, space, spec, args.category)
+    if centre is None:
+        if args.json:
+            emit_json(None)
+        else:
+            print(f"no centre yet for {args.category!r} with {spec.strategy}, K={spec.k}: run `unibind centres build`")
+        return 1
+    if args.json:
+        emit_json({"category": args.category, "strategy": spec.strategy, "k": spec.k, "template": spec.template,
+                   "candidates": centre.n_candidates, "members": [m for m in members]})
+    else:
+        print(f"{args.category}: {len(members)} members of {centre.n_candidates} descriptions "
+              f"({spec.strategy}, K={spec.k}, {spec.template!r})")
+        print(format_table(["rank", "score", "description"], [[m["rank"], m["score"], m["text"]] for m in members], max_width=110))
+    return 0
+
+
+def cmd_recognize(ctx: Any, args: argparse.Namespace) -> int:
+    from retrieval.recognizer import Recognizer
+
+    texts = args.text or []
+    if not texts:
+        raise ValueError("give at least one --text")
+    rec = Recognizer(ctx.db, ctx.device, encoder=args.encoder, spec=_spec(args), engine=args.engine)
+    results = rec.recognize_texts(texts, k=args.k, labels=_labels(args.labels))
+    if args.json:
+        emit_json([{"query": t, "labels": r.labels, "scores": r.scores} for t, r in zip(texts, results)])
+        return 0
+    for text, r in zip(texts, results):
+        print(f"{text}")
+        print(format_table(["#", "category", "score"], [[i + 1, lab, s] for i, (lab, s) in enumerate(zip(r.labels, r.scores))]))
+        print()
+    return 0
+
+
+def cmd_eval(ctx: Any, args: argparse.Namespace) -> int:
+    from indexer.catalog import find_space
+    from indexer.encoder_factory import build_encoder
+    from retrieval.evaluation import evaluate, read_queries
+
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    from retrieval.centre_strategy import get_strategy
+
+    for s in strategies:
+        get_strategy(s)
+    if args.what == "recognition":
+        if not args.queries:
+            raise ValueError("eval recognition needs --queries FILE.jsonl")
+        queries = read_queries(args.queries)
+        rows = evaluate(ctx.db, ctx.device, queries, strategies, base=_spec(args), encoder=args.encoder,
+                        engine=args.engine, source=args.queries)
+        table = [{"strategy": r.strategy, "queries": r.n, "categories": r.categories, "top1": r.top1, "top5": r.top5} for r in rows]
+    else:
+        from retrieval.dev_benchmark import run_dev_benchmark
+
+        encoder_spec = ctx.default_encoder(args.encoder)
+        encoder = build_encoder(encoder_spec, ctx.device)
+        rows2 = run_dev_benchmark(ctx.db, ctx.device, ctx.home, encoder, strategies, classes=args.classes,
+                                  holdout=args.holdout, seed=args.seed, k=args.k_centre, engine=args.engine)
+        table = [{"kb": v, "strategy": r.strategy, "queries": r.n, "categories": r.categories, "top1": r.top1, "top5": r.top5}
+                 for v, r in rows2]
+    if args.json:
+        emit_json(table)
+    else:
+        keys = list(table[0])
+        print(format_table(keys, [[f"{row[k] * 100:.2f} %" if k.startswith("top") else row[k] for k in keys] for row in table]))
+    return 0
+
+
+def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    from retrieval.centre_builder import DEFAULT_K
+    from retrieval.centre_strategy import DEFAULT_STRATEGY, STRATEGIES
+    from retrieval.prompt_templates import BASE_PROMPT
+    from retrieval.recognizer import DEFAULT_ENGINE
+
+    def centre_options(sp: argparse.ArgumentParser, strategy: bool = True, k_flags: tuple[str, ...] = ("-K", "--centre-size")) -> None:
+        if strategy:
+            sp.add_argument("--strategy", default=DEFAULT_STRATEGY, choices=list(STRATEGIES),
+                            help=f"centre selection strategy (default {DEFAULT_STRATEGY})")
+        sp.add_argument("--template", default=BASE_PROMPT, help=f"base prompt, {{}} = category (default {BASE_PROMPT!r})")
+        sp.add_argument(*k_flags, dest="k_centre", type=int, default=DEFAULT_K,
+                        help=f"members per centre (default {DEFAULT_K})")
+        sp.add_argument("--corpus", help="draw centres from these corpora only (comma-separated; default all)")
+
+    sp = sub.add_parser("centres", help="build the embedding centres, or show one category's centre")
+    sp.add_argument("action", choices=["build", "show"])
+    sp.add_argument("category", nargs="?")
+    centre_options(sp, k_flags=("-k", "-K", "--centre-size"))
+    common(sp)
+    sp.set_defaults(func=cmd_centres)
+
+    sp = sub.add_parser("recognize", help="top-k categories of a query (a retrieval call over the centres)")
+    sp.add_argument("--text", action="append", help="a text query (repeat for a batch)")
+    sp.add_argument("--labels", help="restrict the answer to these categories (comma-separated)")
+    sp.add_argument("-k", type=int, default=5, help="categories per query (default 5)")
+    sp.add_argument("--engine", default=DEFAULT_ENGINE, choices=["faiss", "dense"], help=f"default {DEFAULT_ENGINE}")
+    centre_options(sp)
+    common(sp)
+    sp.set_defaults(func=cmd_recognize)
+
+    sp = sub.add_parser("eval", help="recognition accuracy per strategy: on a queries file, or the dev benchmark")
+    sp.add_argument("what", choices=["recognition", "dev"])
+    sp.add_argument("--queries", help="recognition: JSONL with {\"text\": ..., \"label\": ...} per line")
+    sp.add_argument("--strategies", default=ALL_STRATEGIES, help=f"comma-separated (default {ALL_STRATEGIES})")
+    sp.add_argument("--engine", default=DEFAULT_ENGINE, choices=["faiss", "dense"])
+    sp.add_argument("--classes", type=int, help="dev: the first N builtin classes (default all 998)")
+    sp.add_argument("--holdout", type=int, default=10, help="dev: held-out LLM descriptions per class (default 10)")
+    sp.add_argument("--seed", type=int, default=0, help="dev: seed of the hold-out draw (default 0)")
+    centre_options(sp, strategy=False)
+    common(sp)
+    sp.set_defaults(func=cmd_eval)

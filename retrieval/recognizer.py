@@ -1,0 +1,74 @@
+"""Recognition as a retrieval call: queries of the space, searched against every centre vector."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from indexer.catalog import find_space
+from indexer.device import Device
+from indexer.encoder import Encoder
+from indexer.encoder_factory import build_encoder
+from retrieval.centre_builder import BuildReport, CentreBuilder, CentreSpec, load_centres
+from retrieval.recognition_engine import CentreTable, Recognition, RecognitionEngine, make_engine
+from schema import Database
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENGINE = "dense"  # measured faster on CPU by bench/recognize.py; see README "Engines"
+
+
+class Recognizer:
+    """Loads a space's encoder and centres once (building missing centres), then answers many queries."""
+
+    def __init__(
+        self,
+        db: Database,
+        device: Device,
+        *,
+        encoder: str | None = None,
+        spec: CentreSpec | None = None,
+        engine: str = DEFAULT_ENGINE,
+        build_missing: bool = True,
+        encoder_obj: Encoder | None = None,
+    ) -> None:
+        self.db, self.device = db, device
+        self.spec = spec or CentreSpec()
+        with db.session() as session:
+            self.space = find_space(session, encoder)
+        self.encoder = encoder_obj or build_encoder(self.space.encoder, device)
+        self.build_report: BuildReport | None = None
+        if build_missing:
+            self.build_report = CentreBuilder(db, self.space, self.encoder).build(self.spec)
+            if self.build_report.built:
+                log.info("built %d centres (%d reused)", self.build_report.built, self.build_report.reused)
+        names, vectors, owner = load_centres(db, self.space, self.spec)
+        self.table = CentreTable(names=names, vectors=vectors, owner=owner)
+        self.default_engine = engine
+        self._engines: dict[str, RecognitionEngine] = {engine: make_engine(engine, self.table, device)}
+
+    @property
+    def categories(self) -> list[str]:
+        return list(self.table.names)
+
+    def engine(self, name: str | None = None) -> RecognitionEngine:
+        """The named engine over the same centres (made on first use)."""
+        name = name or self.default_engine
+        if name not in self._engines:
+            self._engines[name] = make_engine(name, self.table, self.device)
+        return self._engines[name]
+
+    def recognize_texts(
+        self, texts: Sequence[str], k: int = 5, labels: Sequence[str] | None = None, engine: str | None = None
+    ) -> list[Recognition]:
+        if not texts:
+            return []
+        return self.recognize_vectors(self.encoder.encode_text(list(texts)), k=k, labels=labels, engine=engine)
+
+    def recognize_vectors(
+        self, queries: np.ndarray, k: int = 5, labels: Sequence[str] | None = None, engine: str | None = None
+    ) -> list[Recognition]:
+        """[B, d] vectors of the space → top-k categories per query."""
+        return self.engine(engine).recognize(queries, k=k, labels=labels)

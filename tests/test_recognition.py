@@ -1,0 +1,126 @@
+"""Recognition end to end with the real MiniLM: both engines against a NumPy brute force over the stored
+centres, label subsets, the CLI, evaluation files and the dev benchmark split."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.corpus_reader import read_corpus
+from indexer.encoder import Encoder
+from indexer.ingest import IngestConfig, ingest
+from retrieval.centre_builder import CentreSpec
+from retrieval.cli import main
+from retrieval.dev_benchmark import make_split, mask_class_name
+from retrieval.evaluation import Query, accuracy, evaluate, read_queries
+from retrieval.recognizer import Recognizer
+from schema import Database
+from tests.corpus_samples import ANIMALS, VEHICLES, write_json
+
+QUERIES = ["an orange fish in a bowl", "a vehicle that puts out fires", "a striped pet", "two wheels and pedals"]
+
+
+@pytest.fixture
+def kb(db: Database, home: Path, tmp_path: Path, minilm: Encoder) -> Database:
+    data = read_corpus(write_json(tmp_path / "kb.json", {**ANIMALS, **VEHICLES}))
+    ingest(db, data, IngestConfig(name="kb", encoder="minilm"), home=home, device=minilm.device, encoder=minilm)
+    return db
+
+
+def brute_force(names: list[str], vectors: np.ndarray, owner: np.ndarray, q: np.ndarray, k: int) -> list[list[str]]:
+    sims = q.astype(np.float64) @ vectors.astype(np.float64).T  # [B, M]
+    out = []
+    for row in sims:
+        best = {names[c]: row[owner == c].max() for c in range(len(names))}
+        out.append(sorted(best, key=lambda n: (-best[n], n))[:k])
+    return out
+
+
+@pytest.mark.parametrize("strategy", ["top", "informative", "all", "prompt"])
+def test_engines_equal_brute_force(kb: Database, minilm: Encoder, strategy: str) -> None:
+    rec = Recognizer(kb, minilm.device, spec=CentreSpec(strategy=strategy, k=2), encoder_obj=minilm)
+    q = minilm.encode_text(QUERIES)
+    ref = brute_force(rec.table.names, rec.table.vectors, rec.table.owner, q, 3)
+    faiss_out = rec.recognize_vectors(q, k=3, engine="faiss")
+    dense_out = rec.recognize_vectors(q, k=3, engine="dense")
+    assert [r.labels for r in faiss_out] == ref == [r.labels for r in dense_out]
+    assert [r.scores for r in faiss_out] == [r.scores for r in dense_out]
+    if strategy != "prompt":
+        assert [r.labels[0] for r in faiss_out] == ["goldfish", "fire truck", "tabby cat", "bicycle"]
+
+
+def test_labels_subset_and_unknown_label(kb: Database, minilm: Encoder) -> None:
+    rec = Recognizer(kb, minilm.device, spec=CentreSpec(k=3), encoder_obj=minilm)
+    out = rec.recognize_texts(["an orange fish in a bowl"], k=5, labels=["tench", "bicycle"])[0]
+    assert sorted(out.labels) == ["bicycle", "tench"] and out.labels[0] == "tench"
+    with pytest.raises(ValueError, match="unknown label 'goldfsh'.*'goldfish'"):
+        rec.recognize_texts(["x"], labels=["goldfsh"])
+    assert rec.recognize_texts([]) == []
+
+
+def test_cli_centres_recognize_eval(kb: Database, home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["--db", kb.url.render_as_string(hide_password=False), "--home", str(home)]
+    assert main([*base, "centres", "build", "--strategy", "top", "-k", "2"]) == 0
+    assert "5 categories, 5 built, 0 reused" in capsys.readouterr().out
+    assert main([*base, "centres", "show", "tench", "--strategy", "top", "-k", "2", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [m["rank"] for m in shown["members"]] == [1, 2] and shown["candidates"] == 4
+    assert main([*base, "recognize", "--text", "a red truck with ladders", "--text", "a small orange fish", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [o["labels"][0] for o in out] == ["fire truck", "goldfish"] and len(out[0]["labels"]) == 5
+    assert main([*base, "recognize", "--text", "a red truck", "--labels", "tench,bicycle", "-k", "1", "--engine", "dense"]) == 0
+    text = capsys.readouterr().out
+    assert "bicycle" in text and "fire truck" not in text
+    assert main([*base, "recognize", "--text", "x", "--labels", "bicycel"]) == 2
+    assert "did you mean 'bicycle'" in capsys.readouterr().err
+    queries = tmp_path / "q.jsonl"
+    queries.write_text("\n".join(json.dumps({"text": t, "label": lab}) for t, lab in zip(QUERIES, ["goldfish", "fire truck", "tabby cat", "bicycle"])))
+    assert main([*base, "eval", "recognition", "--queries", str(queries), "--strategies", "top,prompt", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["strategy"] for r in rows] == ["top", "prompt"] and rows[0]["top1"] == 1.0 and rows[0]["queries"] == 4
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "a fish", "label": "tench"}\n{"text": "x", "label": "unicorn"}\n')
+    assert main([*base, "eval", "recognition", "--queries", str(bad)]) == 2
+    assert "bad.jsonl:2: label 'unicorn' is not a category" in capsys.readouterr().err
+
+
+def test_read_queries_errors(tmp_path: Path) -> None:
+    for content, needle in [('{"text": "a"}\n', "q.jsonl:1: field 'label'"), ("[1]\n", "q.jsonl:1: each line must be a JSON object"),
+                            ("{bad\n", "q.jsonl:1: invalid JSON"), ("\n\n", "q.jsonl: no queries")]:
+        (tmp_path / "q.jsonl").write_text(content)
+        with pytest.raises(ValueError, match=re.escape(needle)):
+            read_queries(tmp_path / "q.jsonl")
+    with pytest.raises(FileNotFoundError, match="queries file not found"):
+        read_queries(tmp_path / "none.jsonl")
+
+
+def test_accuracy() -> None:
+    assert accuracy([["a", "b"], ["b", "a"], ["c"]], ["a", "a", "a"]) == (1 / 3, 2 / 3)
+
+
+def test_dev_split_never_names_the_class_and_holds_out() -> None:
+    split = make_split(classes=5, holdout=7, seed=3)
+    assert len(split.queries) == 5 * 7
+    for q in split.queries:
+        words = [w for w in re.findall(r"[A-Za-z]+", q.label) if len(w) >= 3]
+        assert not any(re.search(rf"(?i)\b{w}", q.text) for w in words), q.text
+        assert q.text not in split.descriptions[q.label]
+    assert all(len(t) == 80 for t in split.templates.values())
+    assert make_split(classes=5, holdout=7, seed=3) == split  # seeded
+    assert mask_class_name("Great white sharks hunt. The shark!", "great white shark") == "it hunt. The it!"
+
+
+@pytest.mark.slow
+def test_dev_benchmark_small(db_url: str, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["--db", db_url, "--home", str(home)]
+    assert main([*base, "eval", "dev", "--classes", "4", "--holdout", "5", "--encoder", "minilm", "--strategies", "informative,top", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["kb"], r["strategy"]) for r in rows] == [("descriptions", "informative"), ("descriptions", "top"), ("all", "informative"), ("all", "top")]
+    assert all(r["queries"] == 20 and r["categories"] == 4 for r in rows)
+    assert main([*base, "corpus", "list", "--json"]) == 0
+    names = {r["name"] for r in json.loads(capsys.readouterr().out)}
+    assert names == {"dev-cupl-descriptions-c4-h5-s0", "dev-cupl-templates-c4-h5-s0"}

@@ -1,0 +1,317 @@
+"""Both recognition engines against an exact NumPy brute force, and against each other (bit for bit)."""
+
+from __future__ import annotations
+
+import math
+import numpy as np
+import pytest
+
+from indexer.device import Device
+from indexer.vectors import normalize
+from retrieval.recognition_engine import (
+    CentreTable,
+    DenseEngine,
+    FaissEngine,
+    Recognition,
+    RecognitionEngine,
+    exact_top_k,
+    make_engine,
+)
+
+ENGINES = ("faiss", "dense")
+DIM = 32
+K = 10
+REAL_NAMES = ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead", "electric ray"]
+TIED = ["zebra", "aardvark", "mongoose"]  # identical members; position order is not name order
+
+
+def reference(
+    table: CentreTable, queries: np.ndarray, k: int, labels: list[str] | None = None
+) -> list[tuple[list[str], list[float]]]:
+    """Exact brute force: per query, per category, max over members of correctly rounded dot products
+    (math.fsum of the exact float64 products: no summation order, so identical members tie exactly);
+    sort by (-score, name); top k."""
+    q = normalize(queries).astype(np.float64)
+    z = table.vectors.astype(np.float64)
+    sims = np.array([[math.fsum(p) for p in (row * z).tolist()] for row in q])  # [B, M]
+    allowed = sorted(set(labels)) if labels is not None else table.names
+    out = []
+    for row in sims:
+        per_cat = {name: row[table.owner == table.names.index(name)].max() for name in allowed}
+        ranked = sorted(per_cat.items(), key=lambda item: (-item[1], item[0]))[:k]
+        out.append(([n for n, _ in ranked], [float(s) for _, s in ranked]))
+    return out
+
+
+def check(
+    engines: dict[str, RecognitionEngine], queries: np.ndarray, k: int, labels: list[str] | None = None
+) -> list[Recognition]:
+    """Every engine returns the same labels and bitwise-equal scores, equal to the brute force."""
+    results = {name: engine.recognize(queries, k=k, labels=labels) for name, engine in engines.items()}
+    first = next(iter(results.values()))
+    for name, result in results.items():
+        assert result == first, f"{name} differs from {next(iter(results))}"
+    ref = reference(next(iter(engines.values())).table, queries, k, labels)
+    assert len(first) == len(ref)
+    for got, (labels_ref, scores_ref) in zip(first, ref):
+        assert got.labels == labels_ref
+        np.testing.assert_allclose(got.scores, scores_ref, rtol=0, atol=1e-6)
+        assert all(type(s) is float for s in got.scores)
+    return first
+
+
+def build_table(seed: int = 0) -> CentreTable:
+    """~50 categories with K = 10 members, some with only 1..3, three with identical members."""
+    rng = np.random.default_rng(seed)
+    groups: dict[str, np.ndarray] = {}
+    names = REAL_NAMES + [f"category {i:02d}" for i in range(41)]
+    for i, name in enumerate(names):
+        n = int(rng.integers(1, 4)) if i % 7 == 3 else K  # categories with fewer than K descriptions
+        groups[name] = normalize(rng.standard_normal((n, DIM)))
+    shared = normalize(rng.standard_normal((K, DIM)))
+    for name in TIED:
+        groups[name] = shared.copy()
+    return CentreTable.from_groups(groups)
+
+
+@pytest.fixture(scope="module")
+def table() -> CentreTable:
+    return build_table()
+
+
+@pytest.fixture(scope="module")
+def engines(table: CentreTable) -> dict[str, RecognitionEngine]:
+    return {name: make_engine(name, table, Device()) for name in ENGINES}
+
+
+@pytest.fixture(scope="module")
+def queries() -> np.ndarray:
+    return normalize(np.random.default_rng(1).standard_normal((37, DIM)))
+
+
+def test_table_shape(table: CentreTable) -> None:
+    assert table.n_categories == 50 and table.dim == DIM and table.k_max == K
+    assert table.n_members == int(table.counts.sum()) and (table.counts < 4).sum() >= 5
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 10, 20, 49, 50, 51, 500])
+def test_engines_equal_brute_force(engines, queries, k: int) -> None:  # type: ignore[no-untyped-def]
+    result = check(engines, queries, k)
+    assert all(len(r.labels) == min(k, 50) for r in result)
+    assert all(r.scores == sorted(r.scores, reverse=True) for r in result)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        ["tench"],
+        ["goldfish", "tiger shark"],
+        ["category 03", "tench", "tench", "zebra", "aardvark", "category 10", "category 17"],  # duplicates are fine
+        [f"category {i:02d}" for i in range(0, 41, 2)] + TIED,
+        None,
+    ],
+)
+@pytest.mark.parametrize("k", [1, 3, 8, 100])
+def test_label_subsets(engines, queries, table, labels, k: int) -> None:  # type: ignore[no-untyped-def]
+    result = check(engines, queries, k, labels)
+    allowed = set(labels or table.names)
+    assert all(set(r.labels) <= allowed and len(r.labels) == min(k, len(allowed)) for r in result)
+
+
+def test_all_labels_equal_no_labels(engines, queries, table) -> None:  # type: ignore[no-untyped-def]
+    for engine in engines.values():
+        assert engine.recognize(queries, 4, labels=list(reversed(table.names))) == engine.recognize(queries, 4)
+
+
+def test_exact_ties_are_ordered_by_name(engines, table) -> None:  # type: ignore[no-untyped-def]
+    member = table.vectors[np.flatnonzero(table.owner == table.names.index("zebra"))[4]]
+    for k in (1, 2, 3, 5):
+        (result,) = check(engines, member, k)  # a query exactly equal to a member, shared by three categories
+        assert result.labels[: min(k, 3)] == sorted(TIED)[: min(k, 3)]
+        assert result.scores[: min(k, 3)] == [result.scores[0]] * min(k, 3)  # bitwise equal
+        assert abs(result.scores[0] - 1.0) < 1e-6
+    (result,) = check(engines, member, 2, labels=["mongoose", "zebra", "tench"])
+    assert result.labels == ["mongoose", "zebra"]
+
+
+def test_query_equal_to_member_recognises_its_category(engines, table) -> None:  # type: ignore[no-untyped-def]
+    rows = [int(np.flatnonzero(table.owner == c)[-1]) for c in range(len(REAL_NAMES))]
+    for result, row in zip(check(engines, table.vectors[rows], 3), rows):
+        assert result.labels[0] == table.names[table.owner[row]]
+        assert abs(result.scores[0] - 1.0) < 1e-6
+
+
+def test_near_ties_below_float32_resolution() -> None:
+    """Members 1e-6 apart: float32 cannot order them, the exact float64 step does (and both engines agree)."""
+    rng = np.random.default_rng(5)
+    base = normalize(rng.standard_normal(DIM))[0]
+    groups = {f"near {i}": normalize(base + 1e-6 * (i + 1) * normalize(rng.standard_normal(DIM))[0]) for i in range(8)}
+    groups |= {f"far {i}": normalize(rng.standard_normal((3, DIM))) for i in range(20)}
+    table = CentreTable.from_groups(groups)
+    engines = {name: make_engine(name, table, Device()) for name in ENGINES}
+    queries = np.stack([base, normalize(base + 1e-7 * rng.standard_normal(DIM))[0]])
+    for k in (1, 3, 8, 9):
+        check(engines, queries, k)
+
+
+def test_many_tied_categories_fetch_more_neighbours() -> None:
+    """Twelve categories with the same five members: the FAISS engine must fetch past its first guess."""
+    rng = np.random.default_rng(11)
+    shared = normalize(rng.standard_normal((5, DIM)))
+    groups = {f"twin {i:02d}": shared for i in range(12)}
+    groups |= {f"other {i}": normalize(rng.standard_normal((5, DIM))) for i in range(30)}
+    table = CentreTable.from_groups(groups)
+    engines = {name: make_engine(name, table, Device()) for name in ENGINES}
+    for k in (1, 2, 12, 13):
+        results = check(engines, np.concatenate([shared[:2], normalize(rng.standard_normal((3, DIM)))]), k)
+        assert results[0].labels[: min(k, 12)] == [f"twin {i:02d}" for i in range(min(k, 12))]
+
+
+@pytest.mark.parametrize("budget", [4 * K * 7, 4 * K * DIM * 3, 4 * 50 * K * 5])
+def test_dense_chunking_changes_nothing(table, queries, engines, budget: int) -> None:  # type: ignore[no-untyped-def]
+    """Tiny memory budgets force query chunks, category blocks and the two-pass path."""
+    small = DenseEngine(table, Device(), memory_budget=budget)
+    subset = [f"category {i:02d}" for i in range(0, 41, 3)] + TIED
+    for k, labels in [(1, None), (5, None), (60, None), (2, subset), (4, ["tench"]), (30, subset)]:
+        assert small.recognize(queries, k, labels) == engines["faiss"].recognize(queries, k, labels)
+
+
+def test_exact_scores_do_not_depend_on_the_batch(table, queries) -> None:  # type: ignore[no-untyped-def]
+    """The shared exact step gives a pair the same float64 score whatever other pairs come along (here: all
+    16,000 pairs in two slices, vs. one query at a time, vs. each category's members alone)."""
+    B, M = len(queries), table.n_members
+    qi, mi = np.repeat(np.arange(B), M), np.tile(np.arange(M), B)
+    together = exact_top_k(table, queries, qi, mi, 50)
+    alone = [exact_top_k(table, queries[b : b + 1], np.zeros(M, np.int64), np.arange(M), 50)[0] for b in range(B)]
+    assert together == alone
+    for b in (0, 17):
+        for c in range(0, 50, 7):
+            rows = np.flatnonzero(table.owner == c)
+            (one,) = exact_top_k(table, queries[b : b + 1], np.zeros(len(rows), np.int64), rows, 1)
+            assert one.scores[0] == together[b].scores[together[b].labels.index(table.names[c])]
+
+
+def test_one_query_and_empty_batch(engines, queries) -> None:  # type: ignore[no-untyped-def]
+    for engine in engines.values():
+        assert engine.recognize(queries[5], 4) == engine.recognize(queries[5:6], 4)
+        assert len(engine.recognize(queries[5], 4)) == 1
+        assert engine.recognize(np.empty((0, DIM), np.float32), 3) == []
+        unnormalised = engine.recognize(queries[:3] * 7.5, 4)  # queries are normalised by the engine
+        assert [r.labels for r in unnormalised] == [r.labels for r in engine.recognize(queries[:3], 4)]
+
+
+def test_subset_cache_is_bounded(table, queries) -> None:  # type: ignore[no-untyped-def]
+    engine = FaissEngine(table, Device())
+    for labels in (["tench"], ["goldfish"], ["tench", "goldfish"], ["tench"]):
+        check({"faiss": engine}, queries[:4], 2, labels)
+    assert len(engine._subsets) == FaissEngine.SUBSET_CACHE
+
+
+def test_unknown_label_suggests_close_names(engines) -> None:  # type: ignore[no-untyped-def]
+    q = np.ones(DIM, np.float32)
+    for engine in engines.values():
+        with pytest.raises(ValueError, match=r"^unknown label 'tenchh'; did you mean 'tench'\?$"):
+            engine.recognize(q, 3, labels=["goldfish", "tenchh"])
+        with pytest.raises(ValueError, match=r"^unknown label 'xyzzy-42'$"):
+            engine.recognize(q, 3, labels=["xyzzy-42"])
+        with pytest.raises(ValueError, match="labels is empty"):
+            engine.recognize(q, 3, labels=[])
+        with pytest.raises(ValueError, match="not the string 'tench'"):
+            engine.recognize(q, 3, labels="tench")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "queries, k, message",
+    [
+        (np.ones((2, DIM + 1), np.float32), 3, r"queries of shape \(2, 33\) do not fit centres of dimension 32"),
+        (np.ones(DIM - 1, np.float32), 3, r"queries of shape \(31,\) do not fit"),
+        (np.ones((2, 2, DIM), np.float32), 3, r"queries of shape \(2, 2, 32\) do not fit"),
+        (np.ones((2, DIM), np.float32), 0, "k must be an integer >= 1, got 0"),
+        (np.ones((2, DIM), np.float32), -2, "k must be an integer >= 1, got -2"),
+        (np.ones((2, DIM), np.float32), 2.5, "k must be an integer >= 1, got 2.5"),
+        (np.zeros((2, DIM), np.float32), 3, "vector 0 has zero length"),
+        (np.full((1, DIM), np.nan, np.float32), 3, "vector 0 contains NaN"),
+    ],
+)
+def test_bad_queries_and_k(engines, queries, k, message: str) -> None:  # type: ignore[no-untyped-def]
+    for engine in engines.values():
+        with pytest.raises(ValueError, match=message):
+            engine.recognize(queries, k)
+
+
+def test_make_engine(table) -> None:  # type: ignore[no-untyped-def]
+    assert isinstance(make_engine("faiss", table, Device()), FaissEngine)
+    assert isinstance(make_engine("dense", table, Device()), DenseEngine)
+    with pytest.raises(ValueError, match=r"unknown recognition engine 'annoy'; choose from dense, faiss"):
+        make_engine("annoy", table, Device())
+
+
+def test_centre_table_validation() -> None:
+    v = normalize(np.random.default_rng(2).standard_normal((4, 8)))
+    owner = np.array([0, 0, 1, 2])
+    CentreTable(["a", "b", "c"], v, owner)
+    cases = [
+        (["a", "b", "a"], v, owner, "category name 'a' appears twice"),
+        (["a", "b", "c", "d"], v, owner, "category 'd' has no centre members"),
+        (["a", "b"], v, owner, "member 3: owner 2 is not a category position 0..1"),
+        (["a", "b", "c"], v, owner[:3], r"owner must be \[M\] = \[4\] integers"),
+        (["a", "b", "c"], v, owner.astype(float), "owner must be"),
+        (["a", "b", "c"], v * 2, owner, "centre member 0 has norm 2: members must be L2-normalised"),
+        (["a", "b", "c"], v[:, 0], owner, r"centre vectors must be \[M, d\]"),
+        (["a", "", "c"], v, owner, "category 1: name must be a non-empty string"),
+        ([], v, owner, "at least one category"),
+    ]
+    for names, vectors, own, message in cases:
+        with pytest.raises(ValueError, match=message):
+            CentreTable(names, vectors, own)
+    with pytest.raises(ValueError, match="at least one category"):
+        CentreTable.from_groups({})
+
+
+@pytest.mark.slow
+def test_real_minilm_sentences(minilm, cpu) -> None:  # type: ignore[no-untyped-def]
+    descriptions = {
+        "tench": [
+            "A tench is a freshwater fish with olive-green scales.",
+            "The tench lives in slow, weedy rivers and lakes.",
+            "A stout green fish with small red eyes, found in European ponds.",
+        ],
+        "bald eagle": ["A large bird of prey with a white head and a yellow hooked beak.",
+                       "The bald eagle soars over lakes hunting for fish."],
+        "fire truck": [
+            "A red emergency vehicle with ladders and a siren.",
+            "A large truck that carries firefighters and hoses.",
+            "Fire engines are bright red and have flashing lights.",
+            "A vehicle used to put out fires.",
+        ],
+        "espresso": ["A small cup of strong black coffee with a layer of crema."],
+        "violin": ["A wooden string instrument played with a bow.", "A violin has four strings and an hourglass-shaped body."],
+    }
+    table = CentreTable.from_groups({name: minilm.encode_text(texts) for name, texts in descriptions.items()})
+    engines = {name: make_engine(name, table, cpu) for name in ENGINES}
+    queries = minilm.encode_text([
+        "an olive-green fish swimming among pond weeds",
+        "a firefighter's vehicle racing down the street",
+        "a musician playing a bowed string instrument",
+        "a shot of dark coffee",
+        "an eagle catching a fish",
+    ])
+    for k in (1, 2, 5, 6):
+        result = check(engines, queries, k)
+        assert [r.labels[0] for r in result] == ["tench", "fire truck", "violin", "espresso", "bald eagle"]
+    check(engines, queries, 2, labels=["violin", "espresso"])
+
+
+@pytest.mark.gpu
+def test_gpu_engines_equal_brute_force(table, queries) -> None:  # type: ignore[no-untyped-def]
+    from indexer.device import select_device
+
+    device = select_device("auto")
+    if device.torch == "cpu":
+        pytest.skip("no CUDA GPU")
+    engines = {name: make_engine(name, table, device) for name in ENGINES}
+    for k in (1, 5, 50, 51):
+        check(engines, queries, k)
+    check(engines, queries, 3, labels=["tench", "zebra", "aardvark", "category 05"])
+    cpu_result = make_engine("dense", table, Device()).recognize(queries, 5)
+    assert engines["dense"].recognize(queries, 5) == cpu_result  # the exact step makes devices agree too
