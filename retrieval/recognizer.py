@@ -17,7 +17,7 @@ from schema import Database
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ENGINE = "dense"  # measured faster on CPU by bench/recognize.py; see README "Engines"
+DEFAULT_ENGINE = "faiss"  # fastest batched on CPU in bench/recognize.py, and FAISS's GPU path; see README "Engines"
 
 
 class Recognizer:
