@@ -183,3 +183,21 @@ def test_no_records_is_an_error(db: Database, home: Path, minilm: Encoder) -> No
 def test_bad_corpus_names(name: str) -> None:
     with pytest.raises(ValueError, match="corpus name"):
         IngestConfig(name=name, encoder="minilm")
+
+
+def test_ingest_with_tiny_open_clip(db_url: str, home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The default encoder family through the CLI: a tiny real open_clip checkpoint defines its own space."""
+    import json
+
+    from retrieval.cli import main
+    from tiny_models import make_tiny_open_clip
+
+    spec = make_tiny_open_clip(tmp_path / "clip")
+    base = ["--db", db_url, "--home", str(home)]
+    assert main([*base, "ingest", str(write_json(tmp_path / "a.json", ANIMALS)), "--name", "animals", "--encoder", spec]) == 0
+    capsys.readouterr()
+    assert main([*base, "search-descriptions", ANIMALS["goldfish"][1], "-k", "1", "--json"]) == 0
+    hit = json.loads(capsys.readouterr().out)[0]
+    assert hit["text"] == ANIMALS["goldfish"][1] and hit["score"] == pytest.approx(1.0, abs=1e-5)
+    assert main([*base, "corpus", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["space"] == spec
