@@ -30,8 +30,6 @@ def _labels(raw: str | None) -> list[str] | None:
 
 
 def cmd_centres(ctx: Any, args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-
     from indexer.catalog import find_space
     from indexer.encoder_factory import build_encoder
     from retrieval.centre_builder import CentreBuilder, centre_members
@@ -75,7 +73,7 @@ def cmd_recognize(ctx: Any, args: argparse.Namespace) -> int:
     texts = args.text or []
     if not texts:
         raise ValueError("give at least one --text")
-    rec = Recognizer(ctx.db, ctx.device, encoder=args.encoder, spec=_spec(args), engine=args.engine)
+    rec = Recognizer(ctx.db, ctx.device, encoder=args.encoder, spec=_spec(args), engine=args.engine, top_m=args.top_m)
     results = rec.recognize_texts(texts, k=args.k, labels=_labels(args.labels))
     if args.json:
         emit_json([{"query": t, "labels": r.labels, "scores": r.scores} for t, r in zip(texts, results)])
@@ -88,7 +86,6 @@ def cmd_recognize(ctx: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_eval(ctx: Any, args: argparse.Namespace) -> int:
-    from indexer.catalog import find_space
     from indexer.encoder_factory import build_encoder
     from retrieval.evaluation import evaluate, read_queries
 
@@ -102,7 +99,7 @@ def cmd_eval(ctx: Any, args: argparse.Namespace) -> int:
             raise ValueError("eval recognition needs --queries FILE.jsonl")
         queries = read_queries(args.queries)
         rows = evaluate(ctx.db, ctx.device, queries, strategies, base=_spec(args), encoder=args.encoder,
-                        engine=args.engine, source=args.queries)
+                        engine=args.engine, top_m=args.top_m, source=args.queries)
         table = [{"strategy": r.strategy, "queries": r.n, "categories": r.categories, "top1": r.top1, "top5": r.top5} for r in rows]
     else:
         from retrieval.dev_benchmark import run_dev_benchmark
@@ -110,7 +107,8 @@ def cmd_eval(ctx: Any, args: argparse.Namespace) -> int:
         encoder_spec = ctx.default_encoder(args.encoder)
         encoder = build_encoder(encoder_spec, ctx.device)
         rows2 = run_dev_benchmark(ctx.db, ctx.device, ctx.home, encoder, strategies, classes=args.classes,
-                                  holdout=args.holdout, seed=args.seed, k=args.k_centre, engine=args.engine)
+                                  holdout=args.holdout, seed=args.seed, k=args.k_centre, engine=args.engine,
+                                  top_m=args.top_m)
         table = [{"kb": v, "strategy": r.strategy, "queries": r.n, "categories": r.categories, "top1": r.top1, "top5": r.top5}
                  for v, r in rows2]
     if args.json:
@@ -125,7 +123,12 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
     from retrieval.centre_builder import DEFAULT_K
     from retrieval.centre_strategy import DEFAULT_STRATEGY, STRATEGIES
     from retrieval.prompt_templates import BASE_PROMPT
-    from retrieval.recognizer import DEFAULT_ENGINE
+    from retrieval.recognizer import DEFAULT_ENGINE, DEFAULT_TOP_M
+
+    def top_m_option(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--top-m", type=int, default=DEFAULT_TOP_M, metavar="M",
+                        help=f"score a category by the mean of its M best centre members; 1 = the paper's max "
+                             f"(default {DEFAULT_TOP_M})")
 
     def centre_options(sp: argparse.ArgumentParser, strategy: bool = True, k_flags: tuple[str, ...] = ("-K", "--centre-size")) -> None:
         if strategy:
@@ -148,6 +151,7 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
     sp.add_argument("--labels", help="restrict the answer to these categories (comma-separated)")
     sp.add_argument("-k", type=int, default=5, help="categories per query (default 5)")
     sp.add_argument("--engine", default=DEFAULT_ENGINE, choices=["faiss", "dense"], help=f"default {DEFAULT_ENGINE}")
+    top_m_option(sp)
     centre_options(sp)
     common(sp)
     sp.set_defaults(func=cmd_recognize)
@@ -157,6 +161,7 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
     sp.add_argument("--queries", help="recognition: JSONL with {\"text\": ..., \"label\": ...} per line")
     sp.add_argument("--strategies", default=ALL_STRATEGIES, help=f"comma-separated (default {ALL_STRATEGIES})")
     sp.add_argument("--engine", default=DEFAULT_ENGINE, choices=["faiss", "dense"])
+    top_m_option(sp)
     sp.add_argument("--classes", type=int, help="dev: the first N builtin classes (default all 998)")
     sp.add_argument("--holdout", type=int, default=10, help="dev: held-out LLM descriptions per class (default 10)")
     sp.add_argument("--seed", type=int, default=0, help="dev: seed of the hold-out draw (default 0)")

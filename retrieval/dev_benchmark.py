@@ -25,6 +25,7 @@ from indexer.encoder import Encoder
 from indexer.ingest import IngestConfig, ingest
 from retrieval.centre_builder import CentreSpec
 from retrieval.evaluation import EvalRow, Query, evaluate
+from retrieval.recognizer import DEFAULT_TOP_M
 from schema import Corpus, CorpusStatus, Database, Space
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ def run_dev_benchmark(
     seed: int = 0,
     k: int = 50,
     engine: str | None = None,
+    top_m: int = DEFAULT_TOP_M,
 ) -> list[tuple[str, EvalRow]]:
     """Ingest the split's corpora (once) and evaluate every strategy on both knowledge-base variants."""
     split = make_split(classes, holdout, seed)
@@ -103,6 +105,6 @@ def run_dev_benchmark(
     out = []
     for variant, corpora in (("descriptions", (desc_name,)), ("all", (desc_name, tmpl_name))):
         rows = evaluate(db, device, split.queries, strategies, base=CentreSpec(k=k, corpora=corpora), encoder=encoder.spec,
-                        engine=engine, encoder_obj=encoder, query_vectors=vectors, source=f"dev {split.tag}")
+                        engine=engine, top_m=top_m, encoder_obj=encoder, query_vectors=vectors, source=f"dev {split.tag}")
         out += [(variant, r) for r in rows]
     return out

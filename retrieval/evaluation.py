@@ -13,7 +13,7 @@ import numpy as np
 from indexer.device import Device
 from indexer.encoder import Encoder
 from retrieval.centre_builder import CentreSpec
-from retrieval.recognizer import Recognizer
+from retrieval.recognizer import DEFAULT_TOP_M, Recognizer
 from schema import Database
 
 log = logging.getLogger(__name__)
@@ -81,17 +81,20 @@ def evaluate(
     base: CentreSpec | None = None,
     encoder: str | None = None,
     engine: str | None = None,
+    top_m: int = DEFAULT_TOP_M,
     encoder_obj: Encoder | None = None,
     query_vectors: np.ndarray | None = None,
     source: str = "queries",
 ) -> list[EvalRow]:
-    """Accuracy of each strategy on the same queries (encoded once)."""
+    """Accuracy of each strategy on the same queries (encoded once); categories score the mean of their
+    ``top_m`` best centre members (1: the paper's max)."""
     base = base or CentreSpec()
     rows: list[EvalRow] = []
     vectors = query_vectors
     for strategy in strategies:
         kwargs = {"engine": engine} if engine else {}
-        rec = Recognizer(db, device, encoder=encoder, spec=replace(base, strategy=strategy), encoder_obj=encoder_obj, **kwargs)
+        rec = Recognizer(db, device, encoder=encoder, spec=replace(base, strategy=strategy), encoder_obj=encoder_obj,
+                         top_m=top_m, **kwargs)
         encoder_obj = rec.encoder
         known = set(rec.categories)
         unknown = [q for q in queries if q.label not in known]

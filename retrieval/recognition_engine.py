@@ -1,50 +1,53 @@
-"""Recognition as retrieval: score every category by its best centre member and keep the top k.
+"""Recognition as retrieval: score every category by its best centre members and keep the top k.
 
-``S(q, C) = max_j cos(q, z_C^j)`` over the members of C's centre (DESIGN.md §1.4). Two engines answer
-behind one interface, in two steps, so that they return identical results (labels, order and
-bitwise-equal scores):
+``S_m(q, C)`` = the mean of the min(m, |C|) largest cosines between q and the members of C's centre;
+``top_m`` = m = 1 is the paper's ``S(q, C) = max_j cos(q, z_C^j)`` (DESIGN.md §1.4), the default of the
+engines. Two engines answer behind one interface, in two steps, so that they return identical results
+(labels, order and bitwise-equal scores):
 
 1. *nominate* (per engine, float32, fast): from approximate scores, find each query's k-th best
-   approximate category score T and nominate every centre member whose approximate score is
-   >= T - tol. FAISS gets there with a nearest-neighbour search over all members; the dense engine
-   with one matrix product per chunk and a max over each category's members.
+   approximate category score T, and for every category whose approximate score is >= T - tol
+   nominate each member whose approximate score is >= (the category's approximate m-th best member
+   score) - tol (for m = 1: >= T - tol, which holds for the category's best member). FAISS gets
+   there with a nearest-neighbour search over all members; the dense engine with one matrix product
+   per chunk and a max over each category's members.
 2. *score exactly* (shared, :func:`exact_top_k`): each nominated (query, member) pair gets a float64
    dot product of the float32 vectors, computed row by row so its value never depends on which other
-   pairs came along; a category's score is the max over its nominated members; candidates are sorted
-   by (-score, name) and the first k kept.
+   pairs came along; a category's score is the mean of its min(m, |C|) best nominated members, summed
+   best first; candidates are sorted by (-score, name) and the first k kept.
 
-Why nominating members (not whole categories) is exact: when every approximate score is within
-eps <= tol / 2 of the exact one, a true top-k category has exact score >= T - eps, so its best member
-has approximate score >= T - 2 eps >= T - tol and is nominated; its exact score is then the true one,
-and any other category's partial score can only be lower. The candidate categories are exactly those
-whose approximate score is >= T - tol; scoring only their near-best members keeps step 2 cheap.
+Why nominating members (not whole categories) is exact: when every approximate member score is within
+eps <= tol / 2 of the exact one, so is every order statistic of a category's member scores, hence its
+mean of the best m: a true top-k category has exact score >= T - eps, so its approximate score is
+>= T - 2 eps >= T - tol and it is a candidate; each of its m best exact members has approximate score
+>= (approximate m-th best) - 2 eps, so is nominated, and its exact score is the true one. Every other
+nominated category is complete in the same way, so no score in step 2 is wrong. Scoring only the
+candidates' near-best members keeps step 2 cheap.
+
+For m > 1 neither engine computes every category's S_m: S_m(C) <= max(C), so both first take each
+query's category maxima (the FAISS neighbours' first hit per category; the dense engine's max over K),
+get a lower bound L of T from k categories, and score the members of only the categories whose max is
+>= L - tol (FAISS: whose bound from its fetched neighbours is; see :meth:`FaissEngine._nominate_top_m`).
 """
 
 from __future__ import annotations
 
 import difflib
 import logging
-import threading
 from abc import ABC, abstractmethod
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from indexer.device import Device
-from indexer.vector_store import VectorStore
 from indexer.vectors import normalize
-
 log = logging.getLogger(__name__)
 
 NEAR_TIE = 1e-4  # float32 scores of unit vectors are within ~1e-6 of exact: candidates within this of the k-th
 LOW_PRECISION_NEAR_TIE = 4e-3  # FAISS fp16 storage or TF32 matmuls: errors up to ~1e-3
 UNIT_TOLERANCE = 1e-3  # |norm - 1| allowed for a centre member
-EXACT_CHUNK = 8192  # (query, member) pairs scored per float64 slice
-GPU_MAX_K = 2048  # FAISS GPU searches return at most this many neighbours
-DEFAULT_MEMORY_BUDGET = 512 << 20  # bytes of temporaries per dense chunk
+EXACT_CHUNK = 1024  # (query, member) pairs per float64 slice: ~3 MB at d = 384 stays in cache (8192: 2x slower)
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,12 +145,24 @@ class CentreTable:
 @dataclass(frozen=True)
 class Recognition:
     labels: list[str]  # top-k category names, best first
-    scores: list[float]  # their scores S(q, C)
+    scores: list[float]  # their scores S_m(q, C)
 
 
-def exact_top_k(table: CentreTable, queries: np.ndarray, qi: np.ndarray, mi: np.ndarray, k: int) -> list[Recognition]:
-    """The shared exact step: float64 scores of nominated (query, member) pairs, max per category,
-    sort by (-score, name), keep k per query. ``queries`` [B, d] are the normalised float32 queries."""
+def check_top_m(top_m: object) -> int:
+    """``top_m`` validated: an integer >= 1 (1 = the paper's max)."""
+    if isinstance(top_m, bool) or not isinstance(top_m, (int, np.integer)) or top_m < 1:
+        raise ValueError(f"top_m must be an integer >= 1 (1 = the paper's max), got {top_m!r}")
+    return int(top_m)
+
+
+def exact_top_k(
+    table: CentreTable, queries: np.ndarray, qi: np.ndarray, mi: np.ndarray, k: int, top_m: int = 1
+) -> list[Recognition]:
+    """The shared exact step: float64 scores of nominated (query, member) pairs, per category the mean of
+    its min(top_m, |C|) best (for top_m = 1: the max), sort by (-score, name), keep k per query.
+    ``queries`` [B, d] are the normalised float32 queries; every nominated category must come with at
+    least its min(top_m, |C|) best members (the engines' contract)."""
+    top_m = check_top_m(top_m)
     B, M = queries.shape[0], table.n_members
     pairs = np.unique(qi.astype(np.int64) * M + mi)  # dedupe; sorted by query, then member
     qi, mi = pairs // M, pairs % M
@@ -163,7 +178,21 @@ def exact_top_k(table: CentreTable, queries: np.ndarray, qi: np.ndarray, mi: np.
     qi, cat, exact = qi[order], cat[order], exact[order]
     first = np.ones(len(qi), dtype=bool)
     first[1:] = (qi[1:] != qi[:-1]) | (cat[1:] != cat[:-1])
-    qi, cat, exact = qi[first], cat[first], exact[first]
+    starts = np.flatnonzero(first)  # [G] first (best) pair of each (query, category) group
+    qi, cat = qi[starts], cat[starts]
+    if top_m == 1:
+        exact = exact[starts]
+    else:
+        # mean of the group's m' = min(m, |C|) best, summed best first, one rank at a time: the sum
+        # depends only on the group's own values, whatever else was nominated
+        m_eff = np.minimum(top_m, table.counts[cat])  # [G]
+        sizes = np.diff(np.append(starts, len(order)))  # [G]
+        assert (sizes >= m_eff).all(), "a nominated category lacks some of its best members"
+        total = exact[starts].copy()
+        for r in range(1, int(m_eff.max(initial=1))):
+            more = np.flatnonzero(m_eff > r)
+            total[more] += exact[starts[more] + r]
+        exact = total / m_eff
     order = np.lexsort((table.name_rank[cat], -exact, qi))  # per query: best score first, ties by name
     qi, cat, exact = qi[order], cat[order], exact[order]
     keep = np.arange(len(qi)) - np.searchsorted(qi, qi, side="left") < k
@@ -177,13 +206,15 @@ def exact_top_k(table: CentreTable, queries: np.ndarray, qi: np.ndarray, mi: np.
 
 
 class RecognitionEngine(ABC):
-    """Answers ``recognize`` over one CentreTable; subclasses only nominate candidate members."""
+    """Answers ``recognize`` over one CentreTable, scoring a category by the mean of its ``top_m`` best
+    members (1: the max); subclasses only nominate candidate members."""
 
     name = "engine"
 
-    def __init__(self, table: CentreTable, device: Device) -> None:
+    def __init__(self, table: CentreTable, device: Device, top_m: int = 1) -> None:
         self.table = table
         self.device = device
+        self.top_m = check_top_m(top_m)
 
     def recognize(self, queries: np.ndarray, k: int = 5, labels: Sequence[str] | None = None) -> list[Recognition]:
         """Top-k categories of each query ([B, d], or [d] for one), restricted to ``labels`` if given."""
@@ -202,184 +233,37 @@ class RecognitionEngine(ABC):
             return []
         kk = min(int(k), n_allowed)
         qi, mi = self._nominate(q, kk, allowed)
-        return exact_top_k(self.table, q, qi, mi, kk)
+        return exact_top_k(self.table, q, qi, mi, kk, self.top_m)
 
     @abstractmethod
     def _nominate(self, q: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """(query rows, member rows) of every member whose approximate score is >= the query's approximate
-        k-th best category score - tolerance, among the ``allowed`` categories (None: all)."""
+        """(query rows, member rows), among the ``allowed`` categories (None: all): for top_m = 1, every
+        member whose approximate score is >= the query's approximate k-th best category score - tolerance;
+        for top_m > 1, of every category whose approximate S_m is >= that k-th best S_m - tolerance, every
+        member whose approximate score is >= its approximate m'-th best member score - tolerance."""
 
 
-def _kth_category_score(scores: np.ndarray, cats: np.ndarray, k: int) -> np.ndarray:
-    """Hits sorted by score per row ([n, f] scores and their categories) → the k-th distinct category's
-    best score per row (a category's first hit is its best)."""
-    order = np.argsort(cats, axis=1, kind="stable")  # [n, f]
-    sorted_cats = np.take_along_axis(cats, order, axis=1)
-    first_sorted = np.ones(cats.shape, dtype=bool)
-    first_sorted[:, 1:] = sorted_cats[:, 1:] != sorted_cats[:, :-1]
-    first = np.empty_like(first_sorted)
-    np.put_along_axis(first, order, first_sorted, axis=1)
-    distinct = np.cumsum(first, axis=1)  # [n, f] distinct categories up to each hit
-    assert (distinct[:, -1] >= k).all(), "fetched too few neighbours for k categories"
-    return scores[np.arange(len(scores)), np.argmax(distinct >= k, axis=1)]
+def kth_per_row(row: np.ndarray, pos: np.ndarray, values: np.ndarray, k: int, n: int) -> np.ndarray:
+    """Values of groups, each at position ``pos`` (0, 1, ...) of its row → each row's k-th largest value
+    ([n]; -inf where a row has fewer than k groups)."""
+    dense = np.full((n, max(k, int(pos.max(initial=0)) + 1)), -np.inf)  # [n, groups per row]
+    dense[row, pos] = values
+    return -np.partition(-dense, k - 1, axis=1)[:, k - 1]
 
 
-class FaissEngine(RecognitionEngine):
-    """A FAISS inner-product index over all members (ids = member rows); a category's best hit is its score."""
-
-    name = "faiss"
-    SUBSET_CACHE = 2  # label subsets whose sub-index is kept
-
-    def __init__(self, table: CentreTable, device: Device) -> None:
-        super().__init__(table, device)
-        self.tol = LOW_PRECISION_NEAR_TIE if device.faiss_gpu is not None and device.faiss_fp16 else NEAR_TIE
-        self.store = self._build(np.arange(table.n_members, dtype=np.int64))
-        self._subsets: OrderedDict[bytes, VectorStore] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def _build(self, rows: np.ndarray) -> VectorStore:
-        store = VectorStore.create(self.table.dim, self.device, "Flat")
-        store.add(rows, self.table.vectors[rows])
-        return store
-
-    def _subset_store(self, allowed: np.ndarray) -> VectorStore:
-        """A flat index over the allowed categories' members (cached). A FAISS IDSelector would also
-        work, but it takes FAISS's non-BLAS path and scans every member: slower for batches."""
-        key = allowed.tobytes()
-        with self._lock:
-            if key in self._subsets:
-                self._subsets.move_to_end(key)
-                return self._subsets[key]
-        store = self._build(np.flatnonzero(np.isin(self.table.owner, allowed)))
-        with self._lock:
-            self._subsets[key] = store
-            while len(self._subsets) > self.SUBSET_CACHE:
-                self._subsets.popitem(last=False)
-        return store
-
-    def _search(self, store: VectorStore, q: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.device.faiss_gpu is not None and n > GPU_MAX_K:
-            return store.index.search(q, n)  # more neighbours than a GPU search returns: the CPU index
-        return store.search(q, n)
-
-    def _nominate(self, q: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        counts = self.table.counts if allowed is None else self.table.counts[allowed]
-        store = self.store if allowed is None else self._subset_store(allowed)
-        n_members, k_max = int(counts.sum()), int(counts.max())
-        fetch = min(n_members, (k - 1) * k_max + 1)  # pigeonhole: enough hits for k distinct categories
-        pending = np.arange(q.shape[0])
-        out_q, out_m = [], []
-        while pending.size:
-            scores, ids = self._search(store, q[pending], fetch)  # [n, fetch], best first
-            threshold = _kth_category_score(scores, self.table.owner[ids], k) - self.tol  # [n]
-            done = (scores[:, -1] < threshold) | (fetch >= n_members)  # every near-tie member was fetched
-            rows, cols = np.nonzero(done[:, None] & (scores >= threshold[:, None]))
-            out_q.append(pending[rows])
-            out_m.append(ids[rows, cols])
-            pending = pending[~done]
-            if pending.size:
-                log.debug("%d queries have near ties past %d neighbours; fetching more", pending.size, fetch)
-                fetch = min(2 * fetch, n_members)
-        return np.concatenate(out_q), np.concatenate(out_m)
+def top_mean(scores: np.ndarray, m_eff: np.ndarray, top_m: int) -> tuple[np.ndarray, np.ndarray]:
+    """[R, K] member scores (-inf: no member) and [R] m' = min(top_m, |C|) → (mean of the m' best, m'-th best)."""
+    m = min(top_m, scores.shape[1])
+    top = -np.partition(-scores, m - 1, axis=1)[:, :m] if m < scores.shape[1] else scores  # [R, m] the m best
+    top = -np.sort(-top, axis=1)  # best first
+    mean = np.where(np.arange(m) < m_eff[:, None], top, 0.0).sum(axis=1, dtype=np.float64) / m_eff
+    return mean, top[np.arange(len(top)), m_eff - 1].astype(np.float64)
 
 
-class DenseEngine(RecognitionEngine):
-    """Torch: members padded to K_max per category; ``[B, d] x [K, C, d] -> max over K -> top over C``.
-
-    The padded members are stored slot-major, [K, C, d]: the max over K is then an elementwise max of
-    K contiguous [B, C] slices (about twice as fast as reducing K inner values per category). Padding
-    repeats a category's first member, which leaves the max unchanged, so no -inf mask pass is needed.
-    Queries (and, for large label subsets, categories) go in chunks so temporaries stay under
-    ``memory_budget`` bytes."""
-
-    name = "dense"
-
-    def __init__(self, table: CentreTable, device: Device, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> None:
-        super().__init__(table, device)
-        self.budget = int(memory_budget)
-        C, K = table.n_categories, table.k_max
-        order = np.argsort(table.owner, kind="stable")  # member rows grouped by category
-        starts = np.concatenate([[0], np.cumsum(table.counts)[:-1]])
-        slots = np.repeat(order[starts][None, :], K, axis=0)  # [K, C] member row per slot; padding = first member
-        slots[np.arange(table.n_members) - starts[table.owner[order]], table.owner[order]] = order
-        self.slots = slots
-        padded = torch.from_numpy(table.vectors[slots.ravel()])  # [K*C, d], slot-major
-        self.members = padded.to(device.torch).view(K, C, table.dim)  # [K, C, d]
-
-    def _tolerance(self) -> float:
-        tf32 = self.device.is_cuda and torch.backends.cuda.matmul.allow_tf32
-        return LOW_PRECISION_NEAR_TIE if tf32 else NEAR_TIE
-
-    def _nominate(self, q: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        dev, tol = self.device.torch, self._tolerance()
-        B, d = q.shape
-        K = self.table.k_max if allowed is None else int(self.table.counts[allowed].max())
-        slots = self.slots if allowed is None else self.slots[:K, allowed]  # [K, Ca]
-        Ca = slots.shape[1]
-        cats = None if allowed is None else torch.from_numpy(allowed).to(dev)
-        c_step = max(1, self.budget // (4 * K))  # scores [1, K, c] fit the budget
-        if cats is not None:
-            c_step = min(c_step, max(1, self.budget // (4 * K * d)))  # so does a gathered [K, c, d] block
-        qt = torch.from_numpy(q).to(dev)  # [B, d]
-
-        def block(c0: int, c1: int) -> torch.Tensor:  # [K, c, d] members of allowed categories c0..c1
-            if cats is None:
-                return self.members if (c0, c1) == (0, Ca) else self.members[:, c0:c1]
-            return self.members[:K].index_select(1, cats[c0:c1])
-
-        def pick(
-            bi: torch.Tensor, ci: torch.Tensor, member: torch.Tensor, threshold: torch.Tensor
-        ) -> tuple[np.ndarray, np.ndarray]:  # nominated (query rows, member rows)
-            p, j = torch.nonzero(member >= threshold[:, None], as_tuple=True)  # member: [P, K] approx scores
-            return bi[p].cpu().numpy(), slots[j.cpu().numpy(), ci[p].cpu().numpy()]
-
-        out_q, out_m = [], []
-        if Ca <= c_step:  # one category block: a query chunk's scores stay whole, members are picked from them
-            z = block(0, Ca).reshape(K * Ca, d)  # [K*Ca, d]
-            b_step = max(1, self.budget // (4 * K * Ca))
-            buf = torch.empty((min(B, b_step), K * Ca), dtype=torch.float32, device=dev)
-            for b0 in range(0, B, b_step):
-                n = min(b_step, B - b0)
-                scores = torch.mm(qt[b0 : b0 + n], z.T, out=buf[:n]).view(n, K, Ca)  # [n, K, Ca]
-                best = scores.amax(dim=1)  # [n, Ca]
-                threshold = torch.topk(best, k, dim=1).values[:, -1] - tol  # [n]
-                bi, ci = torch.nonzero(best >= threshold[:, None], as_tuple=True)  # candidate categories
-                qrows, mrows = pick(bi, ci, scores[bi, :, ci], threshold[bi])
-                out_q.append(qrows + b0)
-                out_m.append(mrows)
-            return np.concatenate(out_q), np.concatenate(out_m)
-
-        # several category blocks: pass 1 keeps only category maxima, pass 2 rescores candidates' members
-        best = torch.empty((B, Ca), dtype=torch.float32, device=dev)  # [B, Ca]
-        b_step = max(1, self.budget // (4 * K * c_step))
-        buf = torch.empty(min(B, b_step) * K * c_step, dtype=torch.float32, device=dev)
-        for c0 in range(0, Ca, c_step):
-            c1 = min(Ca, c0 + c_step)
-            z = block(c0, c1).reshape(K * (c1 - c0), d)  # [K*c, d]
-            for b0 in range(0, B, b_step):
-                n = min(b_step, B - b0)
-                scores = torch.mm(qt[b0 : b0 + n], z.T, out=buf[: n * K * (c1 - c0)].view(n, K * (c1 - c0)))
-                best[b0 : b0 + n, c0:c1] = scores.view(n, K, c1 - c0).amax(dim=1)
-        threshold = torch.topk(best, k, dim=1).values[:, -1] - tol  # [B]
-        bi, ci = torch.nonzero(best >= threshold[:, None], as_tuple=True)
-        p_step = max(1, self.budget // (4 * K * d))
-        for p0 in range(0, len(bi), p_step):
-            b, c = bi[p0 : p0 + p_step], ci[p0 : p0 + p_step]
-            z = self.members[:K].index_select(1, c if cats is None else cats[c])  # [K, P, d]
-            member = torch.einsum("kpd,pd->pk", z, qt[b])  # [P, K]
-            qrows, mrows = pick(b, c, member, threshold[b])
-            out_q.append(qrows)
-            out_m.append(mrows)
-        return np.concatenate(out_q), np.concatenate(out_m)
-
-
-ENGINES: dict[str, type[RecognitionEngine]] = {"faiss": FaissEngine, "dense": DenseEngine}
-
-
-def make_engine(name: str, table: CentreTable, device: Device) -> RecognitionEngine:
-    """Build the recognition engine called ``name`` ("faiss" or "dense") over ``table``."""
-    try:
-        cls = ENGINES[name]
-    except KeyError:
-        raise ValueError(f"unknown recognition engine {name!r}; choose from {', '.join(sorted(ENGINES))}") from None
-    return cls(table, device)
+def member_table(table: CentreTable) -> np.ndarray:
+    """[C, K_max] member rows of each category (in table order), -1 past its last member."""
+    order = np.argsort(table.owner, kind="stable")  # member rows grouped by category
+    starts = np.concatenate([[0], np.cumsum(table.counts)[:-1]])
+    members = np.full((table.n_categories, table.k_max), -1, dtype=np.int64)
+    members[table.owner[order], np.arange(table.n_members) - starts[table.owner[order]]] = order
+    return members

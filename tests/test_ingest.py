@@ -14,7 +14,6 @@ from sqlalchemy import func, select
 from indexer.catalog import delete_corpus, description_index, purge_incomplete
 from indexer.corpus_reader import read_corpus
 from indexer.description_index import StaleIndexError
-from indexer.device import Device
 from indexer.encoder import Encoder
 from indexer.ingest import IngestConfig, ingest
 from indexer.vectors import from_bytes

@@ -16,7 +16,7 @@ from indexer.ingest import IngestConfig, ingest
 from retrieval.centre_builder import CentreSpec
 from retrieval.cli import main
 from retrieval.dev_benchmark import make_split, mask_class_name
-from retrieval.evaluation import Query, accuracy, evaluate, read_queries
+from retrieval.evaluation import accuracy, read_queries
 from retrieval.recognizer import Recognizer
 from schema import Database
 from tests.corpus_samples import ANIMALS, VEHICLES, write_json
@@ -31,18 +31,21 @@ def kb(db: Database, home: Path, tmp_path: Path, minilm: Encoder) -> Database:
     return db
 
 
-def brute_force(names: list[str], vectors: np.ndarray, owner: np.ndarray, q: np.ndarray, k: int) -> list[list[str]]:
+def brute_force(
+    names: list[str], vectors: np.ndarray, owner: np.ndarray, q: np.ndarray, k: int, top_m: int = 1
+) -> list[list[str]]:
+    """Per category the mean of its top_m best cosines (1: the max); top k names, ties by name."""
     sims = q.astype(np.float64) @ vectors.astype(np.float64).T  # [B, M]
     out = []
     for row in sims:
-        best = {names[c]: row[owner == c].max() for c in range(len(names))}
+        best = {names[c]: np.sort(row[owner == c])[::-1][:top_m].mean() for c in range(len(names))}
         out.append(sorted(best, key=lambda n: (-best[n], n))[:k])
     return out
 
 
 @pytest.mark.parametrize("strategy", ["top", "informative", "all", "prompt"])
 def test_engines_equal_brute_force(kb: Database, minilm: Encoder, strategy: str) -> None:
-    rec = Recognizer(kb, minilm.device, spec=CentreSpec(strategy=strategy, k=2), encoder_obj=minilm)
+    rec = Recognizer(kb, minilm.device, spec=CentreSpec(strategy=strategy, k=2), encoder_obj=minilm, top_m=1)
     q = minilm.encode_text(QUERIES)
     ref = brute_force(rec.table.names, rec.table.vectors, rec.table.owner, q, 3)
     faiss_out = rec.recognize_vectors(q, k=3, engine="faiss")
@@ -51,6 +54,18 @@ def test_engines_equal_brute_force(kb: Database, minilm: Encoder, strategy: str)
     assert [r.scores for r in faiss_out] == [r.scores for r in dense_out]
     if strategy != "prompt":
         assert [r.labels[0] for r in faiss_out] == ["goldfish", "fire truck", "tabby cat", "bicycle"]
+
+
+def test_mean_of_top_2_equals_brute_force(kb: Database, minilm: Encoder) -> None:
+    rec = Recognizer(kb, minilm.device, spec=CentreSpec(strategy="top", k=3), encoder_obj=minilm, top_m=2)
+    assert rec.top_m == 2 and all(engine.top_m == 2 for engine in (rec.engine("faiss"), rec.engine("dense")))
+    q = minilm.encode_text(QUERIES)
+    ref = brute_force(rec.table.names, rec.table.vectors, rec.table.owner, q, 4, top_m=2)
+    faiss_out, dense_out = rec.recognize_vectors(q, k=4, engine="faiss"), rec.recognize_vectors(q, k=4, engine="dense")
+    assert [r.labels for r in faiss_out] == ref == [r.labels for r in dense_out]
+    assert [r.scores for r in faiss_out] == [r.scores for r in dense_out]
+    with pytest.raises(ValueError, match="top_m must be an integer >= 1"):
+        Recognizer(kb, minilm.device, encoder_obj=minilm, top_m=0)
 
 
 def test_labels_subset_and_unknown_label(kb: Database, minilm: Encoder) -> None:
@@ -77,6 +92,10 @@ def test_cli_centres_recognize_eval(kb: Database, home: Path, tmp_path: Path, ca
     assert "bicycle" in text and "fire truck" not in text
     assert main([*base, "recognize", "--text", "x", "--labels", "bicycel"]) == 2
     assert "did you mean 'bicycle'" in capsys.readouterr().err
+    assert main([*base, "recognize", "--text", "a red truck with ladders", "--top-m", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["scores"][0] > out[0]["scores"][0]  # the max >= the mean of 2
+    assert main([*base, "recognize", "--text", "x", "--top-m", "0"]) == 2
+    assert "top_m must be an integer >= 1" in capsys.readouterr().err
     queries = tmp_path / "q.jsonl"
     queries.write_text("\n".join(json.dumps({"text": t, "label": lab}) for t, lab in zip(QUERIES, ["goldfish", "fire truck", "tabby cat", "bicycle"])))
     assert main([*base, "eval", "recognition", "--queries", str(queries), "--strategies", "top,prompt", "--json"]) == 0

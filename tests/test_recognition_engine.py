@@ -1,43 +1,47 @@
-"""Both recognition engines against an exact NumPy brute force, and against each other (bit for bit)."""
+"""Both recognition engines against an exact NumPy brute force, and against each other (bit for bit), for
+the paper's max (top_m = 1) and the mean of the m best members (top_m = m)."""
 
 from __future__ import annotations
 
 import math
+import re
+
 import numpy as np
 import pytest
 
 from indexer.device import Device
+from indexer.faiss_runtime import faiss
 from indexer.vectors import normalize
-from retrieval.recognition_engine import (
-    CentreTable,
-    DenseEngine,
-    FaissEngine,
-    Recognition,
-    RecognitionEngine,
-    exact_top_k,
-    make_engine,
-)
+from retrieval.dense_engine import DenseEngine
+from retrieval.engines import make_engine
+from retrieval.faiss_engine import FaissEngine
+from retrieval.recognition_engine import CentreTable, Recognition, RecognitionEngine, exact_top_k
 
 ENGINES = ("faiss", "dense")
 DIM = 32
 K = 10
 REAL_NAMES = ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead", "electric ray"]
 TIED = ["zebra", "aardvark", "mongoose"]  # identical members; position order is not name order
+TOP_M = (1, 2, 3, 50)  # 50 > K: every category averages all its members
 
 
 def reference(
-    table: CentreTable, queries: np.ndarray, k: int, labels: list[str] | None = None
+    table: CentreTable, queries: np.ndarray, k: int, labels: list[str] | None = None, top_m: int = 1
 ) -> list[tuple[list[str], list[float]]]:
-    """Exact brute force: per query, per category, max over members of correctly rounded dot products
-    (math.fsum of the exact float64 products: no summation order, so identical members tie exactly);
-    sort by (-score, name); top k."""
+    """Exact brute force: per query, per category, the mean of its min(top_m, |C|) best correctly rounded
+    dot products (math.fsum of the exact float64 products: no summation order, so identical members tie
+    exactly; top_m = 1: the max); sort by (-score, name); top k."""
     q = normalize(queries).astype(np.float64)
     z = table.vectors.astype(np.float64)
     sims = np.array([[math.fsum(p) for p in (row * z).tolist()] for row in q])  # [B, M]
     allowed = sorted(set(labels)) if labels is not None else table.names
+    rows = {name: np.flatnonzero(table.owner == table.names.index(name)) for name in allowed}
     out = []
     for row in sims:
-        per_cat = {name: row[table.owner == table.names.index(name)].max() for name in allowed}
+        per_cat = {}
+        for name, members in rows.items():
+            best = sorted(row[members].tolist(), reverse=True)[:top_m]
+            per_cat[name] = math.fsum(best) / len(best)
         ranked = sorted(per_cat.items(), key=lambda item: (-item[1], item[0]))[:k]
         out.append(([n for n, _ in ranked], [float(s) for _, s in ranked]))
     return out
@@ -51,7 +55,8 @@ def check(
     first = next(iter(results.values()))
     for name, result in results.items():
         assert result == first, f"{name} differs from {next(iter(results))}"
-    ref = reference(next(iter(engines.values())).table, queries, k, labels)
+    (top_m,) = {engine.top_m for engine in engines.values()}
+    ref = reference(next(iter(engines.values())).table, queries, k, labels, top_m)
     assert len(first) == len(ref)
     for got, (labels_ref, scores_ref) in zip(first, ref):
         assert got.labels == labels_ref
@@ -79,9 +84,18 @@ def table() -> CentreTable:
     return build_table()
 
 
+def make_engines(table: CentreTable, top_m: int = 1) -> dict[str, RecognitionEngine]:
+    return {name: make_engine(name, table, Device(), top_m=top_m) for name in ENGINES}
+
+
 @pytest.fixture(scope="module")
-def engines(table: CentreTable) -> dict[str, RecognitionEngine]:
-    return {name: make_engine(name, table, Device()) for name in ENGINES}
+def engines_by_m(table: CentreTable) -> dict[int, dict[str, RecognitionEngine]]:
+    return {m: make_engines(table, m) for m in TOP_M}
+
+
+@pytest.fixture(scope="module")
+def engines(engines_by_m) -> dict[str, RecognitionEngine]:  # type: ignore[no-untyped-def]
+    return engines_by_m[1]
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +108,10 @@ def test_table_shape(table: CentreTable) -> None:
     assert table.n_members == int(table.counts.sum()) and (table.counts < 4).sum() >= 5
 
 
+@pytest.mark.parametrize("top_m", TOP_M)
 @pytest.mark.parametrize("k", [1, 2, 3, 5, 10, 20, 49, 50, 51, 500])
-def test_engines_equal_brute_force(engines, queries, k: int) -> None:  # type: ignore[no-untyped-def]
-    result = check(engines, queries, k)
+def test_engines_equal_brute_force(engines_by_m, queries, k: int, top_m: int) -> None:  # type: ignore[no-untyped-def]
+    result = check(engines_by_m[top_m], queries, k)
     assert all(len(r.labels) == min(k, 50) for r in result)
     assert all(r.scores == sorted(r.scores, reverse=True) for r in result)
 
@@ -112,24 +127,37 @@ def test_engines_equal_brute_force(engines, queries, k: int) -> None:  # type: i
     ],
 )
 @pytest.mark.parametrize("k", [1, 3, 8, 100])
-def test_label_subsets(engines, queries, table, labels, k: int) -> None:  # type: ignore[no-untyped-def]
-    result = check(engines, queries, k, labels)
+@pytest.mark.parametrize("top_m", TOP_M)
+def test_label_subsets(  # type: ignore[no-untyped-def]
+    engines_by_m, queries, table, labels, k: int, top_m: int
+) -> None:
+    result = check(engines_by_m[top_m], queries, k, labels)
     allowed = set(labels or table.names)
     assert all(set(r.labels) <= allowed and len(r.labels) == min(k, len(allowed)) for r in result)
 
 
-def test_all_labels_equal_no_labels(engines, queries, table) -> None:  # type: ignore[no-untyped-def]
-    for engine in engines.values():
-        assert engine.recognize(queries, 4, labels=list(reversed(table.names))) == engine.recognize(queries, 4)
+def test_all_labels_equal_no_labels(engines_by_m, queries, table) -> None:  # type: ignore[no-untyped-def]
+    for engines in engines_by_m.values():
+        for engine in engines.values():
+            assert engine.recognize(queries, 4, labels=list(reversed(table.names))) == engine.recognize(queries, 4)
 
 
-def test_exact_ties_are_ordered_by_name(engines, table) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("top_m", TOP_M)
+def test_exact_ties_are_ordered_by_name(engines_by_m, table, top_m: int) -> None:  # type: ignore[no-untyped-def]
+    engines = engines_by_m[top_m]
     member = table.vectors[np.flatnonzero(table.owner == table.names.index("zebra"))[4]]
+    queries = np.stack([member, normalize(member + table.vectors[np.flatnonzero(table.owner == 0)[0]])[0]])
     for k in (1, 2, 3, 5):
-        (result,) = check(engines, member, k)  # a query exactly equal to a member, shared by three categories
+        # a query exactly equal to a member shared by three categories, and one halfway to another category
+        for result in check(engines, queries, k):
+            tied = [label for label in result.labels if label in TIED]
+            assert tied == sorted(tied)
+            assert len({result.scores[result.labels.index(label)] for label in tied}) <= 1  # bitwise equal
+        result = check(engines, member, k)[0]
         assert result.labels[: min(k, 3)] == sorted(TIED)[: min(k, 3)]
         assert result.scores[: min(k, 3)] == [result.scores[0]] * min(k, 3)  # bitwise equal
-        assert abs(result.scores[0] - 1.0) < 1e-6
+        if top_m == 1:
+            assert abs(result.scores[0] - 1.0) < 1e-6
     (result,) = check(engines, member, 2, labels=["mongoose", "zebra", "tench"])
     assert result.labels == ["mongoose", "zebra"]
 
@@ -141,53 +169,141 @@ def test_query_equal_to_member_recognises_its_category(engines, table) -> None: 
         assert abs(result.scores[0] - 1.0) < 1e-6
 
 
-def test_near_ties_below_float32_resolution() -> None:
+@pytest.mark.parametrize("top_m", [1, 2, 3])
+def test_near_ties_below_float32_resolution(top_m: int) -> None:
     """Members 1e-6 apart: float32 cannot order them, the exact float64 step does (and both engines agree)."""
     rng = np.random.default_rng(5)
     base = normalize(rng.standard_normal(DIM))[0]
     groups = {f"near {i}": normalize(base + 1e-6 * (i + 1) * normalize(rng.standard_normal(DIM))[0]) for i in range(8)}
     groups |= {f"far {i}": normalize(rng.standard_normal((3, DIM))) for i in range(20)}
     table = CentreTable.from_groups(groups)
-    engines = {name: make_engine(name, table, Device()) for name in ENGINES}
+    engines = make_engines(table, top_m)
     queries = np.stack([base, normalize(base + 1e-7 * rng.standard_normal(DIM))[0]])
     for k in (1, 3, 8, 9):
         check(engines, queries, k)
 
 
-def test_many_tied_categories_fetch_more_neighbours() -> None:
+@pytest.mark.parametrize("top_m", [2, 3])
+def test_near_tied_means_below_float32_resolution(top_m: int) -> None:
+    """Categories sharing their best member whose other members differ by ~3e-7: only their means order
+    them, and float32 cannot; a distractor has the single best member but a poor mean."""
+    rng = np.random.default_rng(8)
+    a, b = normalize(rng.standard_normal((2, DIM)))
+    nudge = [3e-7 * (i + 1) * normalize(rng.standard_normal((top_m - 1, DIM))) for i in range(6)]
+    groups = {f"mean {i}": np.concatenate([a[None], normalize(b + nudge[i])]) for i in range(6)}
+    query = normalize(a + b)[0]
+    groups["spike"] = np.concatenate([query[None], normalize(rng.standard_normal((4, DIM)))])
+    groups |= {f"far {i}": normalize(rng.standard_normal((4, DIM))) for i in range(15)}
+    engines = make_engines(CentreTable.from_groups(groups), top_m)
+    for k in (1, 3, 6, 7):
+        (result,) = check(engines, query, k)
+        assert "spike" not in result.labels[: min(k, 6)]
+    assert make_engine("faiss", engines["faiss"].table, Device()).recognize(query, 1)[0].labels == ["spike"]
+
+
+def test_mean_of_best_members_changes_the_winner() -> None:
+    """One very close member vs. several good ones: the max (top_m = 1) and the mean of the best m disagree."""
+    rng = np.random.default_rng(3)
+    query = normalize(rng.standard_normal(DIM))[0]
+    noise = normalize(rng.standard_normal((20, DIM)))
+    groups = {
+        "one close": normalize(np.concatenate([(query + 0.3 * noise[0])[None], noise[1:4]])),  # cos ~0.95, then ~0
+        "three good": normalize(query + 0.9 * noise[4:7]),  # cos ~0.75 each
+        "two good": normalize(query + 0.9 * noise[7:9]),  # fewer members than m = 3: their mean
+    }
+    groups |= {f"other {i}": normalize(rng.standard_normal((3, DIM))) for i in range(10)}
+    table = CentreTable.from_groups(groups)
+    assert check(make_engines(table, 1), query, 3)[0].labels[0] == "one close"
+    for top_m in (2, 3):
+        result = check(make_engines(table, top_m), query, 3)[0]
+        assert result.labels[0] in ("three good", "two good") and "one close" not in result.labels[:2]
+
+
+@pytest.mark.parametrize("top_m", [1, 2, 3])
+def test_many_tied_categories_fetch_more_neighbours(top_m: int) -> None:
     """Twelve categories with the same five members: the FAISS engine must fetch past its first guess."""
     rng = np.random.default_rng(11)
     shared = normalize(rng.standard_normal((5, DIM)))
     groups = {f"twin {i:02d}": shared for i in range(12)}
     groups |= {f"other {i}": normalize(rng.standard_normal((5, DIM))) for i in range(30)}
     table = CentreTable.from_groups(groups)
-    engines = {name: make_engine(name, table, Device()) for name in ENGINES}
+    engines = make_engines(table, top_m)
     for k in (1, 2, 12, 13):
         results = check(engines, np.concatenate([shared[:2], normalize(rng.standard_normal((3, DIM)))]), k)
         assert results[0].labels[: min(k, 12)] == [f"twin {i:02d}" for i in range(min(k, 12))]
 
 
+@pytest.mark.parametrize("grouped", [True, False])
+def test_faiss_rescoring_paths(grouped: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """top_m > 1: FAISS rescores partly fetched categories by one BLAS product per category (many queries
+    per category) or by FAISS's inner products by id (few); with members stored grouped by category or
+    interleaved. Every path gives the brute force's answer."""
+    rng = np.random.default_rng(21)
+    n_cat, per = 60, 8
+    vectors = normalize(rng.standard_normal((n_cat * per, DIM)))
+    owner = np.repeat(np.arange(n_cat), per)
+    if not grouped:
+        shuffle = rng.permutation(len(owner))
+        vectors, owner = vectors[shuffle], owner[shuffle]
+    owner[owner == 7] = 8  # one category with 2 * per members, another with none: drop it
+    owner = np.where(owner > 7, owner - 1, owner)
+    table = CentreTable([f"c{i:02d}" for i in range(n_cat - 1)], vectors, owner)
+    calls = []
+    by_idx = faiss.fvec_inner_products_by_idx
+    monkeypatch.setattr(faiss, "fvec_inner_products_by_idx", lambda *a: calls.append(a[5]) or by_idx(*a))
+    engines = make_engines(table, 2)
+    assert engines["faiss"]._grouped is grouped
+    queries = normalize(vectors[rng.integers(0, len(vectors), 300)] + 0.8 * rng.standard_normal((300, DIM)))
+    check(engines, queries, 5)  # many queries per category: BLAS
+    blas_only = len(calls)
+    for b in range(3):
+        check(engines, queries[b], 3)  # one query: inner products by id
+    assert len(calls) > blas_only
+    check(make_engines(table, 3), queries[:40], 4, labels=[f"c{i:02d}" for i in range(0, 59, 2)])
+
+
+def test_fetch_hint_changes_only_the_speed(table) -> None:  # type: ignore[no-untyped-def]
+    """The FAISS engine starts its next search as deep as the last call needed; answers never depend on it."""
+    engine = FaissEngine(table, Device(), top_m=2)
+    queries = normalize(np.random.default_rng(4).standard_normal((20, DIM)))
+    first = engine.recognize(queries, 3)
+    assert engine._fetch_hint  # (k, index size) → depth
+    engine._fetch_hint[(3, table.n_members)] = table.n_members  # deepest possible
+    assert engine.recognize(queries, 3) == first
+    engine._fetch_hint.clear()
+    assert engine.recognize(queries[:1], 3) == first[:1]
+    for k in range(1, 20):
+        engine.recognize(queries[:1], k)
+    assert len(engine._fetch_hint) <= FaissEngine.FETCH_HINTS
+
+
+@pytest.mark.parametrize("top_m", [1, 2, 50])
 @pytest.mark.parametrize("budget", [4 * K * 7, 4 * K * DIM * 3, 4 * 50 * K * 5])
-def test_dense_chunking_changes_nothing(table, queries, engines, budget: int) -> None:  # type: ignore[no-untyped-def]
+def test_dense_chunking_changes_nothing(  # type: ignore[no-untyped-def]
+    table, queries, engines_by_m, budget: int, top_m: int
+) -> None:
     """Tiny memory budgets force query chunks, category blocks and the two-pass path."""
-    small = DenseEngine(table, Device(), memory_budget=budget)
+    small = DenseEngine(table, Device(), memory_budget=budget, top_m=top_m)
     subset = [f"category {i:02d}" for i in range(0, 41, 3)] + TIED
     for k, labels in [(1, None), (5, None), (60, None), (2, subset), (4, ["tench"]), (30, subset)]:
-        assert small.recognize(queries, k, labels) == engines["faiss"].recognize(queries, k, labels)
+        assert small.recognize(queries, k, labels) == engines_by_m[top_m]["faiss"].recognize(queries, k, labels)
 
 
-def test_exact_scores_do_not_depend_on_the_batch(table, queries) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("top_m", [1, 2, 3])
+def test_exact_scores_do_not_depend_on_the_batch(table, queries, top_m: int) -> None:  # type: ignore[no-untyped-def]
     """The shared exact step gives a pair the same float64 score whatever other pairs come along (here: all
-    16,000 pairs in two slices, vs. one query at a time, vs. each category's members alone)."""
+    16,000 pairs in slices, vs. one query at a time, vs. each category's members alone)."""
     B, M = len(queries), table.n_members
     qi, mi = np.repeat(np.arange(B), M), np.tile(np.arange(M), B)
-    together = exact_top_k(table, queries, qi, mi, 50)
-    alone = [exact_top_k(table, queries[b : b + 1], np.zeros(M, np.int64), np.arange(M), 50)[0] for b in range(B)]
+    together = exact_top_k(table, queries, qi, mi, 50, top_m)
+    alone = [
+        exact_top_k(table, queries[b : b + 1], np.zeros(M, np.int64), np.arange(M), 50, top_m)[0] for b in range(B)
+    ]
     assert together == alone
     for b in (0, 17):
         for c in range(0, 50, 7):
             rows = np.flatnonzero(table.owner == c)
-            (one,) = exact_top_k(table, queries[b : b + 1], np.zeros(len(rows), np.int64), rows, 1)
+            (one,) = exact_top_k(table, queries[b : b + 1], np.zeros(len(rows), np.int64), rows[::-1], 1, top_m)
             assert one.scores[0] == together[b].scores[together[b].labels.index(table.names[c])]
 
 
@@ -239,11 +355,29 @@ def test_bad_queries_and_k(engines, queries, k, message: str) -> None:  # type: 
             engine.recognize(queries, k)
 
 
-def test_make_engine(table) -> None:  # type: ignore[no-untyped-def]
+def test_make_engine(table, engines, queries) -> None:  # type: ignore[no-untyped-def]
     assert isinstance(make_engine("faiss", table, Device()), FaissEngine)
     assert isinstance(make_engine("dense", table, Device()), DenseEngine)
     with pytest.raises(ValueError, match=r"unknown recognition engine 'annoy'; choose from dense, faiss"):
         make_engine("annoy", table, Device())
+    for name in ENGINES:
+        engine = make_engine(name, table, Device(), top_m=np.int64(1))
+        assert engine.top_m == 1 and engines[name].top_m == 1  # the paper's max is the default
+        assert engine.recognize(queries, 5) == engines[name].recognize(queries, 5)
+        assert make_engine(name, table, Device(), top_m=3).top_m == 3
+
+
+@pytest.mark.parametrize("bad", [0, -2, 2.0, 1.5, True, "2", None])
+def test_top_m_validation(table, queries, bad) -> None:  # type: ignore[no-untyped-def]
+    message = rf"^top_m must be an integer >= 1 \(1 = the paper's max\), got {re.escape(repr(bad))}$"
+    with pytest.raises(ValueError, match=message):
+        make_engine("faiss", table, Device(), top_m=bad)
+    with pytest.raises(ValueError, match=message):
+        FaissEngine(table, Device(), top_m=bad)
+    with pytest.raises(ValueError, match=message):
+        DenseEngine(table, Device(), top_m=bad)
+    with pytest.raises(ValueError, match=message):
+        exact_top_k(table, queries, np.zeros(1, np.int64), np.zeros(1, np.int64), 1, bad)
 
 
 def test_centre_table_validation() -> None:
@@ -289,6 +423,7 @@ def test_real_minilm_sentences(minilm, cpu) -> None:  # type: ignore[no-untyped-
     }
     table = CentreTable.from_groups({name: minilm.encode_text(texts) for name, texts in descriptions.items()})
     engines = {name: make_engine(name, table, cpu) for name in ENGINES}
+    engines2 = {name: make_engine(name, table, cpu, top_m=2) for name in ENGINES}
     queries = minilm.encode_text([
         "an olive-green fish swimming among pond weeds",
         "a firefighter's vehicle racing down the street",
@@ -300,6 +435,9 @@ def test_real_minilm_sentences(minilm, cpu) -> None:  # type: ignore[no-untyped-
         result = check(engines, queries, k)
         assert [r.labels[0] for r in result] == ["tench", "fire truck", "violin", "espresso", "bald eagle"]
     check(engines, queries, 2, labels=["violin", "espresso"])
+    for k in (1, 3, 6):
+        check(engines2, queries, k)
+    check(engines2, queries, 2, labels=["violin", "espresso", "tench"])
 
 
 @pytest.mark.gpu
@@ -309,9 +447,10 @@ def test_gpu_engines_equal_brute_force(table, queries) -> None:  # type: ignore[
     device = select_device("auto")
     if device.torch == "cpu":
         pytest.skip("no CUDA GPU")
-    engines = {name: make_engine(name, table, device) for name in ENGINES}
-    for k in (1, 5, 50, 51):
-        check(engines, queries, k)
-    check(engines, queries, 3, labels=["tench", "zebra", "aardvark", "category 05"])
-    cpu_result = make_engine("dense", table, Device()).recognize(queries, 5)
-    assert engines["dense"].recognize(queries, 5) == cpu_result  # the exact step makes devices agree too
+    for top_m in (1, 2, 50):
+        engines = {name: make_engine(name, table, device, top_m=top_m) for name in ENGINES}
+        for k in (1, 5, 50, 51):
+            check(engines, queries, k)
+        check(engines, queries, 3, labels=["tench", "zebra", "aardvark", "category 05"])
+        cpu_result = make_engine("dense", table, Device(), top_m=top_m).recognize(queries, 5)
+        assert engines["dense"].recognize(queries, 5) == cpu_result  # the exact step makes devices agree too
