@@ -59,8 +59,8 @@ class CategoryCount:
     n_corpora: int
 
 
-def list_categories(session: Session, corpus: Corpus | None = None) -> list[CategoryCount]:
-    """Categories with their description counts (complete corpora only, or one corpus)."""
+def list_categories(session: Session, corpus: Corpus | None = None, space: Space | None = None) -> list[CategoryCount]:
+    """Categories with their description counts (complete corpora only, or one corpus; one space if given)."""
     stmt = (
         select(Category.name, func.count(Description.id), func.count(func.distinct(Description.corpus_id)))
         .join(Description, Description.category_id == Category.id)
@@ -69,6 +69,8 @@ def list_categories(session: Session, corpus: Corpus | None = None) -> list[Cate
         .order_by(Category.name)
     )
     stmt = stmt.where(Corpus.id == corpus.id) if corpus is not None else stmt.where(Corpus.status == CorpusStatus.COMPLETE)
+    if space is not None:
+        stmt = stmt.where(Corpus.space_id == space.id)
     return [CategoryCount(name, n, c) for name, n, c in session.execute(stmt)]
 
 

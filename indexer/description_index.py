@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
 
@@ -134,10 +134,10 @@ class DescriptionIndex:
         if rec is None:
             return VectorStore.create(self.dim, self.device, factory)
         store = VectorStore.load(self.path, self.device, factory)
-        if store.ntotal != rec.n_vectors or store.dim != self.dim:
+        if store.ntotal != rec.n_vectors or store.dim != self.dim or ids_digest(store.ids()) != rec.ids_sha256:
             raise StaleIndexError(
-                f"{self.path}: holds {store.ntotal} vectors of dim {store.dim}, the record says {rec.n_vectors} of dim "
-                f"{self.dim} — run `unibind index rebuild`"
+                f"{self.path}: holds {store.ntotal} vectors of dim {store.dim}, not the {rec.n_vectors} of dim "
+                f"{self.dim} with the ids its record names — run `unibind index rebuild`"
             )
         return store
 
@@ -226,12 +226,3 @@ class DescriptionIndex:
         except (StaleIndexError, FileNotFoundError, ValueError) as e:
             log.warning("%s; rebuilding it from the stored vectors", e)
             return self.build_from_store()
-
-    def count_store(self) -> int:
-        with self.db.session() as session:
-            stmt = (
-                select(func.count(Description.id))
-                .join(Corpus, Description.corpus_id == Corpus.id)
-                .where(Corpus.space_id == self.space_id, Corpus.status == CorpusStatus.COMPLETE)
-            )
-            return int(session.scalar(stmt) or 0)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KINDS = ("open_clip", "hf", "minilm", "st")
+MAX_SPEC_CHARS = 400  # the spaces.encoder column holds 512, and local paths grow when made absolute
 SPEC_HELP = (
     "open_clip:<arch>/<pretrained-tag>, open_clip:<arch>@<checkpoint-path>, "
     "hf:<model-id-or-path>, minilm, st:<path>"
@@ -43,6 +44,8 @@ def _local(path: str) -> str:
 def parse_encoder_spec(spec: str) -> EncoderSpec:
     """Parse and canonicalise a spec (local paths become absolute, so one model has one spec)."""
     s = (spec or "").strip()
+    if len(s) > MAX_SPEC_CHARS:
+        raise ValueError(f"encoder spec is {len(s)} characters long; at most {MAX_SPEC_CHARS}")
     if s == "minilm":
         return EncoderSpec(kind="minilm")
     kind, sep, rest = s.partition(":")

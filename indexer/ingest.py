@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
 
@@ -27,6 +27,7 @@ from indexer.corpus_reader import CorpusData, Record
 from indexer.device import Device
 from indexer.encoder import Encoder
 from indexer.encoder_factory import build_encoder
+from indexer.vector_store import make_index
 from indexer.vectors import to_bytes
 from schema import Category, Corpus, CorpusStatus, Database, Description, Space
 
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 MAX_NAME_CHARS = 200
 PENDING_PREFIX = "~ingesting-"
 PROGRESS_MIN_RECORDS = 2_000
+IN_CHUNK = 10_000
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class IngestConfig:
             raise ValueError(
                 f"corpus name {self.name!r} must be 1-{MAX_NAME_CHARS} printable characters, not starting with '~'"
             )
+        if self.factory is not None and not 0 < len(self.factory) <= 200:
+            raise ValueError(f"FAISS factory string must be 1-200 characters, got {len(self.factory)}")
         if self.batch_size < 1 or self.chunk_size < 1:
             raise ValueError("batch_size and chunk_size must be >= 1")
 
@@ -83,7 +87,10 @@ def _space(session: Session, encoder: Encoder) -> Space:
 
 
 def _category_ids(session: Session, names: list[str]) -> dict[str, int]:
-    found = {n: i for n, i in session.execute(select(Category.name, Category.id).where(Category.name.in_(names)))}
+    found: dict[str, int] = {}
+    for start in range(0, len(names), IN_CHUNK):  # bounded IN-lists: SQLite and psycopg cap bind parameters
+        stmt = select(Category.name, Category.id).where(Category.name.in_(names[start : start + IN_CHUNK]))
+        found.update(dict(session.execute(stmt).all()))
     missing = [n for n in names if n not in found]
     if missing:
         rows = session.execute(insert(Category).returning(Category.id, sort_by_parameter_order=True), [{"name": n} for n in missing])
@@ -122,6 +129,8 @@ def ingest(
     if not data.records:
         raise ValueError(f"{data.path}: no descriptions to ingest")
     encoder = encoder or build_encoder(config.encoder, device)
+    if config.factory:
+        make_index(encoder.dim, config.factory)  # a bad factory string fails before anything is encoded
     name = config.name.strip()
     with db.transaction() as session:
         space = _space(session, encoder)
@@ -146,7 +155,7 @@ def ingest(
         ids, vectors, encode_s = _run(db, data.records, encoder, _Writer(db, corpus_id, category_ids), config)
         _publish(db, space, corpus_id, old_id, name, ids, vectors, config.factory, home, device)
     except BaseException:
-        _discard(db, corpus_id)
+        _discard(db, corpus_id, space.id)
         raise
     index_path = description_index(db, space, home, device).path
     report = IngestReport(
@@ -236,11 +245,13 @@ def _publish(
             index.save(session, store, list(index.complete_corpora(session)))
 
 
-def _discard(db: Database, corpus_id: int) -> None:
-    """Best effort: remove the rows of a corpus whose ingest failed."""
+def _discard(db: Database, corpus_id: int, space_id: int) -> None:
+    """Best effort: remove the rows of a corpus whose ingest failed, and its space if nothing else is in it."""
     try:
         with db.transaction() as session:
             session.execute(delete(Description).where(Description.corpus_id == corpus_id))
             session.execute(delete(Corpus).where(Corpus.id == corpus_id))
+            if session.scalar(select(func.count(Corpus.id)).where(Corpus.space_id == space_id)) == 0:
+                session.execute(delete(Space).where(Space.id == space_id))
     except Exception as e:  # the original error matters more; the rows stay hidden and are purged later
         log.warning("could not remove the incomplete corpus %d: %s", corpus_id, e)

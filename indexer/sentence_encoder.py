@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,7 +26,6 @@ def minilm_path() -> Path:
 
 class SentenceEncoder(Encoder):
     def __init__(self, spec: EncoderSpec, device: Device) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local folders only: never ask the hub
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
@@ -39,7 +37,7 @@ class SentenceEncoder(Encoder):
         if not path.is_dir():
             raise FileNotFoundError(f"sentence-transformers folder not found: {path}")
         try:
-            self._model = SentenceTransformer(str(path), device=device.torch)
+            self._model = SentenceTransformer(str(path), device=device.torch, local_files_only=True)  # never the hub
         except (OSError, ValueError) as e:
             raise ValueError(f"{path}: not a sentence-transformers model folder ({e})") from e
         get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension

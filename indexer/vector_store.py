@@ -20,6 +20,7 @@ from indexer.device import Device
 log = logging.getLogger(__name__)
 
 DEFAULT_FACTORY = "Flat"
+GPU_MAX_K = 2048  # FAISS GPU searches return at most this many neighbours
 
 
 def _is_ivf(index: faiss.Index) -> bool:
@@ -95,7 +96,13 @@ class VectorStore:
                 "use a smaller nlist or the flat index"
             )
         log.info("training %s on %d vectors", self.factory, vectors.shape[0])
-        self.index.train(vectors)
+        try:
+            self.index.train(vectors)
+        except RuntimeError as e:
+            raise ValueError(
+                f"FAISS index {self.factory!r} cannot be trained on {vectors.shape[0]} vectors: "
+                f"{str(e).strip().splitlines()[-1]}"
+            ) from e
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         ids, vectors = self._check(ids, vectors)
@@ -154,6 +161,8 @@ class VectorStore:
             raise ValueError(f"queries of shape {queries.shape} do not fit an index of dimension {self.dim}")
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        if self.device.faiss_gpu is not None and k > GPU_MAX_K:
+            return self.index.search(queries, k)  # GPU searches return at most GPU_MAX_K neighbours
         return self._searcher().search(queries, k)
 
     def save(self, path: Path) -> tuple[str, int]:

@@ -8,6 +8,7 @@ progress bar. Ingesting, replacing or deleting a corpus deletes the centres of i
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from schema import Category, Centre, CentreMember, Corpus, CorpusStatus, Databas
 log = logging.getLogger(__name__)
 
 DEFAULT_K = 50
+MAX_TEMPLATE_CHARS = 500
 BATCH_CATEGORIES = 200
 
 
@@ -41,6 +43,8 @@ class CentreSpec:
 
     def __post_init__(self) -> None:
         fill(self.template, "x")  # validates the template
+        if len(self.template) > MAX_TEMPLATE_CHARS:
+            raise ValueError(f"prompt template is {len(self.template)} characters long; at most {MAX_TEMPLATE_CHARS}")
         get_strategy(self.strategy)
         if self.k < 1:
             raise ValueError(f"K must be >= 1, got {self.k}")
@@ -83,10 +87,18 @@ def category_keys(session: Session, corpora: dict[int, str], strategy: str) -> d
     found: dict[int, tuple[str, set[int]]] = {}
     for cat_id, name, corpus_id in session.execute(stmt):
         found.setdefault(cat_id, (name, set()))[1].add(corpus_id)
+    everything = _key(set(corpora))
     return {
-        cat_id: (name, "" if strategy in KB_FREE else ",".join(map(str, sorted(ids))))
+        # informative's template filter looks at every selected category: its centres depend on all corpora
+        cat_id: (name, "" if strategy in KB_FREE else everything if strategy == "informative" else _key(ids))
         for cat_id, (name, ids) in found.items()
     }
+
+
+def _key(corpus_ids: set[int]) -> str:
+    """Sorted corpus ids, comma-joined; a digest when that is long (the column holds 500 characters)."""
+    key = ",".join(map(str, sorted(corpus_ids)))
+    return key if len(key) <= 200 else "sha1:" + hashlib.sha1(key.encode()).hexdigest()
 
 
 class CentreBuilder:
@@ -102,14 +114,15 @@ class CentreBuilder:
         from indexer.corpus_reader import text_hash
 
         texts = list(texts)
+        wanted = set(texts)
         hashes = [text_hash(t) for t in texts]
         with self.db.session() as session:
             stmt = (
-                select(Description.text_hash, Description.vector)
+                select(Description.text, Description.vector)
                 .join(Corpus, Description.corpus_id == Corpus.id)
                 .where(Corpus.space_id == self.space.id, Description.text_hash.in_(set(hashes)))
             )
-            known = {h: v for h, v in session.execute(stmt)}
+            known = {text_hash(t): v for t, v in session.execute(stmt) if t in wanted}  # the exact text only
         out = np.empty((len(texts), self.space.dim), dtype=np.float32)
         todo = [i for i, h in enumerate(hashes) if h not in known]
         for i, h in enumerate(hashes):
@@ -135,15 +148,15 @@ class CentreBuilder:
                     )
                 )
             }
-            skeletons = frozenset()
-            if spec.strategy == "informative":
+            todo = sorted((c for c, (_, key) in keys.items() if (c, key) not in existing), key=lambda c: keys[c][0])
+            skeletons: frozenset[str] = frozenset()
+            if spec.strategy == "informative" and todo:
                 pairs = session.execute(
                     select(Category.name, Description.text)
                     .join(Category, Description.category_id == Category.id)
                     .where(Description.corpus_id.in_(corpora))
                 )
                 skeletons = find_template_skeletons(pairs, len(keys))
-        todo = sorted((cat for cat, (_, key) in keys.items() if (cat, key) not in existing), key=lambda c: keys[c][0])
         ctx = Context(encode=self.encode, template_skeletons=skeletons)
         notices: list[str] = []
         show = len(todo) >= 50 if progress is None else progress

@@ -7,9 +7,13 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from retrieval.table import emit_json, format_table
+
+if TYPE_CHECKING:
+    from indexer.device import Device
 
 log = logging.getLogger("unibind")
 
@@ -21,14 +25,20 @@ class Context:
     """What every command needs: settings, the database (migrated on first use) and the device."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from indexer.device import select_device
         from schema import Database
         from schema.settings import Settings
 
         self.settings = Settings.resolve(db=args.db, home=args.home)
         self.db = Database(self.settings.database_url)
-        self.device = select_device(args.device, faiss_fp16=args.fp16)
         self.home = self.settings.home
+        self._device_args = (args.device, args.fp16)
+
+    @cached_property
+    def device(self) -> Device:
+        """Chosen on first use, so commands that only read the store never import torch."""
+        from indexer.device import select_device
+
+        return select_device(self._device_args[0], faiss_fp16=self._device_args[1])
 
     def default_encoder(self, given: str | None) -> str:
         """--encoder, else $UNIBIND_ENCODER, else the only existing space's encoder, else open_clip ViT-B-32."""
@@ -139,11 +149,12 @@ def cmd_corpus(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_categories(ctx: Context, args: argparse.Namespace) -> int:
-    from indexer.catalog import find_corpus, list_categories
+    from indexer.catalog import find_corpus, find_space, list_categories
 
     with ctx.db.session() as session:
-        corpus = find_corpus(session, args.corpus) if args.corpus else None
-        cats = list_categories(session, corpus)
+        space = find_space(session, args.encoder) if args.encoder else None
+        corpus = find_corpus(session, args.corpus, space) if args.corpus else None
+        cats = list_categories(session, corpus, space)
     if args.json:
         emit_json([c.__dict__ for c in cats])
     elif not cats:
@@ -279,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from sqlalchemy.exc import SQLAlchemyError
+
     from indexer.corpus_reader import CorpusError
     from indexer.description_index import StaleIndexError
 
@@ -289,6 +302,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.exception("failed")
         print(f"unibind: error: {e}", file=sys.stderr)
         return 2
+    except SQLAlchemyError as e:  # the server went away, a concurrent writer won a race, ...
+        if args.verbose > 1:
+            log.exception("failed")
+        detail = getattr(e, "orig", None) or e
+        print(f"unibind: error: database error: {str(detail).strip().splitlines()[0]}", file=sys.stderr)
+        return 1
+    except OSError as e:  # permissions, a full disk, ...
+        if args.verbose > 1:
+            log.exception("failed")
+        print(f"unibind: error: {e.strerror or e}{f': {e.filename}' if e.filename else ''}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("unibind: interrupted", file=sys.stderr)
         return 130

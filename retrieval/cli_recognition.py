@@ -90,6 +90,8 @@ def cmd_eval(ctx: Any, args: argparse.Namespace) -> int:
     from retrieval.evaluation import evaluate, read_queries
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    if not strategies:
+        raise ValueError("--strategies needs at least one strategy name (comma-separated)")
     from retrieval.centre_strategy import get_strategy
 
     for s in strategies:

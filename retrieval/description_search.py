@@ -15,6 +15,7 @@ from indexer.device import Device
 from indexer.encoder import Encoder
 from indexer.encoder_factory import build_encoder
 from indexer.vector_store import VectorStore
+from indexer.vectors import normalize
 from schema import Category, Corpus, CorpusStatus, Database, Description
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class DescriptionSearch:
         return self.search_vectors(queries, k)
 
     def search_vectors(self, queries: np.ndarray, k: int) -> list[list[DescriptionHit]]:
+        queries = normalize(queries)  # [B, d]
         if self.store.ntotal == 0:
             return [[] for _ in range(len(queries))]
         scores, ids = self.store.search(queries, min(k, self.store.ntotal))  # [B, k]

@@ -24,8 +24,6 @@ from retrieval.recognition_engine import (
 
 log = logging.getLogger(__name__)
 
-GPU_MAX_K = 2048  # FAISS GPU searches return at most this many neighbours
-
 
 def _kth_category_score(scores: np.ndarray, cats: np.ndarray, k: int) -> np.ndarray:
     """Hits sorted by score per row ([n, f] scores and their categories) → the k-th distinct category's
@@ -80,11 +78,6 @@ class FaissEngine(RecognitionEngine):
                 self._subsets.popitem(last=False)
         return store
 
-    def _search(self, store: VectorStore, q: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.device.faiss_gpu is not None and n > GPU_MAX_K:
-            return store.index.search(q, n)  # more neighbours than a GPU search returns: the CPU index
-        return store.search(q, n)
-
     def _nominate(self, q: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         counts = self.table.counts if allowed is None else self.table.counts[allowed]
         store = self.store if allowed is None else self._subset_store(allowed)
@@ -95,7 +88,7 @@ class FaissEngine(RecognitionEngine):
         pending = np.arange(q.shape[0])
         out_q, out_m = [], []
         while pending.size:
-            scores, ids = self._search(store, q[pending], fetch)  # [n, fetch], best first
+            scores, ids = store.search(q[pending], fetch)  # [n, fetch], best first
             threshold = _kth_category_score(scores, self.table.owner[ids], k) - self.tol  # [n]
             done = (scores[:, -1] < threshold) | (fetch >= n_members)  # every near-tie member was fetched
             rows, cols = np.nonzero(done[:, None] & (scores >= threshold[:, None]))
@@ -161,7 +154,7 @@ class FaissEngine(RecognitionEngine):
         out_q, out_m = [], []
         while pending.size:
             qp = q[pending]
-            scores, ids = self._search(store, qp, fetch)  # [n, fetch], best first
+            scores, ids = store.search(qp, fetch)  # [n, fetch], best first
             n, f = scores.shape
             cats = self._owner[ids]  # [n, f]
             order = np.argsort(cats, axis=1, kind="stable")  # per row: hits by category, best first in each

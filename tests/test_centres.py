@@ -149,3 +149,17 @@ def test_spec_validation(db: Database, home: Path, tmp_path: Path, minilm: Encod
         centre_members(db, builder.space, CentreSpec(), "tenhc")
     with pytest.raises(ValueError, match="run `unibind centres build`"):
         load_centres(db, builder.space, CentreSpec())
+
+
+def test_informative_centres_follow_every_corpus(db: Database, home: Path, tmp_path: Path, minilm: Encoder) -> None:
+    """The template filter looks at all categories, so adding any corpus rebuilds informative centres."""
+    _ingest(db, home, MIXED, "mixed", minilm, tmp_path)
+    builder = _builder(db, minilm)
+    assert builder.build(CentreSpec(k=3)).built == 5
+    _ingest(db, home, {"zebra": ["A striped horse of the savanna."]}, "zebra", minilm, tmp_path)
+    report = builder.build(CentreSpec(k=3))
+    assert (report.categories, report.built, report.reused) == (6, 6, 0)
+    top = builder.build(CentreSpec(strategy="top", k=3))
+    assert top.built == 6
+    _ingest(db, home, {"okapi": ["A forest animal with striped legs."]}, "okapi", minilm, tmp_path)
+    assert builder.build(CentreSpec(strategy="top", k=3)).built == 1  # top's centres depend on their own category only

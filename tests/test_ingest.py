@@ -200,3 +200,29 @@ def test_ingest_with_tiny_open_clip(db_url: str, home: Path, tmp_path: Path, cap
     assert hit["text"] == ANIMALS["goldfish"][1] and hit["score"] == pytest.approx(1.0, abs=1e-5)
     assert main([*base, "corpus", "list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["space"] == spec
+
+
+def test_same_size_file_with_other_ids_is_stale(db: Database, home: Path, tmp_path: Path, minilm: Encoder) -> None:
+    from indexer.vector_store import VectorStore
+
+    _ingest(db, home, write_json(tmp_path / "a.json", ANIMALS), "animals", minilm)
+    index = description_index(db, _space(db), home, minilm.device)
+    store = index.load()
+    forged = VectorStore.create(store.dim, minilm.device)
+    forged.add(store.ids() + 1000, np.stack([v for _, v in _stored(db).values()]))  # same count, other ids
+    forged.save(index.path)
+    with pytest.raises(StaleIndexError, match="ids its record names"):
+        index.load()
+    assert not index.verify().ok
+
+
+def test_failed_ingest_leaves_no_space_and_bad_factory_fails_first(db: Database, home: Path, tmp_path: Path, minilm: Encoder) -> None:
+    counting = CountingEncoder(minilm)
+    path = write_json(tmp_path / "a.json", ANIMALS)
+    with pytest.raises(ValueError, match="factory string 'Bogus' is not valid"):
+        _ingest(db, home, path, "animals", counting, factory="Bogus")
+    assert counting.seen == []  # rejected before anything was encoded
+    with pytest.raises(ValueError, match="needs at least 64 vectors to train"):
+        _ingest(db, home, path, "animals", counting, factory="IVF64,Flat")
+    with db.session() as s:  # the failed ingest took its new space with it
+        assert s.scalar(select(func.count(Space.id))) == 0 and s.scalar(select(func.count(Corpus.id))) == 0
