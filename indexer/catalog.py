@@ -6,7 +6,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
@@ -85,6 +84,12 @@ def invalidate_centres(session: Session, space_id: int, corpus_id: int) -> int:
     return int(result.rowcount or 0)
 
 
+def delete_corpus_rows(session: Session, corpus_id: int) -> None:
+    """Delete a corpus and its descriptions (the caller keeps the index file in step)."""
+    session.execute(delete(Description).where(Description.corpus_id == corpus_id))
+    session.execute(delete(Corpus).where(Corpus.id == corpus_id))
+
+
 def delete_corpus(db: Database, corpus_id: int, home: Path, device: Device) -> int:
     """Take the corpus's vectors out of the index and delete its rows, in one commit. Returns the count."""
     with db.session() as session:
@@ -93,21 +98,18 @@ def delete_corpus(db: Database, corpus_id: int, home: Path, device: Device) -> i
             raise ValueError(f"no corpus with id {corpus_id}")
         was_complete = corpus.status == CorpusStatus.COMPLETE
         space = corpus.space
-        ids = np.fromiter(session.scalars(select(Description.id).where(Description.corpus_id == corpus_id)), dtype=np.int64)
+        n = session.scalar(select(func.count(Description.id)).where(Description.corpus_id == corpus_id)) or 0
     index = description_index(db, space, home, device)
     with index.lock():
-        store = index.current_or_rebuilt() if was_complete else None
-        if store is not None and not store.remove(ids):
-            store = index.build_from_store(store.factory, exclude_corpus=corpus_id)
+        store = index.without_corpus(corpus_id) if was_complete else None
         with db.transaction() as session:
             invalidate_centres(session, space.id, corpus_id)
-            session.execute(delete(Description).where(Description.corpus_id == corpus_id))
-            session.execute(delete(Corpus).where(Corpus.id == corpus_id))
+            delete_corpus_rows(session, corpus_id)
             session.flush()
             if store is not None:
                 index.save(session, store, list(index.complete_corpora(session)))
-    log.info("deleted corpus %d (%d descriptions)", corpus_id, ids.size)
-    return int(ids.size)
+    log.info("deleted corpus %d (%d descriptions)", corpus_id, n)
+    return int(n)
 
 
 def purge_incomplete(db: Database, space: Space) -> list[str]:
@@ -119,10 +121,9 @@ def purge_incomplete(db: Database, space: Space) -> list[str]:
         stale = list(
             session.scalars(select(Corpus).where(Corpus.space_id == space.id, Corpus.status != CorpusStatus.COMPLETE))
         )
-        for corpus in stale:
-            session.execute(delete(Description).where(Description.corpus_id == corpus.id))
-            session.delete(corpus)
         names = [c.name for c in stale]
+        for corpus in stale:
+            delete_corpus_rows(session, corpus.id)
     if names:
         log.warning("removed incomplete corpora: %s", ", ".join(names))
     return names

@@ -219,6 +219,16 @@ class DescriptionIndex:
             log.info("rebuilt %s: %d vectors, factory %s", self.path, rec.n_vectors, rec.factory)
             return rec
 
+    def without_corpus(self, corpus_id: int) -> VectorStore:
+        """The current index less one corpus's vectors (removed, or rebuilt without them when the index
+        type cannot remove ids); call under lock()."""
+        store = self.current_or_rebuilt()
+        with self.db.session() as session:
+            ids = np.fromiter(session.scalars(select(Description.id).where(Description.corpus_id == corpus_id)), dtype=np.int64)
+        if not store.remove(ids):
+            store = self.build_from_store(store.factory, exclude_corpus=corpus_id)
+        return store
+
     def current_or_rebuilt(self) -> VectorStore:
         """The checked index, or (when missing or stale) one rebuilt from the store; call under lock()."""
         try:

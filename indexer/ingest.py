@@ -22,7 +22,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
 
-from indexer.catalog import description_index, invalidate_centres
+from indexer.catalog import delete_corpus_rows, description_index, invalidate_centres
 from indexer.corpus_reader import CorpusData, Record
 from indexer.device import Device
 from indexer.encoder import Encoder
@@ -221,19 +221,13 @@ def _publish(
         if factory and factory != current_factory:
             store = index.build_from_store(factory, exclude_corpus=old_id)
         else:
-            store = index.current_or_rebuilt()
-            if old_id is not None:
-                with db.session() as session:
-                    old_ids = np.fromiter(session.scalars(select(Description.id).where(Description.corpus_id == old_id)), dtype=np.int64)
-                if not store.remove(old_ids):
-                    store = index.build_from_store(store.factory, exclude_corpus=old_id)
+            store = index.current_or_rebuilt() if old_id is None else index.without_corpus(old_id)
         store.add(ids, vectors)
         with db.transaction() as session:
             invalidate_centres(session, space.id, corpus_id)
             if old_id is not None:
                 invalidate_centres(session, space.id, old_id)
-                session.execute(delete(Description).where(Description.corpus_id == old_id))
-                session.execute(delete(Corpus).where(Corpus.id == old_id))
+                delete_corpus_rows(session, old_id)
                 session.flush()
             corpus = session.get(Corpus, corpus_id)
             assert corpus is not None
@@ -249,8 +243,7 @@ def _discard(db: Database, corpus_id: int, space_id: int) -> None:
     """Best effort: remove the rows of a corpus whose ingest failed, and its space if nothing else is in it."""
     try:
         with db.transaction() as session:
-            session.execute(delete(Description).where(Description.corpus_id == corpus_id))
-            session.execute(delete(Corpus).where(Corpus.id == corpus_id))
+            delete_corpus_rows(session, corpus_id)
             if session.scalar(select(func.count(Corpus.id)).where(Corpus.space_id == space_id)) == 0:
                 session.execute(delete(Space).where(Space.id == space_id))
     except Exception as e:  # the original error matters more; the rows stay hidden and are purged later

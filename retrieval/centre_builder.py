@@ -101,6 +101,20 @@ def _key(corpus_ids: set[int]) -> str:
     return key if len(key) <= 200 else "sha1:" + hashlib.sha1(key.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class CentreScope:
+    """What a spec's centres are drawn from right now: the selected corpora and each category's key."""
+
+    corpora: dict[int, str]  # {corpus id: name}
+    keys: dict[int, tuple[str, str]]  # {category id: (name, corpora key)}
+
+
+def centre_scope(db: Database, space: Space, spec: CentreSpec) -> CentreScope:
+    with db.session() as session:
+        corpora = selected_corpora(session, space, spec.corpora)
+        return CentreScope(corpora, category_keys(session, corpora, spec.strategy))
+
+
 class CentreBuilder:
     """Builds the centres of one space with its encoder."""
 
@@ -132,11 +146,12 @@ class CentreBuilder:
             out[todo] = self.encoder.encode_text([texts[i] for i in todo])
         return normalize(out)
 
-    def build(self, spec: CentreSpec, *, progress: bool | None = None) -> BuildReport:
+    def build(self, spec: CentreSpec, *, progress: bool | None = None, scope: CentreScope | None = None) -> BuildReport:
+        """Build the spec's missing centres; ``scope`` saves recomputing it when the caller has it."""
         strategy = get_strategy(spec.strategy)
+        scope = scope or centre_scope(self.db, self.space, spec)
+        corpora, keys = scope.corpora, scope.keys
         with self.db.session() as session:
-            corpora = selected_corpora(session, self.space, spec.corpora)
-            keys = category_keys(session, corpora, spec.strategy)
             existing = {
                 (cat, key)
                 for cat, key in session.execute(
@@ -213,11 +228,12 @@ class CentreBuilder:
         return notices
 
 
-def load_centres(db: Database, space: Space, spec: CentreSpec) -> tuple[list[str], np.ndarray, np.ndarray]:
+def load_centres(
+    db: Database, space: Space, spec: CentreSpec, scope: CentreScope | None = None
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(category names, member vectors [M, d], owner [M]) of the current centres; names sorted."""
+    keys = (scope or centre_scope(db, space, spec)).keys
     with db.session() as session:
-        corpora = selected_corpora(session, space, spec.corpora)
-        keys = category_keys(session, corpora, spec.strategy)
         wanted = {(cat, key) for cat, (_, key) in keys.items()}
         stmt = (
             select(Centre.id, Centre.category_id, Centre.corpora_key)
@@ -239,9 +255,8 @@ def load_centres(db: Database, space: Space, spec: CentreSpec) -> tuple[list[str
 
 def centre_members(db: Database, space: Space, spec: CentreSpec, category: str) -> tuple[Centre | None, list[dict[str, object]]]:
     """The current centre of ``category`` and its members (rank, score, text, description id)."""
+    keys = centre_scope(db, space, spec).keys
     with db.session() as session:
-        corpora = selected_corpora(session, space, spec.corpora)
-        keys = category_keys(session, corpora, spec.strategy)
         by_name = {name: (cat, key) for cat, (name, key) in keys.items()}
         if category not in by_name:
             import difflib

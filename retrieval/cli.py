@@ -286,6 +286,14 @@ def _setup_logging(verbose: int) -> None:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
+def _fail(args: argparse.Namespace, message: str, code: int) -> int:
+    """One line on stderr for the user; the traceback only with -vv."""
+    if args.verbose > 1:
+        log.exception("failed")
+    print(f"unibind: error: {message}", file=sys.stderr)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
@@ -298,21 +306,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(Context(args), args))
     except (ValueError, FileNotFoundError, CorpusError, StaleIndexError) as e:
-        if args.verbose > 1:
-            log.exception("failed")
-        print(f"unibind: error: {e}", file=sys.stderr)
-        return 2
+        return _fail(args, str(e), 2)
     except SQLAlchemyError as e:  # the server went away, a concurrent writer won a race, ...
-        if args.verbose > 1:
-            log.exception("failed")
         detail = getattr(e, "orig", None) or e
-        print(f"unibind: error: database error: {str(detail).strip().splitlines()[0]}", file=sys.stderr)
-        return 1
+        return _fail(args, f"database error: {str(detail).strip().splitlines()[0]}", 1)
     except OSError as e:  # permissions, a full disk, ...
-        if args.verbose > 1:
-            log.exception("failed")
-        print(f"unibind: error: {e.strerror or e}{f': {e.filename}' if e.filename else ''}", file=sys.stderr)
-        return 1
+        return _fail(args, f"{e.strerror or e}{f': {e.filename}' if e.filename else ''}", 1)
     except KeyboardInterrupt:
         print("unibind: interrupted", file=sys.stderr)
         return 130

@@ -11,7 +11,7 @@ from indexer.catalog import find_space
 from indexer.device import Device
 from indexer.encoder import Encoder
 from indexer.encoder_factory import build_encoder
-from retrieval.centre_builder import BuildReport, CentreBuilder, CentreSpec, load_centres
+from retrieval.centre_builder import BuildReport, CentreBuilder, CentreSpec, centre_scope, load_centres
 from retrieval.engines import make_engine
 from retrieval.recognition_engine import CentreTable, Recognition, RecognitionEngine, check_top_m
 from schema import Database
@@ -49,11 +49,12 @@ class Recognizer:
             self.space = find_space(session, encoder)
         self.encoder = encoder_obj or build_encoder(self.space.encoder, device)
         self.build_report: BuildReport | None = None
+        scope = centre_scope(db, self.space, self.spec)  # one scan for both steps
         if build_missing:
-            self.build_report = CentreBuilder(db, self.space, self.encoder).build(self.spec)
+            self.build_report = CentreBuilder(db, self.space, self.encoder).build(self.spec, scope=scope)
             if self.build_report.built:
                 log.info("built %d centres (%d reused)", self.build_report.built, self.build_report.reused)
-        names, vectors, owner = load_centres(db, self.space, self.spec)
+        names, vectors, owner = load_centres(db, self.space, self.spec, scope)
         self.table = CentreTable(names=names, vectors=vectors, owner=owner)
         self.default_engine = engine
         self._engines: dict[str, RecognitionEngine] = {engine: make_engine(engine, self.table, device, self.top_m)}
