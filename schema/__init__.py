@@ -5,7 +5,21 @@ Nothing here knows about torch or FAISS: the store keeps vectors as float32 byte
 
 from schema.base import Base
 from schema.database import Database, migrate, resolve_database_url
-from schema.models import Category, Centre, CentreMember, Corpus, CorpusStatus, Description, IndexFile, Space
+from schema.models import (
+    Category,
+    Centre,
+    CentreMember,
+    Corpus,
+    CorpusStatus,
+    Description,
+    Head,
+    IndexFile,
+    Item,
+    ItemField,
+    Modality,
+    ModalityKind,
+    Space,
+)
 
 __all__ = [
     "Base",
@@ -16,7 +30,12 @@ __all__ = [
     "CorpusStatus",
     "Database",
     "Description",
+    "Head",
     "IndexFile",
+    "Item",
+    "ItemField",
+    "Modality",
+    "ModalityKind",
     "Space",
     "migrate",
     "resolve_database_url",

@@ -14,8 +14,10 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Enum,
+    Boolean,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -23,6 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.sql import expression
 
 from schema.base import Base
 
@@ -167,3 +170,95 @@ class CentreMember(Base):
     vector: Mapped[bytes] = mapped_column(LargeBinary)
 
     centre: Mapped[Centre] = relationship(back_populates="members")
+
+
+class ModalityKind(str, enum.Enum):
+    """How a modality's inputs become vectors: the space's text encoder, an image tower, or vectors
+    computed elsewhere by a frozen encoder (ImageBind, PointBind, CLAP, ...)."""
+
+    TEXT = "text"
+    IMAGE = "image"
+    FEATURES = "features"
+
+
+class Modality(Base):
+    """A modality of a space and the dimension of its encoder's output (the head's input)."""
+
+    __tablename__ = "modalities"
+    __table_args__ = (UniqueConstraint("space_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[ModalityKind] = mapped_column(
+        Enum(ModalityKind, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+    )
+    input_dim: Mapped[int] = mapped_column(Integer)
+    encoder: Mapped[str | None] = mapped_column(String(512))  # image: the tower's spec; features: who made them
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    space: Mapped[Space] = relationship()
+
+
+class Head(Base):
+    """One trained version of a modality's head ``Linear(input_dim, space dim)``; at most one is active."""
+
+    __tablename__ = "heads"
+    __table_args__ = (
+        UniqueConstraint("modality_id", "version"),
+        Index(
+            "uq_heads_one_active",
+            "modality_id",
+            unique=True,
+            sqlite_where=expression.text("active"),
+            postgresql_where=expression.text("active"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    modality_id: Mapped[int] = mapped_column(ForeignKey("modalities.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text)  # the safetensors file
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    d_in: Mapped[int] = mapped_column(Integer)
+    d_out: Mapped[int] = mapped_column(Integer)
+    hyperparams: Mapped[dict[str, Any]] = mapped_column(JSON)
+    data_sha256: Mapped[str] = mapped_column(String(64))  # the features, descriptions and pairing trained on
+    n_pairs: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)  # validation R@1, loss, epochs, ...
+    active: Mapped[bool] = mapped_column(Boolean, default=False, server_default=expression.false())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    modality: Mapped[Modality] = relationship()
+
+
+class Item(Base):
+    """A gallery entry of any modality. ``id`` is its FAISS id in the modality's gallery index; ``vector``
+    is its embedding in the space (through the head), ``raw`` the encoder's output it was projected from."""
+
+    __tablename__ = "items"
+    __table_args__ = (Index("ix_items_modality_id_label", "modality_id", "label"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    modality_id: Mapped[int] = mapped_column(ForeignKey("modalities.id", ondelete="CASCADE"))
+    uri: Mapped[str | None] = mapped_column(Text)
+    label: Mapped[str | None] = mapped_column(String(500))
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    head_id: Mapped[int | None] = mapped_column(ForeignKey("heads.id", ondelete="SET NULL"))  # None: zero-shot
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    modality: Mapped[Modality] = relationship()
+
+
+class ItemField(Base):
+    """One scalar metadata field of an item as canonical text (strings as they are, numbers and booleans
+    as JSON writes them), indexed so ``--where key=value`` filters are one index lookup."""
+
+    __tablename__ = "item_fields"
+    __table_args__ = (Index("ix_item_fields_key_value", "key", "value"),)
+
+    item_id: Mapped[int] = mapped_column(BigId, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[str] = mapped_column(String(500))

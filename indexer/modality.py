@@ -1,0 +1,110 @@
+"""The modalities of a space: text (the space's encoder), image (an open_clip / CLIP image tower) and named
+feature modalities whose inputs are vectors from an external frozen encoder (ImageBind, PointBind, CLAP, ...).
+
+A modality declares its input dimension (the head's input). The well-known feature names are registered on
+first use with the dimension of the first features given; any other name must be registered first.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from schema import Modality, ModalityKind, Space
+
+log = logging.getLogger(__name__)
+
+TEXT = "text"
+IMAGE = "image"
+WELL_KNOWN_FEATURES = ("audio", "point", "video", "event", "thermal", "depth", "imu")
+RESERVED = frozenset({TEXT, IMAGE, "descriptions"})
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+def check_name(name: str) -> str:
+    """A modality name: lower-case letters, digits, ``_`` or ``-``, starting with a letter, at most 32."""
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ValueError(
+            f"modality name {name!r} is not valid: use 1-32 lower-case letters, digits, '_' or '-', starting with a letter"
+        )
+    return name
+
+
+def kind_of(name: str) -> ModalityKind:
+    return ModalityKind.TEXT if name == TEXT else ModalityKind.IMAGE if name == IMAGE else ModalityKind.FEATURES
+
+
+def list_modalities(session: Session, space: Space) -> list[Modality]:
+    return list(session.scalars(select(Modality).where(Modality.space_id == space.id).order_by(Modality.id)))
+
+
+def get_modality(session: Session, space: Space, name: str) -> Modality | None:
+    stmt = select(Modality).where(Modality.space_id == space.id, Modality.name == name)
+    return session.scalars(stmt).first()
+
+
+def find_modality(session: Session, space: Space, name: str) -> Modality:
+    """The registered modality ``name`` of ``space``; ValueError naming the known ones otherwise."""
+    if name == "descriptions":
+        raise ValueError("'descriptions' is a search target, not a modality")
+    found = get_modality(session, space, check_name(name))
+    if found is None:
+        known = ", ".join(m.name for m in list_modalities(session, space)) or "none yet"
+        hint = (
+            "add items or train a head with it first"
+            if name in (IMAGE, *WELL_KNOWN_FEATURES)
+            else f"register it: unibind modality add {name} --dim D"
+        )
+        raise ValueError(f"unknown modality {name!r} in space {space.encoder} (registered: {known}); {hint}")
+    return found
+
+
+def register_modality(
+    session: Session, space: Space, name: str, *, dim: int, encoder: str | None = None
+) -> Modality:
+    """Register a modality (flushes, the caller commits). Registering it again with the same dimension
+    returns the existing row; a different dimension is an error."""
+    check_name(name)
+    if name == "descriptions":
+        raise ValueError("'descriptions' is reserved: it is the search target of the knowledge base")
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+        raise ValueError(f"modality {name!r}: --dim must be a positive integer, got {dim!r}")
+    kind = kind_of(name)
+    if kind is ModalityKind.TEXT and dim != space.dim:
+        raise ValueError(f"modality 'text' of space {space.encoder} has the space's dimension {space.dim}, not {dim}")
+    existing = get_modality(session, space, name)
+    if existing is not None:
+        if existing.input_dim != dim:
+            raise ValueError(
+                f"modality {name!r} of space {space.encoder} is registered with input dimension {existing.input_dim}, "
+                f"not {dim}"
+            )
+        if encoder and existing.encoder != encoder and kind is ModalityKind.IMAGE:
+            raise ValueError(
+                f"modality 'image' of space {space.encoder} uses the image encoder {existing.encoder}, not {encoder}"
+            )
+        return existing
+    modality = Modality(space_id=space.id, name=name, kind=kind, input_dim=dim, encoder=encoder)
+    session.add(modality)
+    session.flush()
+    log.info("registered modality %s (%s, input dimension %d) in space %s", name, kind.value, dim, space.encoder)
+    return modality
+
+
+def ensure_feature_modality(session: Session, space: Space, name: str, dim: int) -> Modality:
+    """The feature modality ``name``; a well-known name is registered on first use with ``dim``."""
+    check_name(name)
+    if kind_of(name) is not ModalityKind.FEATURES:
+        raise ValueError(f"modality {name!r} takes {name} inputs, not feature vectors (--features)")
+    existing = get_modality(session, space, name)
+    if existing is None:
+        if name not in WELL_KNOWN_FEATURES:
+            return find_modality(session, space, name)  # raises: unknown, with the hint to register it
+        return register_modality(session, space, name, dim=dim)
+    if existing.input_dim != dim:
+        raise ValueError(f"the features have {dim} dimensions, modality {name!r} expects {existing.input_dim}")
+    return existing
+
