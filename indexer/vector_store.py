@@ -165,6 +165,30 @@ class VectorStore:
             return self.index.search(queries, k)  # GPU searches return at most GPU_MAX_K neighbours
         return self._searcher().search(queries, k)
 
+    def _selector_params(self, selector: faiss.IDSelector) -> faiss.SearchParameters:
+        """Search parameters carrying ``selector``, of the type the index needs, keeping its settings."""
+        inner = faiss.downcast_index(self.index.index) if isinstance(self.index, faiss.IndexIDMap) else self.index
+        if _is_ivf(inner):
+            return faiss.SearchParametersIVF(sel=selector, nprobe=faiss.extract_index_ivf(inner).nprobe)
+        if isinstance(inner, faiss.IndexHNSW):
+            return faiss.SearchParametersHNSW(sel=selector, efSearch=inner.hnsw.efSearch)
+        return faiss.SearchParameters(sel=selector)
+
+    def search_subset(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Like ``search``, among the ids in ``allowed`` only (a FAISS ID selector, on the CPU index).
+
+        Exact for flat indexes; approximate indexes (IVF, HNSW) may return fewer than k hits (id -1) when few
+        ids pass: callers that need exactly k fall back to an exact search over the allowed vectors.
+        """
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.dim:
+            raise ValueError(f"queries of shape {queries.shape} do not fit an index of dimension {self.dim}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        allowed = np.ascontiguousarray(allowed, dtype=np.int64)
+        selector = faiss.IDSelectorBatch(allowed.size, faiss.swig_ptr(allowed))
+        return self.index.search(queries, k, params=self._selector_params(selector))
+
     def save(self, path: Path) -> tuple[str, int]:
         """Write atomically (temp file in the same folder, fsync, rename). Returns (sha256, size)."""
         path.parent.mkdir(parents=True, exist_ok=True)

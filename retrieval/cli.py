@@ -273,9 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.set_defaults(func=cmd_search_descriptions)
 
+    from retrieval.cli_modalities import add_commands as add_space_commands
     from retrieval.cli_recognition import add_commands
 
     add_commands(sub, common)
+    add_space_commands(sub, common)
     return p
 
 

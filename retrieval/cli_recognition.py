@@ -68,21 +68,41 @@ def cmd_centres(ctx: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_recognize(ctx: Any, args: argparse.Namespace) -> int:
+    from retrieval.cli_modalities import query_vectors
     from retrieval.recognizer import Recognizer
 
-    texts = args.text or []
-    if not texts:
-        raise ValueError("give at least one --text")
+    if not (args.text or args.image or args.features):
+        raise ValueError("give at least one --text or --image, or --features FILE --modality NAME")
     rec = Recognizer(ctx.db, ctx.device, encoder=args.encoder, spec=_spec(args), engine=args.engine, top_m=args.top_m)
-    results = rec.recognize_texts(texts, k=args.k, labels=_labels(args.labels))
+    names, vectors, _modality = query_vectors(ctx, rec.space, args)
+    results = rec.recognize_vectors(vectors, k=args.k, labels=_labels(args.labels))
     if args.json:
-        emit_json([{"query": t, "labels": r.labels, "scores": r.scores} for t, r in zip(texts, results)])
+        emit_json([{"query": t, "labels": r.labels, "scores": r.scores} for t, r in zip(names, results)])
         return 0
-    for text, r in zip(texts, results):
-        print(f"{text}")
+    for name, r in zip(names, results):
+        print(f"{name}")
         print(format_table(["#", "category", "score"], [[i + 1, lab, s] for i, (lab, s) in enumerate(zip(r.labels, r.scores))]))
         print()
     return 0
+
+
+def _eval_vectors(ctx: Any, args: argparse.Namespace, queries: list[Any]) -> Any:
+    """Query vectors of image or feature queries through the modality's projection (None for text)."""
+    import numpy as np
+
+    from indexer.catalog import find_space
+    from indexer.feature_reader import read_features
+    from indexer.projection import load_projection
+
+    if args.modality in (None, "text"):
+        return None
+    with ctx.db.session() as session:
+        space = find_space(session, args.encoder)
+    projection = load_projection(ctx.db, space, args.modality, ctx.device)
+    if args.modality == "image":
+        return projection.images([q.input for q in queries], progress=True)
+    fs = read_features(args.features, dim=projection.input_dim, modality=args.modality)
+    return projection.features(fs.vectors[np.asarray([q.input for q in queries], dtype=np.int64)], args.features)
 
 
 def cmd_eval(ctx: Any, args: argparse.Namespace) -> int:
@@ -99,9 +119,20 @@ def cmd_eval(ctx: Any, args: argparse.Namespace) -> int:
     if args.what == "recognition":
         if not args.queries:
             raise ValueError("eval recognition needs --queries FILE.jsonl")
-        queries = read_queries(args.queries)
+        kind = "text" if args.modality in (None, "text") else "image" if args.modality == "image" else "features"
+        if kind == "features" and not args.features:
+            raise ValueError(f"eval recognition --modality {args.modality} needs --features FILE (the rows \"row\" names)")
+        if kind != "features" and args.features:
+            raise ValueError("--features goes with --modality NAME of a feature modality")
+        n_rows = None
+        if kind == "features":
+            from indexer.feature_reader import read_features
+
+            n_rows = len(read_features(args.features, modality=args.modality))
+        queries = read_queries(args.queries, kind=kind, n_rows=n_rows)
+        vectors = _eval_vectors(ctx, args, queries)
         rows = evaluate(ctx.db, ctx.device, queries, strategies, base=_spec(args), encoder=args.encoder,
-                        engine=args.engine, top_m=args.top_m, source=args.queries)
+                        engine=args.engine, top_m=args.top_m, source=args.queries, query_vectors=vectors)
         table = [{"strategy": r.strategy, "queries": r.n, "categories": r.categories, "top1": r.top1, "top5": r.top5} for r in rows]
     else:
         from retrieval.dev_benchmark import run_dev_benchmark
@@ -150,6 +181,10 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
 
     sp = sub.add_parser("recognize", help="top-k categories of a query (a retrieval call over the centres)")
     sp.add_argument("--text", action="append", help="a text query (repeat for a batch)")
+    sp.add_argument("--image", action="append", help="an image file (repeat for a batch); through the image head, "
+                                                     "or zero-shot when the space's encoder has the image tower")
+    sp.add_argument("--features", help="feature vectors (.npy, .pt, .jsonl): every row is a query")
+    sp.add_argument("--modality", help="the modality of --features (audio, point, ...)")
     sp.add_argument("--labels", help="restrict the answer to these categories (comma-separated)")
     sp.add_argument("-k", type=int, default=5, help="categories per query (default 5)")
     sp.add_argument("--engine", default=DEFAULT_ENGINE, choices=["faiss", "dense"], help=f"default {DEFAULT_ENGINE}")
@@ -160,7 +195,9 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
 
     sp = sub.add_parser("eval", help="recognition accuracy per strategy: on a queries file, or the dev benchmark")
     sp.add_argument("what", choices=["recognition", "dev"])
-    sp.add_argument("--queries", help="recognition: JSONL with {\"text\": ..., \"label\": ...} per line")
+    sp.add_argument("--queries", help="recognition: JSONL with {\"text\"|\"image\"|\"row\": ..., \"label\": ...} per line")
+    sp.add_argument("--modality", help="recognition: the queries' modality: text (default), image, or a feature modality")
+    sp.add_argument("--features", help="recognition, feature modality: the file whose rows the queries name")
     sp.add_argument("--strategies", default=ALL_STRATEGIES, help=f"comma-separated (default {ALL_STRATEGIES})")
     sp.add_argument("--engine", default=DEFAULT_ENGINE, choices=["faiss", "dense"])
     top_m_option(sp)

@@ -21,9 +21,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Query:
-    text: str
+    text: str  # the text query, or how a non-text query is shown (its image path, "row N")
     label: str
     line: int | None = None
+    input: Path | int | None = None  # image queries: the file; feature queries: the row of the features file
 
 
 @dataclass(frozen=True)
@@ -35,16 +36,24 @@ class EvalRow:
     categories: int
 
 
-def read_queries(path: str | Path) -> list[Query]:
-    """JSONL, one ``{"text": ..., "label": ...}`` per line; errors name the file and line."""
+QUERY_FIELD = {"text": "text", "image": "image", "features": "row"}
+
+
+def read_queries(path: str | Path, *, kind: str = "text", n_rows: int | None = None) -> list[Query]:
+    """JSONL, one ``{"text"|"image"|"row": ..., "label": ...}`` per line (by ``kind``: text, image or features);
+    image paths are relative to the file's folder; rows index a features file of ``n_rows`` rows. Errors name
+    the file and line."""
     label = str(path)
     p = Path(path)
+    if kind not in QUERY_FIELD:
+        raise ValueError(f"query kind {kind!r} is not one of {', '.join(QUERY_FIELD)}")
     if not p.is_file():
         raise FileNotFoundError(f"queries file not found: {label}")
     try:
         lines = p.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as e:
         raise ValueError(f"{label}: not valid UTF-8 (byte {e.start})") from e
+    key = QUERY_FIELD[kind]
     out: list[Query] = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -54,11 +63,28 @@ def read_queries(path: str | Path) -> list[Query]:
         except json.JSONDecodeError as e:
             raise ValueError(f"{label}:{n}: invalid JSON ({e.msg})") from e
         if not isinstance(row, dict):
-            raise ValueError(f"{label}:{n}: each line must be a JSON object with text and label")
-        for field in ("text", "label"):
-            if not isinstance(row.get(field), str) or not row[field].strip():
-                raise ValueError(f"{label}:{n}: field {field!r} must be a non-empty string")
-        out.append(Query(row["text"].strip(), row["label"].strip(), n))
+            raise ValueError(f"{label}:{n}: each line must be a JSON object with {key} and label")
+        others = [f for f in QUERY_FIELD.values() if f != key and f in row]
+        if others:
+            raise ValueError(f"{label}:{n}: field {others[0]!r} does not go with {kind} queries (expected {key!r})")
+        if not isinstance(row.get("label"), str) or not row["label"].strip():
+            raise ValueError(f"{label}:{n}: field 'label' must be a non-empty string")
+        value = row.get(key)
+        if kind == "features":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (n_rows is not None and value >= n_rows):
+                bound = f" below {n_rows} (the features file's rows)" if n_rows is not None else ""
+                raise ValueError(f"{label}:{n}: field 'row' must be an integer >= 0{bound}, got {value!r}")
+            out.append(Query(f"row {value}", row["label"].strip(), n, value))
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{label}:{n}: field {key!r} must be a non-empty string")
+        if kind == "image":
+            image = Path(value) if Path(value).is_absolute() else p.resolve().parent / value
+            if not image.is_file():
+                raise ValueError(f"{label}:{n}: image file not found: {image}")
+            out.append(Query(value, row["label"].strip(), n, image))
+        else:
+            out.append(Query(value.strip(), row["label"].strip(), n))
     if not out:
         raise ValueError(f"{label}: no queries")
     return out

@@ -1,0 +1,355 @@
+"""CLI commands of the unified space: modality, heads, gallery and cross-modal search."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrieval.table import emit_json, format_table
+
+
+def _space(ctx: Any, encoder: str | None):  # type: ignore[no-untyped-def]
+    from indexer.catalog import find_space
+
+    with ctx.db.session() as session:
+        return find_space(session, encoder)
+
+
+def query_vectors(ctx: Any, space: Any, args: argparse.Namespace) -> tuple[list[str], np.ndarray, str]:
+    """(query names, [B, d] vectors of the space, modality) from --text / --image / --features --modality."""
+    from indexer.feature_reader import read_features
+    from indexer.projection import load_projection
+
+    given = [n for n, v in (("--text", args.text), ("--image", args.image), ("--features", args.features)) if v]
+    if len(given) != 1:
+        raise ValueError("give exactly one kind of query: --text, --image or --features (with --modality)")
+    if args.features:
+        if not args.modality:
+            raise ValueError("--features needs --modality NAME (which encoder made them)")
+        projection = load_projection(ctx.db, space, args.modality, ctx.device)
+        fs = read_features(args.features, dim=projection.input_dim, modality=args.modality)
+        names = [f"{args.features}[{i}]" for i in range(len(fs))]
+        return names, projection.features(fs.vectors, args.features), args.modality
+    if args.modality and args.modality != ("text" if args.text else "image"):
+        raise ValueError(f"--modality {args.modality} does not go with {given[0]}")
+    if args.text:
+        return list(args.text), load_projection(ctx.db, space, "text", ctx.device).texts(args.text), "text"
+    projection = load_projection(ctx.db, space, "image", ctx.device)
+    return list(args.image), projection.images(args.image), "image"
+
+
+# -- modality -----------------------------------------------------------------------------------------
+def cmd_modality(ctx: Any, args: argparse.Namespace) -> int:
+    from indexer.modality import list_modalities, register_modality
+
+    space = _space(ctx, args.encoder)
+    if args.action == "add":
+        if not args.name or args.dim is None:
+            raise ValueError("modality add needs a NAME and --dim D (the external encoder's output dimension)")
+        if args.name in ("text", "image"):
+            raise ValueError(f"modality {args.name!r} is built in: it needs no registration")
+        with ctx.db.transaction() as session:
+            m = register_modality(session, space, args.name, dim=args.dim, encoder=args.source)
+            row = {"name": m.name, "kind": m.kind.value, "input_dim": m.input_dim, "source": m.encoder}
+        emit_json(row) if args.json else print(f"modality {row['name']!r}: {row['input_dim']}-d features into {space.encoder}")
+        return 0
+    with ctx.db.session() as session:
+        rows = [{"name": "text", "kind": "text", "input_dim": space.dim, "source": space.encoder}]
+        rows += [{"name": m.name, "kind": m.kind.value, "input_dim": m.input_dim, "source": m.encoder}
+                 for m in list_modalities(session, space) if m.name != "text"]
+    if args.json:
+        emit_json(rows)
+    else:
+        print(format_table(["name", "kind", "input_dim", "source"], [list(r.values()) for r in rows]))
+    return 0
+
+
+# -- heads --------------------------------------------------------------------------------------------
+def _head_row(h: Any) -> dict[str, Any]:
+    m = h.metrics or {}
+    return {"modality": h.modality.name, "version": h.version, "active": h.active, "d_in": h.d_in, "d_out": h.d_out,
+            "val_r1": m.get("val_r1"), "untrained_val_r1": m.get("untrained_val_r1"), "epochs": m.get("epochs"),
+            "pairs": h.n_pairs, "created_at": h.created_at}
+
+
+def cmd_heads(ctx: Any, args: argparse.Namespace) -> int:
+    from indexer.head_store import activate_head, find_head, list_heads
+    from indexer.modality import find_modality
+
+    space = _space(ctx, args.encoder)
+    if args.action == "train":
+        return _train(ctx, space, args)
+    with ctx.db.session() as session:
+        modality = find_modality(session, space, args.modality) if args.modality else None
+        if args.action == "list":
+            rows = [_head_row(h) for h in list_heads(session, space, modality)]
+            if args.json:
+                emit_json(rows)
+            elif not rows:
+                print("no heads yet: unibind heads train --modality M --pairs PAIRS.jsonl [--features FILE]")
+            else:
+                print(format_table(list(rows[0]), [list(r.values()) for r in rows]))
+            return 0
+        if modality is None:
+            raise ValueError(f"heads {args.action} needs --modality NAME")
+        head = find_head(session, modality, args.version)
+        head_id, details = head.id, {**_head_row(head), "path": head.path, "file_sha256": head.file_sha256,
+                                     "data_sha256": head.data_sha256, "hyperparams": head.hyperparams,
+                                     "metrics": {k: v for k, v in (head.metrics or {}).items() if k != "history"}}
+    if args.action == "show":
+        if args.json:
+            emit_json(details)
+        else:
+            width = max(len(k) for k in details)
+            print("\n".join(f"{k.ljust(width)}  {json.dumps(v) if isinstance(v, dict) else v}" for k, v in details.items()))
+        return 0
+    if args.version is None:
+        raise ValueError("heads activate needs --version N")
+    activate_head(ctx.db, head_id)
+    n = _reproject(ctx, space, args.modality)
+    msg = {"modality": args.modality, "active_version": args.version, "reprojected_items": n}
+    emit_json(msg) if args.json else print(f"{args.modality}: head v{args.version} is active; {n} gallery items re-projected")
+    return 0
+
+
+def _reproject(ctx: Any, space: Any, modality: str) -> int:
+    from indexer.gallery import reproject
+    from indexer.projection import load_projection
+
+    return reproject(ctx.db, ctx.home, ctx.device, load_projection(ctx.db, space, modality, ctx.device))
+
+
+def _train(ctx: Any, space: Any, args: argparse.Namespace) -> int:
+    from indexer.head_trainer import HeadJob, train_modality_head
+    from indexer.head_training import HeadTrainConfig
+
+    if not args.modality or not args.pairs:
+        raise ValueError("heads train needs --modality NAME and --pairs PAIRS.jsonl")
+    config = HeadTrainConfig(temperature=args.temperature, learn_temperature=args.learn_temperature,
+                             symmetric=args.symmetric, lr=args.lr, weight_decay=args.weight_decay,
+                             batch_size=args.batch_size, max_epochs=args.epochs, patience=args.patience,
+                             val_fraction=args.val_fraction, seed=args.seed)
+    job = HeadJob(modality=args.modality, pairs=Path(args.pairs), features=Path(args.features) if args.features else None,
+                  image_encoder=args.image_encoder, activate=not args.no_activate, config=config)
+    report = train_modality_head(ctx.db, ctx.home, ctx.device, space, job, progress=True)
+    n = _reproject(ctx, space, args.modality) if report.active else 0
+    if args.json:
+        emit_json({**report.__dict__, "reprojected_items": n})
+        return 0
+    m = report.metrics
+    print(f"trained {report.modality} head v{report.version} ({'active' if report.active else 'inactive'}) on "
+          f"{report.samples} samples / {report.descriptions} descriptions in {report.seconds:.1f}s: validation R@1 "
+          f"{m.get('val_r1', float('nan')):.3f} (untrained {m.get('untrained_val_r1', float('nan')):.3f}), "
+          f"{m.get('epochs')} epochs")
+    if n:
+        print(f"{n} gallery items re-projected")
+    return 0
+
+
+# -- gallery ------------------------------------------------------------------------------------------
+def _new_items(args: argparse.Namespace, n: int, uris: list[str] | None):  # type: ignore[no-untyped-def]
+    from indexer.gallery import NewItem
+    from indexer.pairs_reader import read_meta
+
+    if args.meta:
+        metas = read_meta(args.meta, n)
+        return [NewItem(uri=m.uri or (uris[i] if uris else None), label=m.label or args.label, meta=m.meta or None)
+                for i, m in enumerate(metas)]
+    return [NewItem(uri=uris[i] if uris else None, label=args.label) for i in range(n)]
+
+
+def _rows_as_items(rows: list[dict[str, Any]], label: str | None):  # type: ignore[no-untyped-def]
+    """Items from the other fields of a features JSONL (uri and label taken out, the rest is metadata)."""
+    from indexer.gallery import NewItem
+
+    out = []
+    for r in rows:
+        r = dict(r)
+        uri, lab = r.pop("uri", None), r.pop("label", None)
+        out.append(NewItem(uri=str(uri) if uri is not None else None, label=str(lab) if lab is not None else label,
+                           meta=r or None))
+    return out
+
+
+def cmd_gallery(ctx: Any, args: argparse.Namespace) -> int:
+    from indexer.gallery import gallery_index, remove_items, summarize
+    from indexer.modality import find_modality, list_modalities
+
+    space = _space(ctx, args.encoder)
+    if args.action == "add":
+        return _gallery_add(ctx, space, args)
+    with ctx.db.session() as session:
+        mods = [find_modality(session, space, args.modality)] if args.modality else list_modalities(session, space)
+        for m in mods:
+            _ = m.space
+        if args.action == "list":
+            rows = [s.__dict__ for s in summarize(session, mods)]
+    if args.action == "list":
+        if args.json:
+            emit_json(rows)
+        elif not rows:
+            print("no gallery yet: unibind gallery add --modality M (--files ... | --features FILE --meta META.jsonl)")
+        else:
+            print(format_table(list(rows[0]), [list(r.values()) for r in rows]))
+        return 0
+    if args.action == "remove":
+        if not args.modality or (args.label is None and not args.all):
+            raise ValueError("gallery remove needs --modality NAME and --label L (or --all)")
+        n = remove_items(ctx.db, ctx.home, ctx.device, mods[0], None if args.all else args.label)
+        emit_json({"removed": n}) if args.json else print(f"removed {n} {args.modality} items")
+        return 0
+    results, failed = [], False
+    for m in mods:
+        index = gallery_index(ctx.db, ctx.home, ctx.device, m)
+        if args.action == "verify":
+            check = index.verify()
+            failed |= not check.ok
+            results.append({"modality": m.name, "ok": check.ok, "items": check.n_store, "file": check.n_file,
+                            "problems": check.problems})
+        else:
+            rec = index.rebuild(args.factory)
+            results.append({"modality": m.name, "path": rec.path, "vectors": rec.n_vectors, "factory": rec.factory})
+    if args.json:
+        emit_json(results)
+    else:
+        for r in results:
+            if args.action == "verify":
+                print(f"{'ok' if r['ok'] else 'STALE'}  {r['modality']}: {r['file']} vectors in the file, {r['items']} items")
+                for p in r["problems"]:
+                    print(f"      - {p}")
+            else:
+                print(f"rebuilt {r['path']}: {r['vectors']} vectors ({r['factory']})")
+    return 1 if failed else 0
+
+
+def _gallery_add(ctx: Any, space: Any, args: argparse.Namespace) -> int:
+    from indexer.feature_reader import read_features
+    from indexer.gallery import add_items
+    from indexer.modality import check_name, ensure_feature_modality, get_modality
+    from indexer.projection import ensure_image_modality, load_projection
+
+    if not args.modality:
+        raise ValueError("gallery add needs --modality NAME")
+    if bool(args.files) == bool(args.features):
+        raise ValueError("gallery add needs either --files (images) or --features FILE, not both")
+    if args.files:
+        if args.modality != "image":
+            raise ValueError(f"--files adds images; modality {args.modality!r} takes --features FILE --meta META.jsonl")
+        for f in args.files:
+            if not Path(f).is_file():
+                raise FileNotFoundError(f"image file not found: {f}")
+        projection = load_projection(ctx.db, space, "image", ctx.device)
+        items = _new_items(args, len(args.files), [str(Path(f).resolve()) for f in args.files])
+        raw = projection.encode_images(args.files, progress=True)  # [N, d_img]
+        if projection.modality_id is None:
+            with ctx.db.transaction() as session:
+                ensure_image_modality(session, space, projection.encoder)
+            projection = load_projection(ctx.db, space, "image", ctx.device)
+    else:
+        if args.modality in ("text", "image"):
+            raise ValueError(f"--features is for feature modalities, not {args.modality!r}")
+        with ctx.db.session() as session:
+            known = get_modality(session, space, check_name(args.modality))
+        fs = read_features(args.features, dim=known.input_dim if known else None, modality=args.modality)
+        if not args.meta and fs.rows is None:
+            raise ValueError("--features needs --meta META.jsonl (one line per row: uri, label, other fields)")
+        items = _new_items(args, len(fs), None) if args.meta else _rows_as_items(fs.rows or [], args.label)
+        with ctx.db.transaction() as session:
+            ensure_feature_modality(session, space, args.modality, fs.dim)
+        projection = load_projection(ctx.db, space, args.modality, ctx.device)
+        raw = fs.vectors
+    report = add_items(ctx.db, ctx.home, ctx.device, projection, items, raw, factory=args.factory)
+    if args.json:
+        emit_json(report.__dict__)
+    else:
+        print(f"added {report.added} {report.modality} items ({report.via}); the gallery holds {report.total} "
+              f"({report.factory}) in {report.seconds:.1f}s")
+    return 0
+
+
+# -- search -------------------------------------------------------------------------------------------
+def cmd_search(ctx: Any, args: argparse.Namespace) -> int:
+    from retrieval.cross_modal_search import CrossModalSearch, SearchFilter, parse_where
+
+    space = _space(ctx, args.encoder)
+    flt = SearchFilter(label=args.label, where=parse_where(args.where))
+    search = CrossModalSearch(ctx.db, ctx.home, ctx.device, space, args.target)
+    names, vectors, modality = query_vectors(ctx, space, args)
+    results = search.search(vectors, k=args.k, flt=flt)
+    if args.json:
+        emit_json([{"query": q, "modality": modality, "target": args.target, "hits": [h.__dict__ for h in hits]}
+                   for q, hits in zip(names, results)])
+        return 0
+    for q, hits in zip(names, results):
+        print(f"{q}  ({modality} → {args.target})")
+        if not hits:
+            print("  no results")
+            continue
+        what = "text" if args.target == "descriptions" else "uri"
+        print(format_table(["#", "score", "label", what, "meta"],
+                           [[i + 1, h.score, h.label, getattr(h, what), json.dumps(h.meta) if h.meta else ""]
+                            for i, h in enumerate(hits)], max_width=80))
+        print()
+    return 0
+
+
+def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    sp = sub.add_parser("modality", help="register a feature modality (name and input dimension), or list them")
+    sp.add_argument("action", choices=["add", "list"])
+    sp.add_argument("name", nargs="?")
+    sp.add_argument("--dim", type=int, help="add: the dimension of the external encoder's vectors")
+    sp.add_argument("--source", help="add: which encoder makes them (e.g. 'ImageBind audio')")
+    common(sp)
+    sp.set_defaults(func=cmd_modality)
+
+    sp = sub.add_parser("heads", help="train, list, show or activate modality heads")
+    sp.add_argument("action", choices=["train", "list", "show", "activate"])
+    sp.add_argument("--modality", help="the modality (image, audio, ...)")
+    sp.add_argument("--version", type=int, help="show/activate: the head version (default for show: the active one)")
+    sp.add_argument("--pairs", help="train: JSONL of {\"input\": path-or-row, \"description\": ..., \"label\": ...}")
+    sp.add_argument("--features", help="train: the features file (.npy, .pt, .jsonl) whose rows \"input\" names")
+    sp.add_argument("--image-encoder", help="train image: the image tower (default: the space's encoder)")
+    sp.add_argument("--no-activate", action="store_true", help="train: keep the current active version")
+    sp.add_argument("--temperature", type=float, default=0.07, help="InfoNCE temperature (default 0.07)")
+    sp.add_argument("--learn-temperature", action="store_true", help="learn the temperature (CLIP's logit scale)")
+    sp.add_argument("--symmetric", action="store_true", help="average with the description→sample loss")
+    sp.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
+    sp.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
+    sp.add_argument("--batch-size", type=int, default=256, help="pairs per batch (default 256)")
+    sp.add_argument("--epochs", type=int, default=100, help="at most this many epochs (default 100)")
+    sp.add_argument("--patience", type=int, default=5, help="stop after this many epochs without a better val loss")
+    sp.add_argument("--val-fraction", type=float, default=0.1, help="samples held out for validation (default 0.1)")
+    sp.add_argument("--seed", type=int, default=0)
+    common(sp)
+    sp.set_defaults(func=cmd_heads)
+
+    sp = sub.add_parser("gallery", help="add items of any modality, list, remove, verify or rebuild their indexes")
+    sp.add_argument("action", choices=["add", "list", "remove", "verify", "rebuild"])
+    sp.add_argument("--modality", help="the items' modality")
+    sp.add_argument("--files", nargs="+", help="add: image files")
+    sp.add_argument("--features", help="add: a features file (.npy, .pt, .jsonl)")
+    sp.add_argument("--meta", help="add: JSONL, one line per item: uri, label and any other fields")
+    sp.add_argument("--label", help="add: the label of every item added; remove: the items to remove")
+    sp.add_argument("--all", action="store_true", help="remove: every item of the modality")
+    sp.add_argument("--factory", help="add/rebuild: a FAISS factory string (default: keep the current one; Flat)")
+    common(sp)
+    sp.set_defaults(func=cmd_gallery)
+
+    sp = sub.add_parser("search", help="cross-modal search: a text, image or feature query against a gallery "
+                                       "or the descriptions")
+    sp.add_argument("--text", action="append", help="a text query (repeat for a batch)")
+    sp.add_argument("--image", action="append", help="an image query (repeat for a batch)")
+    sp.add_argument("--features", help="feature queries: every row of the file")
+    sp.add_argument("--modality", help="the modality of --features")
+    sp.add_argument("--target", required=True, help="a gallery modality (image, audio, ...) or 'descriptions'")
+    sp.add_argument("-k", type=int, default=10, help="results per query (default 10)")
+    sp.add_argument("--label", help="only items with this label (descriptions: this category)")
+    sp.add_argument("--where", action="append", metavar="KEY=VALUE",
+                    help="only items whose metadata field KEY equals VALUE (repeat: all must hold)")
+    common(sp)
+    sp.set_defaults(func=cmd_search)
