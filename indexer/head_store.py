@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,17 @@ def heads_dir(home: Path, db: Database) -> Path:
     """One folder per database, like the index files (``indexer.description_index.index_dir``)."""
     url = db.url.render_as_string(hide_password=True)
     return home / "heads" / hashlib.sha256(url.encode()).hexdigest()[:12]
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with NaN and inf floats as None (PostgreSQL's JSON type refuses them)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
 
 
 def list_heads(session: Session, space: Space, modality: Modality | None = None) -> list[Head]:
@@ -83,8 +95,8 @@ def record_head(
             session.flush()
         row = Head(
             modality_id=modality.id, version=version, path=str(path), file_sha256=sha, d_in=head.d_in,
-            d_out=head.d_out, hyperparams=hyperparams, data_sha256=data_sha256, n_pairs=n_pairs,
-            metrics=metrics, active=activate,
+            d_out=head.d_out, hyperparams=jsonable(hyperparams), data_sha256=data_sha256, n_pairs=n_pairs,
+            metrics=jsonable(metrics), active=activate,
         )
         session.add(row)
         session.flush()

@@ -139,7 +139,9 @@ def _train(ctx: Any, space: Any, args: argparse.Namespace) -> int:
     report = train_modality_head(ctx.db, ctx.home, ctx.device, space, job, progress=True)
     n = _reproject(ctx, space, args.modality) if report.active else 0
     if args.json:
-        emit_json({**report.__dict__, "reprojected_items": n})
+        from indexer.head_store import jsonable
+
+        emit_json(jsonable({**report.__dict__, "reprojected_items": n}))
         return 0
     m = report.metrics
     print(f"trained {report.modality} head v{report.version} ({'active' if report.active else 'inactive'}) on "
