@@ -72,7 +72,7 @@ def _q(s: str, limit: int = 60) -> str:
     return json.dumps(s if len(s) <= limit else s[:limit] + "...", ensure_ascii=False)
 
 
-def _kind(v: Any) -> str:
+def json_kind(v: Any) -> str:
     if v is None:
         return "null"
     if isinstance(v, bool):
@@ -87,15 +87,15 @@ def _kind(v: Any) -> str:
 def _string_problem(v: Any, what: str, limit: int) -> str | None:
     """Why ``v`` is not an acceptable category/text, or None if it is."""
     if not isinstance(v, str) or not v.strip():
-        return f"{what} must be a non-empty string (got {_kind(v)})"
+        return f"{what} must be a non-empty string (got {json_kind(v)})"
     if len(v.strip()) > limit:
         return f"{what} is {len(v.strip())} characters long; the limit is {limit}"
-    if _unstorable(v):
+    if unstorable(v):
         return f"{what} contains a NUL character or an unpaired surrogate escape"
     return None
 
 
-def _unstorable(s: str) -> bool:
+def unstorable(s: str) -> bool:
     """True if ``s`` cannot be stored as UTF-8 text in the database (NUL, lone surrogate)."""
     try:
         s.encode("utf-8")
@@ -104,14 +104,14 @@ def _unstorable(s: str) -> bool:
     return "\x00" in s
 
 
-def _strings(v: Any) -> list[str]:
+def strings_in(v: Any) -> list[str]:
     """Every string (keys included) inside a JSON-like value."""
     if isinstance(v, str):
         return [v]
     if isinstance(v, dict):
-        return [s for k, x in v.items() for s in (k, *_strings(x))]
+        return [s for k, x in v.items() for s in (k, *strings_in(x))]
     if isinstance(v, list):
-        return [s for x in v for s in _strings(x)]
+        return [s for x in v for s in strings_in(x)]
     return []
 
 
@@ -136,7 +136,7 @@ class _Builder:
             problem = _string_problem(value, what, limit)
             if problem:
                 raise CorpusError(f"{loc}: {problem}")
-        if meta and any(_unstorable(s) for s in _strings(meta)):
+        if meta and any(unstorable(s) for s in strings_in(meta)):
             raise CorpusError(f"{loc}: an extra field holds a string with a NUL character "
                               f"or an unpaired surrogate escape")
         cat, txt = category.strip(), text.strip()
@@ -195,7 +195,7 @@ def _read_json(text: str, b: _Builder, key: str | None) -> None:
     if not isinstance(doc, dict):
         first = text.count("\n", 0, len(text) - len(text.lstrip())) + 1
         raise CorpusError(f"{label}:{first}: top level must be an object {{category: [descriptions]}} "
-                          f"(got {_kind(doc)})")
+                          f"(got {json_kind(doc)})")
     if not doc:
         raise CorpusError(f"{label}: the top-level object is empty; no records")
     nested = all(isinstance(v, dict) for v in doc.values())
@@ -221,7 +221,7 @@ def _read_json(text: str, b: _Builder, key: str | None) -> None:
         where = f": category {_q(cat)}"
         if not isinstance(items, list):
             raise CorpusError(f"{_locs(label, line)}{where}: value must be an array of description "
-                              f"strings (got {_kind(items)})")
+                              f"strings (got {json_kind(items)})")
         if not items:
             raise CorpusError(f"{_locs(label, line)}{where}: has no descriptions")
         for i, item in enumerate(items):
@@ -236,7 +236,7 @@ def _read_jsonl(text: str, b: _Builder) -> None:
         loc = f"{b.label}:{lineno}"
         if not isinstance(obj, dict):
             raise CorpusError(f"{loc}: each line must be a JSON object with \"category\" and "
-                              f"\"text\" (got {_kind(obj)})")
+                              f"\"text\" (got {json_kind(obj)})")
         for field in ("category", "text"):
             if field not in obj:
                 raise CorpusError(f"{loc}: missing required field {_q(field)}")

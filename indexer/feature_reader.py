@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from indexer.corpus_reader import json_kind
+
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".npy", ".pt", ".pth", ".jsonl")
@@ -47,24 +49,11 @@ class FeatureSet:
         return int(self.vectors.shape[0])
 
 
-def kind_of(v: Any) -> str:
-    """A JSON-ish name for the type of ``v``, for messages."""
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "empty string" if not v.strip() else "string"
-    return {dict: "object", list: "array"}.get(type(v), type(v).__name__)
-
-
 def parse_row_index(value: Any, n: int | None, *, where: str) -> int:
     """``value`` as a row index into a features file of ``n`` rows (no upper bound if None)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         shown = value if isinstance(value, (int, float)) and not isinstance(value, bool) \
-            else kind_of(value)
+            else json_kind(value)
         raise ValueError(f"{where}: row index must be a non-negative integer (got {shown})")
     if n is not None and value >= n:
         raise ValueError(f"{where}: row index {value} is out of range; the features file has "
@@ -216,15 +205,15 @@ def _load_jsonl(label: str) -> tuple[np.ndarray, list[dict[str, Any]], list[int]
             key = json.dumps(keys[0])
             vec, rest = obj[keys[0]], {k: v for k, v in obj.items() if k != keys[0]}
             if not isinstance(vec, list):
-                raise FeatureError(f"{loc}: {key} must be an array of numbers (got {kind_of(vec)})")
+                raise FeatureError(f"{loc}: {key} must be an array of numbers (got {json_kind(vec)})")
         else:
             raise FeatureError(f"{loc}: each line must be a JSON object with a \"vector\" array, "
-                               f"or an array of numbers (got {kind_of(obj)})")
+                               f"or an array of numbers (got {json_kind(obj)})")
         if not vec:
             raise FeatureError(f"{loc}: the vector is empty (0 dimensions)")
         for j, x in enumerate(vec):
             if isinstance(x, bool) or not isinstance(x, (int, float)):
-                raise FeatureError(f"{loc}: {key} entry {j} must be a number (got {kind_of(x)})")
+                raise FeatureError(f"{loc}: {key} entry {j} must be a number (got {json_kind(x)})")
         if vectors and len(vec) != len(vectors[0]):
             raise FeatureError(f"{loc}: the vector has {len(vec)} numbers but the one on line "
                                f"{lines[0]} has {len(vectors[0])}; all rows must have one length")

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from indexer.feature_reader import kind_of, parse_row_index, read_jsonl
+from indexer.corpus_reader import json_kind, strings_in, unstorable
+from indexer.feature_reader import parse_row_index, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -48,33 +49,13 @@ def _q(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)
 
 
-def _unstorable(s: str) -> bool:
-    """True if ``s`` cannot be stored as UTF-8 text (a NUL or an unpaired surrogate)."""
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return "\x00" in s
-
-
 def _text_problem(v: Any) -> str | None:
     """Why ``v`` is not a usable non-empty string, or None if it is."""
     if not isinstance(v, str) or not v.strip():
-        return f"must be a non-empty string (got {kind_of(v)})"
-    if _unstorable(v):
+        return f"must be a non-empty string (got {json_kind(v)})"
+    if unstorable(v):
         return "contains a NUL character or an unpaired surrogate escape"
     return None
-
-
-def _strings(v: Any) -> list[str]:
-    """Every string (keys included) inside a JSON value."""
-    if isinstance(v, str):
-        return [v]
-    if isinstance(v, dict):
-        return [s for k, x in v.items() for s in (k, *_strings(x))]
-    if isinstance(v, list):
-        return [s for x in v for s in _strings(x)]
-    return []
 
 
 def _optional_text(obj: dict[str, Any], field: str, loc: str) -> str | None:
@@ -101,7 +82,7 @@ def _descriptions(obj: dict[str, Any], loc: str) -> tuple[str, ...]:
                          f"description")
     if not isinstance(v, (list, str)):
         raise PairsError(f"{loc}: field {_q(field)} must be a string or an array of strings "
-                         f"(got {kind_of(v)})")
+                         f"(got {json_kind(v)})")
     out = []
     for j, item in enumerate(items):
         problem = _text_problem(item)
@@ -115,7 +96,7 @@ def _descriptions(obj: dict[str, Any], loc: str) -> tuple[str, ...]:
 def _image_input(v: Any, base: Path, loc: str, check_files: bool) -> Path:
     if not isinstance(v, str) or not v.strip():
         raise PairsError(f'{loc}: field "input" must be a non-empty image path string '
-                         f"(got {kind_of(v)})")
+                         f"(got {json_kind(v)})")
     p = Path(v)
     resolved = p if p.is_absolute() else base / p
     if check_files and not resolved.is_file():
@@ -140,7 +121,7 @@ def read_pairs(path: str | os.PathLike[str], *, kind: Literal["image", "features
         loc = f"{label}:{lineno}"
         if not isinstance(obj, dict):
             raise PairsError(f'{loc}: each line must be a JSON object with "input" and '
-                             f'"description" (got {kind_of(obj)})')
+                             f'"description" (got {json_kind(obj)})')
         unknown = [k for k in obj if k not in PAIR_KEYS]
         if unknown:
             raise PairsError(f"{loc}: unknown field(s) {', '.join(map(_q, unknown))}; allowed: "
@@ -157,7 +138,7 @@ def read_pairs(path: str | os.PathLike[str], *, kind: Literal["image", "features
             inp = _image_input(obj["input"], base, loc, check_files)
         descriptions = _descriptions(obj, loc)
         if "meta" in obj and not isinstance(obj["meta"], dict):
-            raise PairsError(f'{loc}: field "meta" must be an object (got {kind_of(obj["meta"])})')
+            raise PairsError(f'{loc}: field "meta" must be an object (got {json_kind(obj["meta"])})')
         pairs.append(Pair(inp, descriptions, _optional_text(obj, "label", loc), lineno))
     if not pairs:
         raise PairsError(f"{label}: the file is empty; no pairs")
@@ -176,11 +157,11 @@ def read_meta(path: str | os.PathLike[str], n: int) -> list[ItemMeta]:
     for lineno, obj in read_jsonl(label, what="metadata", error=PairsError):
         loc = f"{label}:{lineno}"
         if not isinstance(obj, dict):
-            raise PairsError(f"{loc}: each line must be a JSON object (got {kind_of(obj)})")
+            raise PairsError(f"{loc}: each line must be a JSON object (got {json_kind(obj)})")
         uri = _optional_text(obj, "uri", loc)
         item_label = _optional_text(obj, "label", loc)
         meta = {k: v for k, v in obj.items() if k not in ("uri", "label")}
-        if any(_unstorable(s) for s in _strings(meta)):
+        if any(unstorable(s) for s in strings_in(meta)):
             raise PairsError(f"{loc}: a metadata field holds a string with a NUL character "
                                  f"or an unpaired surrogate escape")
         out.append(ItemMeta(uri, item_label, meta, lineno))
