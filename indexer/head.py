@@ -136,7 +136,8 @@ class LinearHead:
             raise ValueError(f"{path}: not a readable safetensors head file ({e})") from e
         missing = [t for t in TENSORS if t not in tensors]
         if missing:
-            raise ValueError(f"{path}: missing tensor(s) {', '.join(missing)} (has: {', '.join(sorted(tensors)) or 'none'})")
+            has = ", ".join(sorted(tensors)) or "none"
+            raise ValueError(f"{path}: missing tensor(s) {', '.join(missing)} (has: {has})")
         for name in TENSORS:
             if not np.issubdtype(tensors[name].dtype, np.floating):
                 raise ValueError(f"{path}: tensor {name} has dtype {tensors[name].dtype}, expected float32")

@@ -79,7 +79,11 @@ def train_modality_head(
     if name == IMAGE:
         if job.features is not None:
             raise ValueError("--features is for feature modalities; image pairs name image files in \"input\"")
-        spec = existing.encoder if existing is not None and existing.encoder else default_image_encoder(space, job.image_encoder)
+        given = default_image_encoder(space, job.image_encoder) if job.image_encoder else None
+        spec = existing.encoder if existing is not None and existing.encoder else default_image_encoder(space, given)
+        if given is not None and given != spec:
+            raise ValueError(f"modality 'image' of space {space.encoder} uses the image encoder {spec}, not {given}: "
+                             "its head versions must share one tower")
         pairs = read_pairs(job.pairs, kind="image")
         inputs, sample_texts = _group_samples(pairs)
         image_encoder = build_encoder(spec, device)

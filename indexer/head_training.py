@@ -114,7 +114,8 @@ def _csr(text_ids: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check_inputs(features: np.ndarray, text_vectors: np.ndarray, text_ids: Sequence[Sequence[int]],
-                  groups: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                  groups: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Validated (features [N, d_in], unit text vectors [T, d], offsets, flat ids, groups [N])."""
     x = np.ascontiguousarray(features, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 1:
         raise ValueError(f"features must be [N, d_in] with N >= 2, got shape {x.shape}")
@@ -140,7 +141,7 @@ def _check_inputs(features: np.ndarray, text_vectors: np.ndarray, text_ids: Sequ
     g = np.arange(len(x)) if groups is None else np.asarray(groups)
     if g.shape != (len(x),):
         raise ValueError(f"groups has {len(g)} entries, features have {len(x)} rows")
-    return x, z, offsets, flat
+    return x, z, offsets, flat, g
 
 
 def _split(n: int, val_fraction: float, groups: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -207,8 +208,7 @@ def train_head(
     import torch.nn.functional as F
 
     started = time.perf_counter()
-    x_np, z_np, offsets, flat = _check_inputs(features, text_vectors, text_ids, groups)
-    g_np = np.arange(len(x_np)) if groups is None else np.asarray(groups)
+    x_np, z_np, offsets, flat, g_np = _check_inputs(features, text_vectors, text_ids, groups)
     rng = np.random.default_rng(config.seed)
     train_idx, val_idx = _split(len(x_np), config.val_fraction, g_np, rng)
     val_picks = _draw(offsets, flat, rng)[val_idx]  # [n_val], fixed so val loss is comparable across epochs
@@ -225,11 +225,19 @@ def train_head(
         groups_opt.append({"params": [logit_scale], "weight_decay": 0.0})
     opt = torch.optim.AdamW(groups_opt, lr=config.lr)
 
-    def batch_loss(rows: np.ndarray, picks: np.ndarray) -> torch.Tensor:
-        v = F.normalize(linear(X[torch.from_numpy(rows).to(dev)]), dim=-1)  # [B, d]
-        z = Z[torch.from_numpy(picks).to(dev)]  # [B, d]
-        logits = logit_scale.exp() * (v @ z.T)  # [B, B]
-        logits = logits.masked_fill(torch.from_numpy(_own_mask(rows, picks, offsets, flat)).to(dev), float("-inf"))
+    def on_device(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a).to(dev)
+
+    def temperature(scale: torch.Tensor) -> float:
+        return float(1 / scale.exp().item()) if config.learn_temperature else config.temperature
+
+    def batch_loss(rows: np.ndarray, picks: np.ndarray, rows_t: torch.Tensor, picks_t: torch.Tensor) -> torch.Tensor:
+        """Mean InfoNCE loss of one batch; ``*_t`` are the same sample and text indices on the device."""
+        v = F.normalize(linear(X[rows_t]), dim=-1)  # [B, d]
+        logits = logit_scale.exp() * (v @ Z[picks_t].T)  # [B, B]
+        mask = _own_mask(rows, picks, offsets, flat)  # [B, B], the row's own texts in other columns
+        if mask.any():
+            logits = logits.masked_fill(on_device(mask), float("-inf"))
         target = torch.arange(len(rows), device=dev)  # [B]
         loss = F.cross_entropy(logits, target)
         return (loss + F.cross_entropy(logits.T, target)) / 2 if config.symmetric else loss
@@ -238,22 +246,23 @@ def train_head(
     val_owner, val_own = _owned(val_idx, offsets, flat)  # [P], [P]
     cand = np.unique(val_own)  # [C]
     own_keys = np.unique(val_owner * len(z_np) + val_own)  # (val row, own text) as one int64 key
+    val_idx_t, val_picks_t = on_device(val_idx), on_device(val_picks)
 
     @torch.no_grad()
     def evaluate() -> dict[str, float]:
         if not len(val_idx):
             return {"val_loss": math.nan, "val_r1": math.nan, "val_r5": math.nan}
-        total = 0.0
+        total = torch.zeros((), device=dev)
         for s in range(0, len(val_idx), config.batch_size):
-            rows = val_idx[s : s + config.batch_size]
-            total += batch_loss(rows, val_picks[s : s + config.batch_size]).item() * len(rows)
-        zc, k = Z[torch.from_numpy(cand).to(dev)], min(5, len(cand))  # [C, d]
+            b = slice(s, s + config.batch_size)
+            total += batch_loss(val_idx[b], val_picks[b], val_idx_t[b], val_picks_t[b]) * len(val_idx[b])
+        zc, k = Z[on_device(cand)], min(5, len(cand))  # [C, d]
         hits = np.zeros((len(val_idx), k), dtype=bool)
         for s in range(0, len(val_idx), EVAL_CHUNK):
-            v = F.normalize(linear(X[torch.from_numpy(val_idx[s : s + EVAL_CHUNK]).to(dev)]), dim=-1)  # [b, d]
+            v = F.normalize(linear(X[val_idx_t[s : s + EVAL_CHUNK]]), dim=-1)  # [b, d]
             top = cand[(v @ zc.T).topk(k, dim=1).indices.cpu().numpy()]  # [b, k] text ids, best first
             hits[s : s + len(top)] = np.isin(np.arange(s, s + len(top))[:, None] * len(z_np) + top, own_keys)
-        return {"val_loss": total / len(val_idx), "val_r1": float(hits[:, 0].mean()),
+        return {"val_loss": total.item() / len(val_idx), "val_r1": float(hits[:, 0].mean()),
                 "val_r5": float(hits.any(axis=1).mean())}
 
     untrained = evaluate()
@@ -266,23 +275,25 @@ def train_head(
         t0 = time.perf_counter()
         order = train_idx[rng.permutation(len(train_idx))]
         picks = _draw(offsets, flat, rng)[order]  # [n_train]
-        total, seen = 0.0, 0
+        order_t, picks_t = on_device(order), on_device(picks)
+        total, seen = torch.zeros((), device=dev), 0  # summed on the device: no sync per step
         for s in range(0, len(order), config.batch_size):
-            rows = order[s : s + config.batch_size]
-            if len(rows) < 2:  # a lone sample has no negatives
+            b = slice(s, s + config.batch_size)
+            if len(order[b]) < 2:  # a lone sample has no negatives
                 continue
-            loss = batch_loss(rows, picks[s : s + config.batch_size])
+            loss = batch_loss(order[b], picks[b], order_t[b], picks_t[b])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             if config.learn_temperature:
                 with torch.no_grad():
                     logit_scale.clamp_(max=MAX_LOGIT_SCALE)
-            total, seen = total + loss.item() * len(rows), seen + len(rows)
+            total, seen = total + loss.detach() * len(order[b]), seen + len(order[b])
+        train_loss = total.item() / max(seen, 1)  # waits for the device
         t1 = time.perf_counter()
         ev = evaluate()
-        row = {"epoch": epoch, "train_loss": total / max(seen, 1), **ev,
-               "temperature": float(1 / logit_scale.exp().item()),
+        row = {"epoch": epoch, "train_loss": train_loss, **ev,
+               "temperature": temperature(logit_scale),
                "train_seconds": t1 - t0, "val_seconds": time.perf_counter() - t1}
         history.append(row)
         log.debug("head epoch %d: train loss %.4f, val loss %.4f, val R@1 %.3f", epoch, row["train_loss"],
@@ -302,8 +313,9 @@ def train_head(
         "val_r1": best["val_r1"], "val_r5": best["val_r5"], "val_loss": best["val_loss"],
         "untrained_val_r1": untrained["val_r1"], "untrained_val_loss": untrained["val_loss"],
         "train_loss": best.get("train_loss", math.nan), "epochs": len(history), "best_epoch": best_epoch,
-        "n_train": len(train_idx), "n_val": len(val_idx), "val_texts": len(cand), "seconds": time.perf_counter() - started,
-        "temperature": float(1 / best_state[1].exp().item()),
+        "n_train": len(train_idx), "n_val": len(val_idx), "val_texts": len(cand),
+        "seconds": time.perf_counter() - started,
+        "temperature": temperature(best_state[1]),
     }
     log.info("head trained: %d epochs (best %d), val R@1 %.3f (untrained %.3f), %.1fs", metrics["epochs"],
              best_epoch, metrics["val_r1"], metrics["untrained_val_r1"], metrics["seconds"])

@@ -54,8 +54,8 @@ def find_modality(session: Session, space: Space, name: str) -> Modality:
     if found is None:
         known = ", ".join(m.name for m in list_modalities(session, space)) or "none yet"
         hint = (
-            "add items or train a head with it first"
-            if name in (IMAGE, *WELL_KNOWN_FEATURES)
+            f"train a head for it first: unibind heads train --modality {name} --pairs PAIRS.jsonl --features FILE"
+            if name in WELL_KNOWN_FEATURES
             else f"register it: unibind modality add {name} --dim D"
         )
         raise ValueError(f"unknown modality {name!r} in space {space.encoder} (registered: {known}); {hint}")
@@ -92,19 +92,4 @@ def register_modality(
     session.flush()
     log.info("registered modality %s (%s, input dimension %d) in space %s", name, kind.value, dim, space.encoder)
     return modality
-
-
-def ensure_feature_modality(session: Session, space: Space, name: str, dim: int) -> Modality:
-    """The feature modality ``name``; a well-known name is registered on first use with ``dim``."""
-    check_name(name)
-    if kind_of(name) is not ModalityKind.FEATURES:
-        raise ValueError(f"modality {name!r} takes {name} inputs, not feature vectors (--features)")
-    existing = get_modality(session, space, name)
-    if existing is None:
-        if name not in WELL_KNOWN_FEATURES:
-            return find_modality(session, space, name)  # raises: unknown, with the hint to register it
-        return register_modality(session, space, name, dim=dim)
-    if existing.input_dim != dim:
-        raise ValueError(f"the features have {dim} dimensions, modality {name!r} expects {existing.input_dim}")
-    return existing
 

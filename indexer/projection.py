@@ -23,7 +23,15 @@ from indexer.encoder_factory import build_encoder
 from indexer.encoder_spec import parse_encoder_spec
 from indexer.head import LinearHead
 from indexer.head_store import active_head, load_head
-from indexer.modality import IMAGE, TEXT, check_name, find_modality, get_modality, register_modality
+from indexer.modality import (
+    IMAGE,
+    TEXT,
+    WELL_KNOWN_FEATURES,
+    check_name,
+    find_modality,
+    get_modality,
+    register_modality,
+)
 from indexer.vectors import normalize
 from schema import Database, Modality, ModalityKind, Space
 
@@ -143,7 +151,8 @@ def load_projection(
         encoder = text_encoder or build_encoder(space.encoder, device)
         return Projection(space.id, TEXT, ModalityKind.TEXT, space.dim, space.dim, None, encoder, None, None, None)
     with db.session() as session:
-        modality = get_modality(session, space, name) if name == IMAGE else find_modality(session, space, name)
+        known_name = name in (IMAGE, *WELL_KNOWN_FEATURES)  # a head can be trained for it without registering it
+        modality = get_modality(session, space, name) if known_name else find_modality(session, space, name)
         head_row = active_head(session, modality) if modality is not None else None
         linear = load_head(head_row) if head_row is not None else None
     if name == IMAGE:
@@ -160,8 +169,7 @@ def load_projection(
         return Projection(space.id, IMAGE, ModalityKind.IMAGE, input_dim, space.dim,
                           modality.id if modality is not None else None, encoder, linear,
                           head_row.id if head_row else None, head_row.version if head_row else None)
-    assert modality is not None
-    if linear is None:
+    if modality is None or linear is None:
         raise ValueError(f"modality {name!r} has no active head: train one with "
                          f"`unibind heads train --modality {name} --pairs PAIRS.jsonl --features FILE`")
     return Projection(space.id, name, ModalityKind.FEATURES, modality.input_dim, space.dim, modality.id, None, linear,

@@ -303,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from indexer.corpus_reader import CorpusError
-    from indexer.description_index import StaleIndexError
+    from indexer.stamped_index import StaleIndexError
 
     try:
         return int(args.func(Context(args), args))

@@ -31,6 +31,8 @@ def query_vectors(ctx: Any, space: Any, args: argparse.Namespace) -> tuple[list[
     if args.features:
         if not args.modality:
             raise ValueError("--features needs --modality NAME (which encoder made them)")
+        if args.modality in ("text", "image"):
+            raise ValueError(f"modality {args.modality!r} does not take feature vectors: give its queries with --{args.modality}")
         projection = load_projection(ctx.db, space, args.modality, ctx.device)
         fs = read_features(args.features, dim=projection.input_dim, modality=args.modality)
         names = [f"{args.features}[{i}]" for i in range(len(fs))]
@@ -214,7 +216,7 @@ def cmd_gallery(ctx: Any, args: argparse.Namespace) -> int:
             results.append({"modality": m.name, "ok": check.ok, "items": check.n_store, "file": check.n_file,
                             "problems": check.problems})
         else:
-            rec = index.rebuild(args.factory)
+            rec = index.rebuild(args.factory, progress=True)
             results.append({"modality": m.name, "path": rec.path, "vectors": rec.n_vectors, "factory": rec.factory})
     if args.json:
         emit_json(results)
@@ -232,7 +234,6 @@ def cmd_gallery(ctx: Any, args: argparse.Namespace) -> int:
 def _gallery_add(ctx: Any, space: Any, args: argparse.Namespace) -> int:
     from indexer.feature_reader import read_features
     from indexer.gallery import add_items
-    from indexer.modality import check_name, ensure_feature_modality, get_modality
     from indexer.projection import ensure_image_modality, load_projection
 
     if not args.modality:
@@ -255,15 +256,12 @@ def _gallery_add(ctx: Any, space: Any, args: argparse.Namespace) -> int:
     else:
         if args.modality in ("text", "image"):
             raise ValueError(f"--features is for feature modalities, not {args.modality!r}")
-        with ctx.db.session() as session:
-            known = get_modality(session, space, check_name(args.modality))
-        fs = read_features(args.features, dim=known.input_dim if known else None, modality=args.modality)
+        # a feature modality reaches the space only through its active head, so it is registered already
+        projection = load_projection(ctx.db, space, args.modality, ctx.device)
+        fs = read_features(args.features, dim=projection.input_dim, modality=args.modality)
         if not args.meta and fs.rows is None:
             raise ValueError("--features needs --meta META.jsonl (one line per row: uri, label, other fields)")
         items = _new_items(args, len(fs), None) if args.meta else _rows_as_items(fs.rows or [], args.label)
-        with ctx.db.transaction() as session:
-            ensure_feature_modality(session, space, args.modality, fs.dim)
-        projection = load_projection(ctx.db, space, args.modality, ctx.device)
         raw = fs.vectors
     report = add_items(ctx.db, ctx.home, ctx.device, projection, items, raw, factory=args.factory)
     if args.json:

@@ -73,8 +73,12 @@ def cmd_recognize(ctx: Any, args: argparse.Namespace) -> int:
 
     if not (args.text or args.image or args.features):
         raise ValueError("give at least one --text or --image, or --features FILE --modality NAME")
-    rec = Recognizer(ctx.db, ctx.device, encoder=args.encoder, spec=_spec(args), engine=args.engine, top_m=args.top_m)
-    names, vectors, _modality = query_vectors(ctx, rec.space, args)
+    from indexer.catalog import find_space
+
+    with ctx.db.session() as session:
+        space = find_space(session, args.encoder)
+    names, vectors, _modality = query_vectors(ctx, space, args)  # bad queries fail before centres are built
+    rec = Recognizer(ctx.db, ctx.device, encoder=space.encoder, spec=_spec(args), engine=args.engine, top_m=args.top_m)
     results = rec.recognize_vectors(vectors, k=args.k, labels=_labels(args.labels))
     if args.json:
         emit_json([{"query": t, "labels": r.labels, "scores": r.scores} for t, r in zip(names, results)])
