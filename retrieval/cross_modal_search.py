@@ -25,6 +25,7 @@ from indexer.modality import find_modality
 from indexer.vector_store import VectorStore
 from indexer.vectors import from_bytes, normalize
 from schema import Category, Corpus, CorpusStatus, Database, Description, Item, ItemField, Space
+from schema.database import id_in
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,8 @@ class CrossModalSearch:
         column, key = (Description.vector, Description.id) if self.target == DESCRIPTIONS else (Item.vector, Item.id)
         got_ids, blobs = [], []
         for s in range(0, ids.size, SQL_IN_CHUNK):
-            for i, b in session.execute(select(key, column).where(key.in_([int(x) for x in ids[s : s + SQL_IN_CHUNK]]))):
+            chunk = ids[s : s + SQL_IN_CHUNK]
+            for i, b in session.execute(select(key, column).where(id_in(key, chunk, self.db.backend))):
                 got_ids.append(i)
                 blobs.append(b)
         return np.asarray(got_ids, dtype=np.int64), from_bytes(blobs, self.space.dim)
@@ -171,9 +173,9 @@ class CrossModalSearch:
                     select(Description.id, Category.name, Description.text, Description.meta, Corpus.name)
                     .join(Category, Description.category_id == Category.id)
                     .join(Corpus, Description.corpus_id == Corpus.id)
-                    .where(Description.id.in_(ids), Corpus.status == CorpusStatus.COMPLETE)
+                    .where(id_in(Description.id, ids, self.db.backend), Corpus.status == CorpusStatus.COMPLETE)
                 )
                 return {i: (cat, None, text, {**(meta or {}), "corpus": corpus})
                         for i, cat, text, meta, corpus in session.execute(stmt)}
-            stmt = select(Item.id, Item.label, Item.uri, Item.meta).where(Item.id.in_(ids))
+            stmt = select(Item.id, Item.label, Item.uri, Item.meta).where(id_in(Item.id, ids, self.db.backend))
             return {i: (label, uri, None, meta) for i, label, uri, meta in session.execute(stmt)}

@@ -17,6 +17,7 @@ from indexer.encoder_factory import build_encoder
 from indexer.vector_store import VectorStore
 from indexer.vectors import normalize
 from schema import Category, Corpus, CorpusStatus, Database, Description
+from schema.database import id_in
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class DescriptionSearch:
             select(Description.id, Description.text, Category.name, Corpus.name)
             .join(Category, Description.category_id == Category.id)
             .join(Corpus, Description.corpus_id == Corpus.id)
-            .where(Description.id.in_(ids), Corpus.status == CorpusStatus.COMPLETE)
+            .where(id_in(Description.id, ids, self.db.backend), Corpus.status == CorpusStatus.COMPLETE)
         )
         with self.db.session() as session:
             return {i: (text, cat, corpus) for i, text, cat, corpus in session.execute(stmt)}
