@@ -375,9 +375,10 @@ def fill(engine: Engine, items: Table, rows: int, gallery: np.ndarray, rng: np.r
 
 
 def run_hydrate(args: argparse.Namespace, gallery: np.ndarray, rng: np.random.Generator) -> list[list[object]]:
-    from sqlalchemy import BigInteger, MetaData, any_, bindparam, create_engine, select
-    from sqlalchemy.dialects.postgresql import ARRAY
+    from sqlalchemy import MetaData, create_engine, select
     from sqlalchemy.orm import Session
+
+    from schema.database import id_in
 
     with fresh_schema(args.pg_url) as url:
         engine = create_engine(url)
@@ -387,7 +388,8 @@ def run_hydrate(args: argparse.Namespace, gallery: np.ndarray, rng: np.random.Ge
             cols = (items.c.id, items.c.uri, items.c.label, items.c.meta)
             wheres = {  # the session's query forms, by the name the table shows
                 "session, id IN (...)": lambda ids: items.c.id.in_(ids),
-                "session, id = ANY(:ids)": lambda ids: items.c.id == any_(bindparam("ids", ids, ARRAY(BigInteger))),
+                # what the search's hydration uses on PostgreSQL (schema.database.id_in)
+                "session, id = ANY(:ids)": lambda ids: id_in(items.c.id, ids, "postgresql"),
             }
             raw = engine.raw_connection()
 
