@@ -22,10 +22,11 @@ from sqlalchemy.orm import Session
 from indexer.description_index import index_dir
 from indexer.device import Device
 from indexer.gallery_index import GalleryIndex
+from indexer.head_store import active_head, load_head
 from indexer.projection import Projection
 from indexer.vector_store import VectorStore
-from indexer.vectors import from_bytes, to_bytes
-from schema import Database, Item, ItemField, Modality
+from indexer.vectors import from_bytes, normalize, to_bytes
+from schema import Database, Head, Item, ItemField, Modality, ModalityKind
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,9 @@ def add_items(
     with index.lock():
         store = _store_for_write(index, factory)
         with db.transaction() as session:
+            head = active_head(session, modality)
+            if (head.id if head is not None else None) != projection.head_id:
+                raise ValueError(f"the active {modality.name} head changed while the items were encoded; add them again")
             ids = np.empty(len(items), dtype=np.int64)
             for s in range(0, len(items), INSERT_CHUNK):
                 chunk = [
@@ -132,36 +136,52 @@ def add_items(
                      store.factory, str(index.path), seconds)
 
 
-def reproject(db: Database, home: Path, device: Device, projection: Projection) -> int:
-    """Re-project every item of the modality from its stored encoder output through ``projection`` (the newly
-    active head), rewrite the vectors and rebuild the index, in one commit. Returns the item count."""
-    if projection.modality_id is None:
-        return 0
+def reproject(
+    db: Database, home: Path, device: Device, modality_id: int, *, activate: int | None = None,
+    factory: str | None = None,
+) -> int:
+    """Re-project every item of the modality from its stored encoder output through the active head (first
+    making head ``activate`` the active one), rewrite the vectors and rebuild the index: the head switch,
+    the vectors and the index file change in one commit, under the gallery's lock. Returns the item count."""
     with db.session() as session:
-        modality = session.get(Modality, projection.modality_id)
-        assert modality is not None
+        modality = session.get(Modality, modality_id)
+        if modality is None:
+            raise ValueError(f"no modality with id {modality_id}")
         _ = modality.space
     index = gallery_index(db, home, device, modality)
     with index.lock():
         with db.transaction() as session:
-            stmt = select(Item.id, Item.raw).where(Item.modality_id == modality.id).order_by(Item.id)
+            if activate is not None:
+                head = session.get(Head, activate)
+                if head is None or head.modality_id != modality_id:
+                    raise ValueError(f"head {activate} is not a head of modality {modality.name!r}")
+                load_head(head)  # the file must be there and unchanged before it serves queries
+                session.execute(update(Head).where(Head.modality_id == modality_id).values(active=False))
+                session.flush()
+                head.active = True
+                session.flush()
+            head = active_head(session, modality)
+            linear = load_head(head) if head is not None else None
+            n = index.count(session)
+            if n and linear is None and not (modality.kind is ModalityKind.IMAGE and modality.encoder == modality.space.encoder):
+                raise ValueError(f"modality {modality.name!r} has no active head to project its {n} items through")
+            project = linear.project if linear is not None else normalize
+            stmt = select(Item.id, Item.raw).where(Item.modality_id == modality_id).order_by(Item.id)
             id_parts, vec_parts = [], []
             for part in session.execute(stmt.execution_options(yield_per=INSERT_CHUNK)).partitions():
-                ids = np.fromiter((r[0] for r in part), dtype=np.int64, count=len(part))
-                vectors = projection.project(from_bytes([r[1] for r in part], projection.input_dim))
-                id_parts.append(ids)
-                vec_parts.append(vectors)
+                id_parts.append(np.fromiter((r[0] for r in part), dtype=np.int64, count=len(part)))
+                vec_parts.append(project(from_bytes([r[1] for r in part], modality.input_dim)))
+            head_id = head.id if head is not None else None
             for ids, vectors in zip(id_parts, vec_parts):
                 session.execute(update(Item), [
-                    {"id": int(i), "vector": to_bytes(v), "head_id": projection.head_id} for i, v in zip(ids, vectors)
+                    {"id": int(i), "vector": to_bytes(v), "head_id": head_id} for i, v in zip(ids, vectors)
                 ])
-            store = VectorStore.create(index.dim, device, index.factory(session))
-            if id_parts:
-                all_ids, all_vectors = np.concatenate(id_parts), np.concatenate(vec_parts)
-                store.train(all_vectors)
-                store.add(all_ids, all_vectors)
+            ids = np.concatenate(id_parts) if id_parts else np.empty(0, dtype=np.int64)
+            vectors = np.concatenate(vec_parts) if vec_parts else np.empty((0, index.dim), dtype=np.float32)
+            store = VectorStore.from_vectors(index.dim, device, factory or index.factory(session), ids, vectors)
             index.save(session, store)
-    log.info("re-projected %d %s items through %s", store.ntotal, modality.name, projection.describe())
+    log.info("re-projected %d %s items (%s)", store.ntotal, modality.name,
+             f"head v{head.version}" if head is not None else "zero-shot")
     return store.ntotal
 
 
@@ -181,10 +201,7 @@ def remove_items(db: Database, home: Path, device: Device, modality: Modality, l
             with db.session() as session:
                 keep_ids, keep = index.vectors(session)
             mask = ~np.isin(keep_ids, ids)
-            store = VectorStore.create(index.dim, device, store.factory)
-            if mask.any():
-                store.train(keep[mask])
-                store.add(keep_ids[mask], keep[mask])
+            store = VectorStore.from_vectors(index.dim, device, store.factory, keep_ids[mask], keep[mask])
         with db.transaction() as session:
             for s in range(0, ids.size, INSERT_CHUNK):
                 session.execute(delete(Item).where(Item.id.in_([int(i) for i in ids[s : s + INSERT_CHUNK]])))

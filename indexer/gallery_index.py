@@ -17,7 +17,7 @@ from indexer.device import Device
 from indexer.stamped_index import StampedIndex
 from indexer.vector_store import VectorStore
 from indexer.vectors import from_bytes
-from schema import Database, IndexFile, Item, Modality
+from schema import Database, Head, IndexFile, Item, Modality
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,13 @@ class GalleryIndex(StampedIndex):
         n = self.count(session)
         if rec is None:
             return [f"no index file has been recorded for the {self.name} gallery"] if n else []
-        return [f"file holds {rec.n_vectors} vectors, the store has {n} {self.name} items"] if rec.n_vectors != n else []
+        problems = [f"file holds {rec.n_vectors} vectors, the store has {n} {self.name} items"] if rec.n_vectors != n else []
+        active = select(Head.id).where(Head.modality_id == self.modality_id, Head.active.is_(True)).scalar_subquery()
+        other = session.scalar(select(func.count(Item.id)).where(
+            Item.modality_id == self.modality_id, Item.head_id.is_distinct_from(active))) or 0
+        if other:
+            problems.append(f"{other} {self.name} items were projected through another head than the active one")
+        return problems
 
     # -- read, rebuild -------------------------------------------------------------------------------
     def vectors(self, session: Session, ids: np.ndarray | None = None, *, progress: bool | None = None
@@ -71,8 +77,4 @@ class GalleryIndex(StampedIndex):
         with self.db.session() as session:
             factory = factory or self.factory(session)
             ids, vectors = self.vectors(session, progress=progress)
-        store = VectorStore.create(self.dim, self.device, factory)
-        if ids.size:
-            store.train(vectors)
-            store.add(ids, vectors)
-        return store
+        return VectorStore.from_vectors(self.dim, self.device, factory, ids, vectors)

@@ -104,19 +104,6 @@ def record_head(
     return row
 
 
-def activate_head(db: Database, head_id: int) -> Head:
-    """Make ``head_id`` the active version of its modality (the others inactive), in one commit."""
-    with db.transaction() as session:
-        head = session.get(Head, head_id)
-        if head is None:
-            raise ValueError(f"no head with id {head_id}")
-        load_head(head)  # the file must be there and unchanged before it can serve queries
-        session.execute(update(Head).where(Head.modality_id == head.modality_id).values(active=False))
-        session.flush()
-        head.active = True
-    return head
-
-
 def load_head(head: Head) -> LinearHead:
     """The head's weights, checked against the digest recorded with them."""
     linear, _meta = LinearHead.load(Path(head.path), expect_sha256=head.file_sha256)

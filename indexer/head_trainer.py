@@ -15,6 +15,7 @@ import numpy as np
 from indexer.device import Device
 from indexer.encoder_factory import build_encoder
 from indexer.feature_reader import read_features
+from indexer.gallery import reproject
 from indexer.head_store import record_head
 from indexer.head_training import HeadTrainConfig, data_digest, train_head
 from indexer.modality import IMAGE, TEXT, WELL_KNOWN_FEATURES, check_name, find_modality, get_modality, register_modality
@@ -48,6 +49,7 @@ class HeadReport:
     descriptions: int
     pairs: int
     metrics: dict[str, Any]
+    reprojected_items: int  # gallery items re-projected through the new active head
     seconds: float
 
 
@@ -111,6 +113,7 @@ def train_modality_head(
             modality = register_modality(session, space, name, dim=int(raw.shape[1]))
         modality_id = modality.id
     row = record_head(db, home, modality_id, result.head, hyperparams=job.config.to_dict(), data_sha256=digest,
-                      n_pairs=len(pairs), metrics={**result.metrics, "history": result.history}, activate=job.activate)
-    return HeadReport(name, row.version, row.id, row.active, row.path, len(inputs), len(texts), len(pairs),
-                      dict(result.metrics), time.perf_counter() - started)
+                      n_pairs=len(pairs), metrics={**result.metrics, "history": result.history}, activate=False)
+    reprojected = reproject(db, home, device, modality_id, activate=row.id) if job.activate else 0
+    return HeadReport(name, row.version, row.id, job.activate, row.path, len(inputs), len(texts), len(pairs),
+                      dict(result.metrics), reprojected, time.perf_counter() - started)

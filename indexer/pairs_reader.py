@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,24 +148,43 @@ def read_pairs(path: str | os.PathLike[str], *, kind: Literal["image", "features
     return pairs
 
 
+LABEL_MAX = 500  # the store's label column
+
+
+def _finite(v: Any) -> bool:
+    if isinstance(v, float):
+        return math.isfinite(v)
+    if isinstance(v, dict):
+        return all(_finite(x) for x in v.values())
+    if isinstance(v, list):
+        return all(_finite(x) for x in v)
+    return True
+
+
+def item_meta(obj: Any, loc: str, line: int) -> ItemMeta:
+    """One gallery item's metadata from a JSON object: "uri" and "label" (optional strings; a label of at
+    most 500 characters) taken out, every other key kept; errors name ``loc``."""
+    if not isinstance(obj, dict):
+        raise PairsError(f"{loc}: each line must be a JSON object (got {json_kind(obj)})")
+    uri = _optional_text(obj, "uri", loc)
+    item_label = _optional_text(obj, "label", loc)
+    if item_label is not None and len(item_label) > LABEL_MAX:
+        raise PairsError(f"{loc}: field \"label\" is {len(item_label)} characters long; the limit is {LABEL_MAX}")
+    meta = {k: v for k, v in obj.items() if k not in ("uri", "label")}
+    if any(unstorable(s) for s in strings_in(meta)):
+        raise PairsError(f"{loc}: a metadata field holds a string with a NUL character or an unpaired surrogate escape")
+    if not _finite(meta):
+        raise PairsError(f"{loc}: a metadata field holds NaN or Infinity, which JSON cannot store")
+    return ItemMeta(uri, item_label, meta, line)
+
+
 def read_meta(path: str | os.PathLike[str], n: int) -> list[ItemMeta]:
     """Read a gallery metadata JSONL file: exactly one object per feature row (``n`` of them).
 
     "uri" and "label" (optional strings) are taken out; every other key goes into ``meta``.
     """
     label = os.fspath(path)
-    out: list[ItemMeta] = []
-    for lineno, obj in read_jsonl(label, what="metadata", error=PairsError):
-        loc = f"{label}:{lineno}"
-        if not isinstance(obj, dict):
-            raise PairsError(f"{loc}: each line must be a JSON object (got {json_kind(obj)})")
-        uri = _optional_text(obj, "uri", loc)
-        item_label = _optional_text(obj, "label", loc)
-        meta = {k: v for k, v in obj.items() if k not in ("uri", "label")}
-        if any(unstorable(s) for s in strings_in(meta)):
-            raise PairsError(f"{loc}: a metadata field holds a string with a NUL character "
-                                 f"or an unpaired surrogate escape")
-        out.append(ItemMeta(uri, item_label, meta, lineno))
+    out = [item_meta(obj, f"{label}:{lineno}", lineno) for lineno, obj in read_jsonl(label, what="metadata", error=PairsError)]
     if len(out) != n:
         raise PairsError(f"{label}: has {len(out)} metadata lines but the features have {n} rows; "
                          f"give one line per feature row")

@@ -27,6 +27,11 @@ from schema import Database, IndexFile
 log = logging.getLogger(__name__)
 
 
+def _stamp(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_ino}-{st.st_mtime_ns}"
+
+
 class StaleIndexError(RuntimeError):
     """The FAISS file does not hold what the store says it should."""
 
@@ -56,16 +61,23 @@ class StampedIndex(ABC):
         self.device = device
         self.kind = kind
         self.path = path
+        self._held = False  # this object holds the lock (a writer's load() needs no second one)
 
     @contextmanager
-    def lock(self) -> Iterator[None]:
-        """An exclusive lock for read-modify-write of the file (one writer at a time)."""
+    def lock(self, mode: int = fcntl.LOCK_EX) -> Iterator[None]:
+        """An exclusive lock for read-modify-write of the file (one writer at a time, from the file write to
+        the commit of its record); ``LOCK_SH`` for a reader that must not see a file before its record."""
+        if self._held:
+            yield
+            return
         self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / f"{self.path.name}.lock", "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
+        with open(self.folder / f"{self.path.name}.lock", "a") as f:
+            fcntl.flock(f, mode)
+            self._held = True
             try:
                 yield
             finally:
+                self._held = False
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     # -- what the store says (subclasses) ------------------------------------------------------------
@@ -104,6 +116,8 @@ class StampedIndex(ABC):
                 problems.append(f"index file {self.path} is missing")
             elif self.path.stat().st_size != rec.file_size:
                 problems.append(f"index file {self.path} has {self.path.stat().st_size} bytes, the record says {rec.file_size}")
+            elif rec.file_stamp is not None and _stamp(self.path) != rec.file_stamp:
+                problems.append(f"index file {self.path} was replaced after its record was written")
         return problems
 
     # -- load, check ---------------------------------------------------------------------------------
@@ -113,17 +127,18 @@ class StampedIndex(ABC):
     def load(self) -> VectorStore:
         """The file after checking it against its record and the store (StaleIndexError when they disagree);
         an empty index when nothing has been recorded and the store holds nothing."""
-        with self.db.session() as session:
-            rec = self.record(session)
-            problems = self._problems(session, rec)
-        if problems:
-            raise self._stale("; ".join(problems))
-        if rec is None:
-            return VectorStore.create(self.dim, self.device, DEFAULT_FACTORY)
-        try:
-            store = VectorStore.load(self.path, self.device, rec.factory)
-        except ValueError as e:
-            raise self._stale(f"the file cannot be read ({str(e).split(': ', 1)[-1]})") from e
+        with self.lock(fcntl.LOCK_SH):  # a writer's new file and its record appear together
+            with self.db.session() as session:
+                rec = self.record(session)
+                problems = self._problems(session, rec)
+            if problems:
+                raise self._stale("; ".join(problems))
+            if rec is None:
+                return VectorStore.create(self.dim, self.device, DEFAULT_FACTORY)
+            try:
+                store = VectorStore.load(self.path, self.device, rec.factory)
+            except ValueError as e:
+                raise self._stale(f"the file cannot be read ({str(e).split(': ', 1)[-1]})") from e
         if store.ntotal != rec.n_vectors or store.dim != self.dim or ids_digest(store.ids()) != rec.ids_sha256:
             raise self._stale(f"holds {store.ntotal} vectors of dim {store.dim}, not the {rec.n_vectors} of dim "
                               f"{self.dim} with the ids its record names")
@@ -164,6 +179,7 @@ class StampedIndex(ABC):
             file_sha256=digest,
             file_size=size,
             corpus_ids=sorted(corpus_ids if corpus_ids is not None else self._corpus_ids(session)),
+            file_stamp=_stamp(self.path),
         )
         session.add(rec)
         return rec

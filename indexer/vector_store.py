@@ -66,6 +66,15 @@ class VectorStore:
     def create(cls, dim: int, device: Device, factory: str = DEFAULT_FACTORY) -> VectorStore:
         return cls(make_index(dim, factory), factory, device)
 
+    @classmethod
+    def from_vectors(cls, dim: int, device: Device, factory: str, ids: np.ndarray, vectors: np.ndarray) -> VectorStore:
+        """A new index of ``factory`` holding ``vectors`` under ``ids`` (trained on them when its type needs it)."""
+        store = cls.create(dim, device, factory)
+        if len(ids):
+            store.train(vectors)
+            store.add(ids, vectors)
+        return store
+
     @property
     def dim(self) -> int:
         return int(self.index.d)

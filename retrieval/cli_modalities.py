@@ -80,7 +80,7 @@ def _head_row(h: Any) -> dict[str, Any]:
 
 
 def cmd_heads(ctx: Any, args: argparse.Namespace) -> int:
-    from indexer.head_store import activate_head, find_head, list_heads
+    from indexer.head_store import find_head, list_heads
     from indexer.modality import find_modality
 
     space = _space(ctx, args.encoder)
@@ -100,6 +100,7 @@ def cmd_heads(ctx: Any, args: argparse.Namespace) -> int:
         if modality is None:
             raise ValueError(f"heads {args.action} needs --modality NAME")
         head = find_head(session, modality, args.version)
+        modality_id = modality.id
         head_id, details = head.id, {**_head_row(head), "path": head.path, "file_sha256": head.file_sha256,
                                      "data_sha256": head.data_sha256, "hyperparams": head.hyperparams,
                                      "metrics": {k: v for k, v in (head.metrics or {}).items() if k != "history"}}
@@ -112,18 +113,12 @@ def cmd_heads(ctx: Any, args: argparse.Namespace) -> int:
         return 0
     if args.version is None:
         raise ValueError("heads activate needs --version N")
-    activate_head(ctx.db, head_id)
-    n = _reproject(ctx, space, args.modality)
+    from indexer.gallery import reproject
+
+    n = reproject(ctx.db, ctx.home, ctx.device, modality_id, activate=head_id)
     msg = {"modality": args.modality, "active_version": args.version, "reprojected_items": n}
     emit_json(msg) if args.json else print(f"{args.modality}: head v{args.version} is active; {n} gallery items re-projected")
     return 0
-
-
-def _reproject(ctx: Any, space: Any, modality: str) -> int:
-    from indexer.gallery import reproject
-    from indexer.projection import load_projection
-
-    return reproject(ctx.db, ctx.home, ctx.device, load_projection(ctx.db, space, modality, ctx.device))
 
 
 def _train(ctx: Any, space: Any, args: argparse.Namespace) -> int:
@@ -139,11 +134,11 @@ def _train(ctx: Any, space: Any, args: argparse.Namespace) -> int:
     job = HeadJob(modality=args.modality, pairs=Path(args.pairs), features=Path(args.features) if args.features else None,
                   image_encoder=args.image_encoder, activate=not args.no_activate, config=config)
     report = train_modality_head(ctx.db, ctx.home, ctx.device, space, job, progress=True)
-    n = _reproject(ctx, space, args.modality) if report.active else 0
+    n = report.reprojected_items
     if args.json:
         from indexer.head_store import jsonable
 
-        emit_json(jsonable({**report.__dict__, "reprojected_items": n}))
+        emit_json(jsonable(report.__dict__))
         return 0
     m = report.metrics
     print(f"trained {report.modality} head v{report.version} ({'active' if report.active else 'inactive'}) on "
@@ -167,21 +162,17 @@ def _new_items(args: argparse.Namespace, n: int, uris: list[str] | None):  # typ
     return [NewItem(uri=uris[i] if uris else None, label=args.label) for i in range(n)]
 
 
-def _rows_as_items(rows: list[dict[str, Any]], label: str | None):  # type: ignore[no-untyped-def]
-    """Items from the other fields of a features JSONL (uri and label taken out, the rest is metadata)."""
+def _rows_as_items(rows: list[dict[str, Any]], source: str, label: str | None):  # type: ignore[no-untyped-def]
+    """Items from the other fields of a features JSONL's rows (uri and label taken out, the rest is metadata)."""
     from indexer.gallery import NewItem
+    from indexer.pairs_reader import item_meta
 
-    out = []
-    for r in rows:
-        r = dict(r)
-        uri, lab = r.pop("uri", None), r.pop("label", None)
-        out.append(NewItem(uri=str(uri) if uri is not None else None, label=str(lab) if lab is not None else label,
-                           meta=r or None))
-    return out
+    metas = [item_meta(r, f"{source}: row {i}", i) for i, r in enumerate(rows)]
+    return [NewItem(uri=m.uri, label=m.label or label, meta=m.meta or None) for m in metas]
 
 
 def cmd_gallery(ctx: Any, args: argparse.Namespace) -> int:
-    from indexer.gallery import gallery_index, remove_items, summarize
+    from indexer.gallery import gallery_index, remove_items, reproject, summarize
     from indexer.modality import find_modality, list_modalities
 
     space = _space(ctx, args.encoder)
@@ -215,9 +206,11 @@ def cmd_gallery(ctx: Any, args: argparse.Namespace) -> int:
             failed |= not check.ok
             results.append({"modality": m.name, "ok": check.ok, "items": check.n_store, "file": check.n_file,
                             "problems": check.problems})
-        else:
-            rec = index.rebuild(args.factory, progress=True)
-            results.append({"modality": m.name, "path": rec.path, "vectors": rec.n_vectors, "factory": rec.factory})
+        else:  # from the stored encoder outputs, through the active head: vectors and index agree again
+            n = reproject(ctx.db, ctx.home, ctx.device, m.id, factory=args.factory)
+            with ctx.db.session() as session:
+                factory = index.factory(session)
+            results.append({"modality": m.name, "path": str(index.path), "vectors": n, "factory": factory})
     if args.json:
         emit_json(results)
     else:
@@ -261,7 +254,7 @@ def _gallery_add(ctx: Any, space: Any, args: argparse.Namespace) -> int:
         fs = read_features(args.features, dim=projection.input_dim, modality=args.modality)
         if not args.meta and fs.rows is None:
             raise ValueError("--features needs --meta META.jsonl (one line per row: uri, label, other fields)")
-        items = _new_items(args, len(fs), None) if args.meta else _rows_as_items(fs.rows or [], args.label)
+        items = _new_items(args, len(fs), None) if args.meta else _rows_as_items(fs.rows or [], args.features, args.label)
         raw = fs.vectors
     report = add_items(ctx.db, ctx.home, ctx.device, projection, items, raw, factory=args.factory)
     if args.json:

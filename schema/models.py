@@ -124,6 +124,8 @@ class IndexFile(Base):
     file_sha256: Mapped[str] = mapped_column(String(64))
     file_size: Mapped[int] = mapped_column(BigInteger)
     corpus_ids: Mapped[list[int]] = mapped_column(JSON)
+    # "<inode>-<mtime ns>" of the file as written: a file replaced since (a write whose commit failed) is stale
+    file_stamp: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
