@@ -7,7 +7,6 @@ store, and ``verify`` also re-hashes the file and re-reads its ids.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
@@ -32,8 +31,7 @@ __all__ = ["DescriptionIndex", "IndexCheck", "StaleIndexError", "index_dir"]
 
 def index_dir(home: Path, db: Database) -> Path:
     """Index files live under ``$UNIBIND_HOME/indexes/<database key>/``: one folder per database."""
-    url = db.url.render_as_string(hide_password=True)
-    return home / "indexes" / hashlib.sha256(url.encode()).hexdigest()[:12]
+    return home / "indexes" / db.key
 
 
 class DescriptionIndex(StampedIndex):

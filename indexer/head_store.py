@@ -3,9 +3,9 @@ each (dims, hyper-parameters, data hash, validation metrics); at most one versio
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,7 @@ log = logging.getLogger(__name__)
 
 def heads_dir(home: Path, db: Database) -> Path:
     """One folder per database, like the index files (``indexer.description_index.index_dir``)."""
-    url = db.url.render_as_string(hide_password=True)
-    return home / "heads" / hashlib.sha256(url.encode()).hexdigest()[:12]
+    return home / "heads" / db.key
 
 
 def jsonable(value: Any) -> Any:
@@ -85,7 +84,8 @@ def record_head(
                 f"(input {modality.input_dim}, space {modality.space.dim})"
             )
         version = (session.scalar(select(func.max(Head.version)).where(Head.modality_id == modality.id)) or 0) + 1
-        path = heads_dir(home, db) / f"space-{modality.space_id}-{modality.name}-v{version}.safetensors"
+        # a unique name: a concurrent training that loses the race for this version cannot replace the file
+        path = heads_dir(home, db) / f"space-{modality.space_id}-{modality.name}-v{version}-{uuid.uuid4().hex[:8]}.safetensors"
         sha, _size = head.save(path, {
             "modality": modality.name, "space": modality.space.encoder, "version": str(version),
             "d_in": str(head.d_in), "d_out": str(head.d_out), "data_sha256": data_sha256,

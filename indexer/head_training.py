@@ -211,6 +211,9 @@ def train_head(
     x_np, z_np, offsets, flat, g_np = _check_inputs(features, text_vectors, text_ids, groups)
     rng = np.random.default_rng(config.seed)
     train_idx, val_idx = _split(len(x_np), config.val_fraction, g_np, rng)
+    if len(train_idx) < 2:
+        raise ValueError(f"{len(x_np)} samples leave {len(train_idx)} to train on after the validation split "
+                         f"(val_fraction {config.val_fraction}); InfoNCE needs at least 2 per batch")
     val_picks = _draw(offsets, flat, rng)[val_idx]  # [n_val], fixed so val loss is comparable across epochs
     dev = device.torch
     X = torch.from_numpy(x_np).to(dev)  # [N, d_in]

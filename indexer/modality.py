@@ -54,7 +54,9 @@ def find_modality(session: Session, space: Space, name: str) -> Modality:
     if found is None:
         known = ", ".join(m.name for m in list_modalities(session, space)) or "none yet"
         hint = (
-            f"train a head for it first: unibind heads train --modality {name} --pairs PAIRS.jsonl --features FILE"
+            "add images first: unibind gallery add --modality image --files ..."
+            if name == IMAGE
+            else f"train a head for it first: unibind heads train --modality {name} --pairs PAIRS.jsonl --features FILE"
             if name in WELL_KNOWN_FEATURES
             else f"register it: unibind modality add {name} --dim D"
         )

@@ -83,6 +83,31 @@ class VectorStore:
     def ntotal(self) -> int:
         return int(self.index.ntotal)
 
+    def _inner(self) -> faiss.Index:
+        return faiss.downcast_index(self.index.index) if isinstance(self.index, faiss.IndexIDMap) else self.index
+
+    @property
+    def is_ivf(self) -> bool:
+        return _is_ivf(self._inner())
+
+    def tune(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
+        """Search-time settings: the IVF lists probed per query, the HNSW candidate list size."""
+        inner = self._inner()
+        if nprobe is not None:
+            if not _is_ivf(inner):
+                raise ValueError(f"--nprobe applies to IVF indexes; this index is {self.factory!r}")
+            if nprobe < 1:
+                raise ValueError(f"nprobe must be >= 1, got {nprobe}")
+            ivf = faiss.extract_index_ivf(inner)
+            ivf.nprobe = min(nprobe, ivf.nlist)
+        if ef_search is not None:
+            if not isinstance(inner, faiss.IndexHNSW):
+                raise ValueError(f"--ef-search applies to HNSW indexes; this index is {self.factory!r}")
+            if ef_search < 1:
+                raise ValueError(f"ef_search must be >= 1, got {ef_search}")
+            inner.hnsw.efSearch = ef_search
+        self._replica = None
+
     def _check(self, ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -176,7 +201,7 @@ class VectorStore:
 
     def _selector_params(self, selector: faiss.IDSelector) -> faiss.SearchParameters:
         """Search parameters carrying ``selector``, of the type the index needs, keeping its settings."""
-        inner = faiss.downcast_index(self.index.index) if isinstance(self.index, faiss.IndexIDMap) else self.index
+        inner = self._inner()
         if _is_ivf(inner):
             return faiss.SearchParametersIVF(sel=selector, nprobe=faiss.extract_index_ivf(inner).nprobe)
         if isinstance(inner, faiss.IndexHNSW):

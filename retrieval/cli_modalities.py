@@ -231,6 +231,8 @@ def _gallery_add(ctx: Any, space: Any, args: argparse.Namespace) -> int:
 
     if not args.modality:
         raise ValueError("gallery add needs --modality NAME")
+    if args.label is not None and not (0 < len(args.label.strip()) <= 500):
+        raise ValueError("--label must be a non-empty string of at most 500 characters")
     if bool(args.files) == bool(args.features):
         raise ValueError("gallery add needs either --files (images) or --features FILE, not both")
     if args.files:
@@ -271,7 +273,8 @@ def cmd_search(ctx: Any, args: argparse.Namespace) -> int:
 
     space = _space(ctx, args.encoder)
     flt = SearchFilter(label=args.label, where=parse_where(args.where))
-    search = CrossModalSearch(ctx.db, ctx.home, ctx.device, space, args.target)
+    search = CrossModalSearch(ctx.db, ctx.home, ctx.device, space, args.target, nprobe=args.nprobe,
+                              ef_search=args.ef_search)
     names, vectors, modality = query_vectors(ctx, space, args)
     results = search.search(vectors, k=args.k, flt=flt)
     if args.json:
@@ -344,5 +347,7 @@ def add_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
     sp.add_argument("--label", help="only items with this label (descriptions: this category)")
     sp.add_argument("--where", action="append", metavar="KEY=VALUE",
                     help="only items whose metadata field KEY equals VALUE (repeat: all must hold)")
+    sp.add_argument("--nprobe", type=int, help="IVF indexes: lists probed per query (default 8)")
+    sp.add_argument("--ef-search", type=int, help="HNSW indexes: candidate list size (default FAISS's 16)")
     common(sp)
     sp.set_defaults(func=cmd_search)

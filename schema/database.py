@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
@@ -100,6 +101,11 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if auto_migrate:
             self.ensure_schema()
+
+    @property
+    def key(self) -> str:
+        """A short name of this database (its URL without the password, hashed) for per-database folders."""
+        return hashlib.sha256(self.url.render_as_string(hide_password=True).encode()).hexdigest()[:12]
 
     @property
     def backend(self) -> str:

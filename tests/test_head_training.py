@@ -252,3 +252,10 @@ def test_data_digest_covers_features_texts_and_pairing():
     changed[0, 0] += 1
     assert len({d0, data_digest(changed, names, ids), data_digest(feats, names[:-1] + ["x"], ids),
                 data_digest(feats, names, [[0]] + ids[1:])}) == 4
+
+
+def test_too_few_samples_to_train_is_an_error(cpu) -> None:  # type: ignore[no-untyped-def]
+    x = np.ones((2, 4), dtype=np.float32) + np.eye(2, 4, dtype=np.float32)
+    z = np.eye(2, 3, dtype=np.float32)
+    with pytest.raises(ValueError, match="2 samples leave 1 to train on"):
+        train_head(x, z, [[0], [1]], HeadTrainConfig(max_epochs=1), cpu)
