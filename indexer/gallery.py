@@ -116,6 +116,7 @@ def add_items(
             if (head.id if head is not None else None) != projection.head_id:
                 raise ValueError(f"the active {modality.name} head changed while the items were encoded; add them again")
             ids = np.empty(len(items), dtype=np.int64)
+            skipped = 0  # metadata fields --where cannot filter on: lists, objects, keys > 200 or strings > 500 chars
             for s in range(0, len(items), INSERT_CHUNK):
                 chunk = [
                     {"modality_id": modality.id, "uri": it.uri, "label": it.label, "meta": it.meta or None,
@@ -124,12 +125,17 @@ def add_items(
                 ]
                 got = session.scalars(insert(Item).returning(Item.id, sort_by_parameter_order=True), chunk).all()
                 ids[s : s + len(got)] = got
-                fields = [row for it, i in zip(items[s : s + INSERT_CHUNK], got) for row in field_rows(i, it.meta)]
+                chunk_items = items[s : s + INSERT_CHUNK]
+                fields = [row for it, i in zip(chunk_items, got) for row in field_rows(i, it.meta)]
+                skipped += sum(len(it.meta or {}) for it in chunk_items) - len(fields)
                 if fields:
                     session.execute(insert(ItemField), fields)
             store.add(ids, vectors)
             index.save(session, store)
             total = store.ntotal
+    if skipped:
+        log.warning("%d metadata fields are stored but not filterable with --where (lists, objects, keys over 200 "
+                    "or strings over %d characters)", skipped, FIELD_VALUE_MAX)
     seconds = time.perf_counter() - start
     log.info("added %d %s items in %.1fs", len(items), modality.name, seconds)
     return AddReport(modality.name, len(items), total, projection.describe().split("(")[-1].rstrip(")"),
