@@ -148,11 +148,11 @@ class _Builder:
         self.records.append(Record(cat, txt, h, meta or None, line))
 
 
-def _reject_constant(name: str) -> Any:
+def reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in pairs:
         if k in out:
@@ -164,8 +164,8 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _loads(s: str, label: str, line: int | None = None) -> Any:
     """json.loads that rejects NaN/Infinity and repeated keys; ``line`` is the JSONL line."""
     try:
-        return json.loads(s, parse_constant=_reject_constant,
-                          object_pairs_hook=_reject_duplicate_keys)
+        return json.loads(s, parse_constant=reject_constant,
+                          object_pairs_hook=reject_duplicate_keys)
     except json.JSONDecodeError as e:
         ln = e.lineno if line is None else line + e.lineno - 1
         hint = ("; one object per line is JSONL: name the file .jsonl"

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.corpus_reader import json_kind
+from indexer.corpus_reader import json_kind, reject_constant, reject_duplicate_keys
 
 log = logging.getLogger(__name__)
 
@@ -61,19 +61,6 @@ def parse_row_index(value: Any, n: int | None, *, where: str) -> int:
     return value
 
 
-def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {json.dumps(k, ensure_ascii=False)} in one object")
-        out[k] = v
-    return out
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def read_jsonl(path: str | os.PathLike[str], *, what: str, allow_nan: bool = False,
                error: type[ValueError] = FeatureError) -> list[tuple[int, Any]]:
     """(1-based line number, parsed value) for each non-blank line of a UTF-8 JSONL file.
@@ -96,9 +83,9 @@ def read_jsonl(path: str | os.PathLike[str], *, what: str, allow_nan: bool = Fal
         line = data.count(b"\n", 0, at) + 1
         raise error(f"{label}:{line}: invalid UTF-8 (byte 0x{data[at]:02x} at byte offset {at}); "
                     f"save the file as UTF-8") from e
-    hooks: dict[str, Any] = {"object_pairs_hook": _reject_duplicate_keys}
+    hooks: dict[str, Any] = {"object_pairs_hook": reject_duplicate_keys}
     if not allow_nan:
-        hooks["parse_constant"] = _reject_constant
+        hooks["parse_constant"] = reject_constant
     out: list[tuple[int, Any]] = []
     for lineno, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():

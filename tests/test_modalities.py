@@ -13,9 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import pytest
 from PIL import Image, ImageDraw
 from sqlalchemy import func, select
 
-from conftest import IN_CI, PG_URL  # tests/ is on sys.path (pytest's default import mode)
+from conftest import fresh_pg_schema  # tests/ is on sys.path (pytest's default import mode)
 from indexer.catalog import find_space
 from indexer.device import Device
 from indexer.encoder import Encoder
@@ -510,37 +509,12 @@ class World:
 D_AUDIO, N_AUDIO = 8, 40
 
 
-@contextmanager
-def pg_schema_url() -> Iterator[str]:
-    """A module's own PostgreSQL schema (conftest's ``pg_url`` is per test), dropped afterwards."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as e:  # noqa: BLE001 - any connection failure means "unreachable"
-        admin.dispose()
-        msg = f"PostgreSQL at {PG_URL} is not reachable: {str(e).splitlines()[0]}"
-        if IN_CI:
-            pytest.fail(msg + " (CI=true: the PostgreSQL tests must run)")
-        pytest.skip(msg)
-    try:
-        yield make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tiny_spec: str,
           images: Path) -> Iterator[World]:
     folder = tmp_path_factory.mktemp(f"world_{request.param}")
     with ExitStack() as stack:
-        url = stack.enter_context(pg_schema_url()) if request.param == "postgres" else f"sqlite:///{folder / 'unibind.db'}"
+        url = stack.enter_context(fresh_pg_schema()) if request.param == "postgres" else f"sqlite:///{folder / 'unibind.db'}"
         db = build_world(url, folder, tiny_spec, images)
         stack.callback(db.dispose)
         paths = {p.stem: str(p) for p in folder.iterdir() if p.is_file()}
