@@ -278,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_commands(sub, common)
     add_space_commands(sub, common)
+    from retrieval.service.runner import add_command as add_serve_command
+
+    add_serve_command(sub, common)
     return p
 
 

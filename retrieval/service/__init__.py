@@ -1,0 +1,1 @@
+"""The HTTP service: recognition, cross-modal search and the knowledge base over FastAPI (``unibind serve``)."""

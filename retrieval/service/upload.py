@@ -1,0 +1,39 @@
+"""Image uploads: size and pixel limits checked before the image is decoded in full."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from fastapi import HTTPException, UploadFile
+
+
+async def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
+    """The upload's bytes; 413 when it holds more than ``max_bytes``."""
+    data = await upload.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise HTTPException(413, f"upload {upload.filename!r} is larger than the limit of {max_bytes} bytes")
+    if not data:
+        raise HTTPException(400, f"upload {upload.filename!r} is empty")
+    return data
+
+
+def decode_image(data: bytes, name: str, max_pixels: int) -> Any:
+    """An RGB PIL image; 413 when it has more than ``max_pixels`` pixels (read from the header, before
+    decoding), 400 when it is not a readable image."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(io.BytesIO(data))  # lazy: reads the header only
+    except Image.DecompressionBombError as e:
+        raise HTTPException(413, f"image {name!r} has too many pixels ({e})") from e
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise HTTPException(400, f"image {name!r} is not a readable image ({e})") from e
+    width, height = image.size
+    if width * height > max_pixels:
+        raise HTTPException(413, f"image {name!r} has {width}x{height} = {width * height} pixels, more than the "
+                                 f"limit of {max_pixels}")
+    try:
+        return image.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise HTTPException(400, f"image {name!r} could not be decoded ({e})") from e
