@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -122,9 +123,11 @@ class _Writer:
 
 
 def ingest(
-    db: Database, data: CorpusData, config: IngestConfig, *, home: Path, device: Device, encoder: Encoder | None = None
+    db: Database, data: CorpusData, config: IngestConfig, *, home: Path, device: Device, encoder: Encoder | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> IngestReport:
-    """Encode and store ``data`` as corpus ``config.name``; visible only once complete."""
+    """Encode and store ``data`` as corpus ``config.name``; visible only once complete. ``progress(done, total)``
+    is called after each chunk of records is written."""
     t0 = time.perf_counter()
     if not data.records:
         raise ValueError(f"{data.path}: no descriptions to ingest")
@@ -152,7 +155,7 @@ def ingest(
         corpus_id, old_id = corpus.id, old.id if old is not None else None
         category_ids = _category_ids(session, data.categories)
     try:
-        ids, vectors, encode_s = _run(db, data.records, encoder, _Writer(db, corpus_id, category_ids), config)
+        ids, vectors, encode_s = _run(db, data.records, encoder, _Writer(db, corpus_id, category_ids), config, progress)
         _publish(db, space, corpus_id, old_id, name, ids, vectors, config.factory, home, device)
     except BaseException:
         _discard(db, corpus_id, space.id)
@@ -174,7 +177,8 @@ def ingest(
 
 
 def _run(
-    db: Database, records: list[Record], encoder: Encoder, writer: _Writer, config: IngestConfig
+    db: Database, records: list[Record], encoder: Encoder, writer: _Writer, config: IngestConfig,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Encode chunk i+1 while chunk i is written. Returns (ids, vectors, seconds spent encoding)."""
     ids_parts: list[np.ndarray] = []
@@ -193,11 +197,15 @@ def _run(
             if pending is not None:
                 ids_parts.append(pending.result())
                 bar.update(len(ids_parts[-1]))
+                if progress is not None:
+                    progress(sum(map(len, ids_parts)), len(records))
             pending = pool.submit(writer, chunk, vectors)
             vec_parts.append(vectors)
         if pending is not None:
             ids_parts.append(pending.result())
             bar.update(len(ids_parts[-1]))
+            if progress is not None:
+                progress(sum(map(len, ids_parts)), len(records))
     return np.concatenate(ids_parts), np.concatenate(vec_parts), encode_s
 
 

@@ -23,6 +23,7 @@ from starlette.routing import Match
 from indexer.stamped_index import StaleIndexError
 from retrieval.service import payloads as p
 from retrieval.service.config import ServiceConfig
+from retrieval.service.jobs import JobManager, add_routes
 from retrieval.service.metrics import ServiceMetrics
 from retrieval.service.state import ServiceState
 from retrieval.service.upload import decode_image, read_upload
@@ -63,7 +64,7 @@ class _Query:
 
 def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> FastAPI:
     """The service over ``config``'s database (``state``: an already loaded one, for tests)."""
-    metrics = ServiceMetrics()
+    metrics, jobs = ServiceMetrics(), JobManager()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -73,6 +74,7 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
         try:
             yield
         finally:
+            await run_in_threadpool(jobs.close)
             if state is None:
                 loaded.close()
 
@@ -297,4 +299,5 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
 
         return await run_in_threadpool(work)
 
+    add_routes(app, config, jobs)
     return app

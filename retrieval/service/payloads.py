@@ -106,6 +106,26 @@ class CentreView(BaseModel):
     members: list[CentreMember]
 
 
+class JobAccepted(BaseModel):
+    job: str
+    status_url: str
+
+
+class JobProgress(BaseModel):
+    done: int
+    total: int
+
+
+class JobView(BaseModel):
+    id: str
+    state: str = Field(description="queued, running, done or failed")
+    progress: JobProgress
+    corpus: str
+    error: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
 class Health(BaseModel):
     status: str = "ok"
 
@@ -121,3 +141,17 @@ def json_or_image(model: type[BaseModel], extra: dict[str, Any]) -> dict[str, An
         "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
             "image": {"type": "string", "format": "binary"}, **extra}}},
     }}}
+
+
+def corpus_upload() -> dict[str, Any]:
+    """The OpenAPI request body of ``POST /v1/corpora``: a corpus file and its ingest options."""
+    text = {"type": "string"}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"], "properties": {
+            "file": {"type": "string", "format": "binary", "description": "the corpus: .json, .jsonl or .csv"},
+            "name": {**text, "description": "the corpus name (default: the file name's stem)"},
+            "source": {**text, "description": "where the corpus comes from (free text)"},
+            "format": {"type": "string", "enum": ["json", "jsonl", "csv"], "description": "default: the extension"},
+            "key": {**text, "description": "JSON only: the key holding the category table"},
+            "replace": {"type": "boolean", "description": "replace a corpus of the same name"},
+            "encoder": {**text, "description": "the space's encoder (default: the served space)"}}}}}}}

@@ -97,6 +97,24 @@ class ServiceState:
                 self._encoders[space.encoder] = build_encoder(space.encoder, self.device)
             return self._encoders[space.encoder]
 
+    def current_encoder(self) -> str | None:
+        """The served space's encoder spec (``config.encoder`` when the knowledge base has no space yet)."""
+        with self.db.session() as session:
+            if not session.scalar(select(func.count(Space.id))):
+                return self.config.encoder
+            return find_space(session, self.config.encoder).encoder
+
+    def encoder_for(self, spec: str) -> Encoder:
+        """The loaded encoder for ``spec`` (an ingest's), loaded once and kept."""
+        from indexer.encoder_factory import parse_encoder_spec
+
+        key = str(parse_encoder_spec(spec))
+        with self.lock:
+            if key not in self._encoders:
+                log.info("loading encoder %s on %s", key, self.device.describe())
+                self._encoders[key] = build_encoder(key, self.device)
+            return self._encoders[key]
+
     def recognizer(self) -> Recognizer:
         with self.lock:
             space, encoder = self.space(), self.encoder()
