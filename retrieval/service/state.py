@@ -104,6 +104,14 @@ class ServiceState:
                 return self.config.encoder
             return find_space(session, self.config.encoder).encoder
 
+    def corpus_exists(self, name: str, encoder: str) -> bool:
+        """Whether the space of ``encoder`` has a complete corpus named ``name``."""
+        from schema import CorpusStatus
+
+        with self.db.session() as session:
+            return bool(session.scalar(select(func.count(Corpus.id)).join(Space, Space.id == Corpus.space_id).where(
+                Space.encoder == encoder, Corpus.name == name, Corpus.status == CorpusStatus.COMPLETE)))
+
     def encoder_for(self, spec: str) -> Encoder:
         """The loaded encoder for ``spec`` (an ingest's), loaded once and kept."""
         from indexer.encoder_factory import parse_encoder_spec

@@ -1,0 +1,226 @@
+"""Corpus uploads through the HTTP service (FastAPI TestClient, real MiniLM, real databases): the
+synchronous check of the file, the background ingest job and its status, and consistency under change:
+queries fired from several threads while one corpus is ingested and another deleted always get a 200
+whose labels all come from the corpora complete at that time."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from retrieval.service import jobs
+from retrieval.service.app import create_app
+from schema import Corpus, Database
+from tests.corpus_samples import ANIMALS, VEHICLES, write_json
+from tests.test_service import TEXTS, cli, detail, make_state
+
+FRUIT = {f"a{i}": [f"a ripe fruit number {i} with a sweet smell", f"an orchard fruit of kind {i}, round and red"]
+         for i in range(1, 6)}
+BOATS = {f"b{i}": [f"a boat number {i} with sails on the sea", f"a wooden sailing ship of kind {i} in a harbour"]
+         for i in range(1, 6)}
+
+
+def jsonl(table: dict[str, list[str]]) -> bytes:
+    return "".join(json.dumps({"category": c, "text": t}) + "\n" for c, texts in table.items() for t in texts).encode()
+
+
+def upload(client: TestClient, data: bytes, filename: str = "corpus.jsonl", **form: str) -> Any:
+    return client.post("/v1/corpora", files={"file": (filename, data, "application/octet-stream")}, data=form)
+
+
+def wait(client: TestClient, job: str, timeout: float = 120.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = client.get(f"/v1/jobs/{job}")
+        assert r.status_code == 200, r.text
+        if r.json()["state"] in ("done", "failed"):
+            return r.json()  # type: ignore[no-any-return]
+        time.sleep(0.05)
+    raise AssertionError(f"job {job} did not finish in {timeout}s")
+
+
+def n_corpora(db_url: str) -> int:
+    db = Database(db_url)
+    try:
+        with db.session() as s:
+            return int(s.scalar(select(func.count(Corpus.id))) or 0)
+    finally:
+        db.dispose()
+
+
+@pytest.fixture
+def served(db_url: str, home: Path, tmp_path: Path, minilm: Any) -> Iterator[TestClient]:
+    """A knowledge base with the corpus ``kb`` (animals), served."""
+    cli(db_url, home, "ingest", str(write_json(tmp_path / "a.json", ANIMALS)), "--name", "kb", "--encoder", "minilm")
+    state = make_state(db_url, home, minilm)
+    try:
+        with TestClient(create_app(state.config, state=state)) as client:
+            yield client
+    finally:
+        state.close()
+
+
+def test_upload_ingests_in_a_job_and_queries_see_it(served: TestClient) -> None:
+    client = served
+    assert client.post("/v1/recognize", json={"texts": TEXTS[1:2], "k": 1}).json()[0]["labels"] != ["fire truck"]
+    r = upload(client, jsonl(VEHICLES), "vehicles.jsonl", source="tests")
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert set(body) == {"job", "status_url"} and body["status_url"] == f"/v1/jobs/{body['job']}"
+    job = wait(client, body["job"])
+    assert job["state"] == "done" and job["error"] is None, job
+    assert job["corpus"] == "vehicles" and job["progress"] == {"done": 5, "total": 5}
+    assert job["started_at"] <= job["finished_at"]
+    listed = {c["name"]: c for c in client.get("/v1/corpora").json()}
+    assert set(listed) == {"kb", "vehicles"} and listed["vehicles"]["source"] == "tests"
+    assert listed["vehicles"]["descriptions"] == 5
+    # no restart: the next query sees the new corpus
+    assert client.post("/v1/recognize", json={"texts": TEXTS[1:2], "k": 1}).json()[0]["labels"] == ["fire truck"]
+
+    # a JSON file with an explicit name: the same name again is a 409, and replace=true replaces it
+    r = upload(client, json.dumps(VEHICLES).encode(), "v.json", name="vehicles")
+    assert r.status_code == 409 and "already exists" in detail(r)
+    r = upload(client, json.dumps({"bicycle": VEHICLES["bicycle"]}).encode(), "v.json", name="vehicles", replace="true")
+    assert wait(client, r.json()["job"])["state"] == "done"
+    assert {c["name"]: c["descriptions"] for c in client.get("/v1/corpora").json()} == {"kb": 10, "vehicles": 3}
+
+
+def test_a_failed_job_records_its_one_line_error(served: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError("the disk is full\nand more detail")
+
+    monkeypatch.setattr(jobs, "ingest", broken)
+    r = upload(served, jsonl(VEHICLES), "vehicles.jsonl")
+    assert r.status_code == 202
+    job = wait(served, r.json()["job"])
+    assert job["state"] == "failed" and job["error"] == "RuntimeError: the disk is full"
+    assert job["finished_at"] is not None and job["progress"] == {"done": 0, "total": 5}
+    assert [c["name"] for c in served.get("/v1/corpora").json()] == ["kb"]
+
+
+def test_ingest_reports_progress_per_chunk(db: Database, home: Path, minilm: Any) -> None:
+    from indexer.corpus_reader import read_corpus_bytes
+    from indexer.device import Device
+    from indexer.ingest import IngestConfig, ingest
+
+    seen: list[tuple[int, int]] = []
+    data = read_corpus_bytes(jsonl(VEHICLES), label="v.jsonl", format="jsonl")
+    ingest(db, data, IngestConfig(name="v", encoder="minilm", chunk_size=2, progress=False), home=home, device=Device(),
+           encoder=minilm, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(2, 5), (4, 5), (5, 5)]
+
+
+def test_bad_uploads_are_4xx_and_write_nothing(served: TestClient, db_url: str) -> None:
+    client = served
+    before = n_corpora(db_url)
+    bad = b'{"category": "x", "text": "fine"}\n{"category": "y"}\n'
+    r = upload(client, bad, "bad.jsonl")
+    assert r.status_code == 400 and detail(r) == "bad.jsonl:2: missing required field \"text\""
+    r = upload(client, b'{"category": "x", "text": "fine"}\n', "corpus.txt")
+    assert r.status_code == 400 and "give the form field 'format'" in detail(r)
+    r = upload(client, b"category,text\nx,fine\n", "corpus.txt", format="xml")
+    assert r.status_code == 400 and "unknown format 'xml'" in detail(r)
+    r = upload(client, b"category,text\nx,\n", "c.csv")
+    assert r.status_code == 400 and detail(r).startswith("c.csv:2")
+    r = upload(client, jsonl(VEHICLES), "v.jsonl", name="~hidden")
+    assert r.status_code == 400 and "must be 1-200 printable characters" in detail(r)
+    r = upload(client, jsonl(VEHICLES), "v.jsonl", replace="maybe")
+    assert r.status_code == 422 and "'replace' must be true or false" in detail(r)
+    r = upload(client, jsonl(VEHICLES), "v.jsonl", encoder="no-such-encoder:x")
+    assert r.status_code == 400, r.text
+    r = upload(client, b"", "empty.jsonl")
+    assert r.status_code == 400 and "is empty" in detail(r)
+    r = client.post("/v1/corpora", data={"name": "x"}, files={"other": ("x.jsonl", b"{}", "text/plain")})
+    assert r.status_code == 422 and "field 'file'" in detail(r)
+    r = client.post("/v1/corpora", json={"name": "x"})
+    assert r.status_code == 415
+    r = client.get("/v1/jobs/nope")
+    assert r.status_code == 404 and detail(r) == "no job 'nope'"
+    assert n_corpora(db_url) == before
+
+
+def test_upload_limit(db_url: str, home: Path, tmp_path: Path, minilm: Any) -> None:
+    from dataclasses import replace
+
+    cli(db_url, home, "ingest", str(write_json(tmp_path / "a.json", ANIMALS)), "--name", "kb", "--encoder", "minilm")
+    state = make_state(db_url, home, minilm)
+    state.config = replace(state.config, max_upload_bytes=100)
+    try:
+        with TestClient(create_app(state.config, state=state)) as client:
+            r = upload(client, jsonl(VEHICLES), "v.jsonl")
+            assert r.status_code == 413 and "larger than the limit of 100 bytes" in detail(r)
+    finally:
+        state.close()
+
+
+def test_queries_stay_consistent_while_corpora_come_and_go(served: TestClient, db_url: str, home: Path,
+                                                           tmp_path: Path) -> None:
+    """4 threads query without pause while corpus B is uploaded (ingested by the job) and corpus A deleted:
+    every answer is a 200 whose labels all belong to corpora that were complete at that time."""
+    client = served
+    cli(db_url, home, "ingest", str(write_json(tmp_path / "fruit.json", FRUIT)), "--name", "fruit")
+    kb, a, b = set(ANIMALS), set(FRUIT), set(BOATS)
+    phase = {"b_done": False, "a_deleted": False}
+    problems: list[str] = []
+    answers: list[set[str]] = []
+    stop = threading.Event()
+    queries = ["a sailing boat in the harbour", "a sweet red fruit", "a striped cat", "a fish"]
+
+    def fire(i: int) -> None:
+        n = 0
+        while not stop.is_set():
+            text = queries[(i + n) % len(queries)]
+            n += 1
+            started = dict(phase)  # what was certainly complete (or gone) before the request left
+            if n % 2:
+                r = client.post("/v1/recognize", json={"texts": [text], "k": 15})
+                labels = set(r.json()[0]["labels"]) if r.status_code == 200 else set()
+            else:
+                r = client.post("/v1/search", json={"texts": [text], "k": 40})
+                labels = {h["label"] for h in r.json()[0]["hits"]} if r.status_code == 200 else set()
+            if r.status_code != 200:
+                problems.append(f"{r.status_code}: {r.text}")
+                continue
+            allowed = kb | b | (set() if started["a_deleted"] else a)
+            if labels - allowed:
+                problems.append(f"labels {sorted(labels - allowed)} outside the catalog")
+            if n % 2:  # recognize with k above the category count ranks every category of one catalog
+                catalogs = [kb | x | y for x in ((a,) if not started["a_deleted"] else ()) + (set(),)
+                            for y in ((b,) if started["b_done"] else (b, set()))]
+                if labels not in catalogs:
+                    problems.append(f"not one catalog: {sorted(labels)}")
+                answers.append(labels)
+
+    threads = [threading.Thread(target=fire, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        r = upload(client, jsonl(BOATS), "boats.jsonl")
+        assert r.status_code == 202, r.text
+        r_del = client.delete("/v1/corpora/fruit")
+        assert r_del.status_code == 200, r_del.text
+        phase["a_deleted"] = True
+        job = wait(client, r.json()["job"])
+        assert job["state"] == "done", job
+        phase["b_done"] = True
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert not problems, problems[:5]
+    assert len(answers) > 8 and any(not x & b for x in answers) and any(b <= x for x in answers)  # both sides seen
+    # after the job: every category of B is known, fruit is gone
+    r = client.post("/v1/recognize", json={"texts": ["a boat"], "k": 100})
+    assert r.status_code == 200 and set(r.json()[0]["labels"]) == kb | b
+    hits = client.post("/v1/search", json={"texts": ["a sailing boat"], "k": 5}).json()[0]["hits"]
+    assert {h["label"] for h in hits} <= b
