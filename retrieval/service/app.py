@@ -26,7 +26,7 @@ from retrieval.service.config import ServiceConfig
 from retrieval.service.jobs import JobManager, add_routes
 from retrieval.service.metrics import ServiceMetrics
 from retrieval.service.state import ServiceState
-from retrieval.service.upload import decode_image, read_upload
+from retrieval.service.upload import decode_image, read_form_upload
 
 log = logging.getLogger(__name__)
 
@@ -131,16 +131,8 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
     # -- request parsing -----------------------------------------------------------------------------------
     async def parse(request: Request, model: type[p.Query]) -> _Query:
         if request.headers.get("content-type", "").startswith(MULTIPART):
-            length = request.headers.get("content-length")
-            if length and length.isdigit() and int(length) > config.max_upload_bytes + 64 * 1024:
-                raise HTTPException(413, f"request body of {length} bytes is larger than the upload limit of "
-                                         f"{config.max_upload_bytes} bytes")
-            form = await request.form(max_files=1, max_fields=64)
-            upload = form.get("image")
-            if not isinstance(upload, UploadFile):
-                raise HTTPException(422, "multipart requests need an image file in the field 'image'")
-            data = await read_upload(upload, config.max_upload_bytes)
-            name = upload.filename or "image"
+            data, name, form = await read_form_upload(request, "image", "an image file", config.max_upload_bytes, 64)
+            name = name or "image"
             image = await run_in_threadpool(decode_image, data, name, config.max_image_pixels)
             fields = {k: v for k, v in form.multi_items() if not isinstance(v, UploadFile)}
             fields["where"] = [v for k, v in form.multi_items() if k == "where" and isinstance(v, str)]

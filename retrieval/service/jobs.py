@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from indexer.corpus_reader import FORMATS, CorpusData, read_corpus_bytes
 from indexer.encoder import Encoder
@@ -31,7 +30,7 @@ from indexer.ingest import IngestConfig, ingest
 from retrieval.service import payloads as p
 from retrieval.service.config import ServiceConfig
 from retrieval.service.state import ServiceState
-from retrieval.service.upload import read_upload
+from retrieval.service.upload import read_form_upload
 
 log = logging.getLogger(__name__)
 
@@ -143,21 +142,13 @@ def add_routes(app: FastAPI, config: ServiceConfig, jobs: JobManager) -> None:
     async def upload_corpus(request: Request) -> p.JobAccepted:
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise HTTPException(415, "upload the corpus as multipart/form-data with the file in the field 'file'")
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > config.max_upload_bytes + 64 * 1024:
-            raise HTTPException(413, f"request body of {length} bytes is larger than the upload limit of "
-                                     f"{config.max_upload_bytes} bytes")
-        form = await request.form(max_files=1, max_fields=16)
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise HTTPException(422, "multipart requests need the corpus file in the field 'file'")
+        data, filename, form = await read_form_upload(request, "file", "the corpus file", config.max_upload_bytes, 16)
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        filename = upload.filename or "corpus"
+        filename = filename or "corpus"
         fmt = _format(fields, filename)
         key = fields.get("key") or None
         name = fields.get("name") or Path(filename).stem
         replace = _flag(fields, "replace")
-        data = await read_upload(upload, config.max_upload_bytes)
         st: ServiceState = request.app.state.service
 
         def check() -> tuple[CorpusData, IngestConfig]:

@@ -5,7 +5,24 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from fastapi import HTTPException, UploadFile
+from fastapi import HTTPException, Request
+from starlette.datastructures import FormData, UploadFile  # what request.form() holds (fastapi's is a subclass)
+
+FORM_OVERHEAD = 64 * 1024  # multipart boundaries and small fields on top of the file itself
+
+
+async def read_form_upload(request: Request, field: str, what: str, max_bytes: int, max_fields: int
+                           ) -> tuple[bytes, str, FormData]:
+    """(the file's bytes, its file name, the whole form) of a multipart request with one file in ``field``;
+    413 when the declared body or the file is over ``max_bytes``, 422 when the field holds no file."""
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > max_bytes + FORM_OVERHEAD:
+        raise HTTPException(413, f"request body of {length} bytes is larger than the upload limit of {max_bytes} bytes")
+    form = await request.form(max_files=1, max_fields=max_fields)
+    upload = form.get(field)
+    if not isinstance(upload, UploadFile):
+        raise HTTPException(422, f"multipart requests need {what} in the field '{field}'")
+    return await read_upload(upload, max_bytes), upload.filename or "", form
 
 
 async def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
