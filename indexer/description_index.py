@@ -13,18 +13,15 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from tqdm.auto import tqdm
 
 from indexer.device import Device
-from indexer.stamped_index import IndexCheck, StaleIndexError, StampedIndex
+from indexer.stamped_index import IndexCheck, StaleIndexError, StampedIndex, read_vectors
 from indexer.vector_store import VectorStore
-from indexer.vectors import from_bytes
 from schema import Corpus, CorpusStatus, Database, Description, IndexFile, Space
 
 log = logging.getLogger(__name__)
 
 KIND = "descriptions"
-REBUILD_CHUNK = 20_000
 
 __all__ = ["DescriptionIndex", "IndexCheck", "StaleIndexError", "index_dir"]
 
@@ -77,28 +74,17 @@ class DescriptionIndex(StampedIndex):
         """A new index from the stored vectors of complete corpora (no encoding), less ``exclude_corpus``."""
         with self.db.session() as session:
             factory = factory or self.factory(session)
-            n = sum(self.complete_corpora(session).values())
-            store = VectorStore.create(self.dim, self.device, factory)
             stmt = (
                 select(Description.id, Description.vector)
                 .join(Corpus, Description.corpus_id == Corpus.id)
                 .where(Corpus.space_id == self.space_id, Corpus.status == CorpusStatus.COMPLETE)
                 .order_by(Description.id)
-                .execution_options(yield_per=REBUILD_CHUNK)
             )
             if exclude_corpus is not None:
                 stmt = stmt.where(Corpus.id != exclude_corpus)
-            ids_parts, vec_parts = [], []
-            with tqdm(total=n, desc="read vectors", unit="vec", disable=not (progress or (progress is None and n > 50_000)), leave=False) as bar:
-                for part in session.execute(stmt).partitions():
-                    ids_parts.append(np.fromiter((r[0] for r in part), dtype=np.int64, count=len(part)))
-                    vec_parts.append(from_bytes([r[1] for r in part], self.dim))
-                    bar.update(len(part))
-        if ids_parts:
-            ids, vectors = np.concatenate(ids_parts), np.concatenate(vec_parts)
-            store.train(vectors)
-            store.add(ids, vectors)
-        return store
+            ids, vectors = read_vectors(session, stmt, self.dim, total=sum(self.complete_corpora(session).values()),
+                                        desc="read vectors", progress=progress)
+        return VectorStore.from_vectors(self.dim, self.device, factory, ids, vectors)
 
     def without_corpus(self, corpus_id: int) -> VectorStore:
         """The current index less one corpus's vectors (removed, or rebuilt without them when the index

@@ -11,17 +11,13 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from tqdm.auto import tqdm
 
 from indexer.device import Device
-from indexer.stamped_index import StampedIndex
+from indexer.stamped_index import StampedIndex, read_vectors
 from indexer.vector_store import VectorStore
-from indexer.vectors import from_bytes
 from schema import Database, Head, IndexFile, Item, Modality
 
 log = logging.getLogger(__name__)
-
-READ_CHUNK = 20_000
 
 
 class GalleryIndex(StampedIndex):
@@ -61,17 +57,9 @@ class GalleryIndex(StampedIndex):
         stmt = select(Item.id, Item.vector).where(Item.modality_id == self.modality_id).order_by(Item.id)
         if ids is not None:
             stmt = stmt.where(Item.id.in_([int(i) for i in ids]))
-        id_parts, vec_parts = [], []
         total = self.count(session) if ids is None else len(ids)
-        show = progress if progress is not None else total > 50_000
-        with tqdm(total=total, desc=f"read {self.name} vectors", unit="vec", disable=not show, leave=False) as bar:
-            for part in session.execute(stmt.execution_options(yield_per=READ_CHUNK)).partitions():
-                id_parts.append(np.fromiter((r[0] for r in part), dtype=np.int64, count=len(part)))
-                vec_parts.append(from_bytes([r[1] for r in part], self.dim))
-                bar.update(len(part))
-        if not id_parts:
-            return np.empty(0, dtype=np.int64), np.empty((0, self.dim), dtype=np.float32)
-        return np.concatenate(id_parts), np.concatenate(vec_parts)
+        return read_vectors(session, stmt, self.dim, total=total, desc=f"read {self.name} vectors",
+                            progress=progress if ids is None else False)
 
     def build_from_store(self, factory: str | None = None, *, progress: bool | None = None) -> VectorStore:
         with self.db.session() as session:

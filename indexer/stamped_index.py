@@ -16,15 +16,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
+from tqdm.auto import tqdm
 
 from indexer.device import Device
 from indexer.vector_store import DEFAULT_FACTORY, VectorStore, sha256_file
-from indexer.vectors import ids_digest
+from indexer.vectors import from_bytes, ids_digest
 from schema import Database, IndexFile
 
 log = logging.getLogger(__name__)
+
+
+READ_CHUNK = 20_000  # rows per fetch when vectors are read back from the store
+
+
+def read_vectors(session: Session, stmt: Select[Any], dim: int, *, total: int, desc: str,
+                 progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(ids [N], vectors [N, dim]) from a ``select(id, vector bytes)``, in chunks, with a progress bar for
+    long reads (over 50,000 rows unless ``progress`` says)."""
+    show = progress if progress is not None else total > 50_000
+    id_parts, vec_parts = [], []
+    with tqdm(total=total, desc=desc, unit="vec", disable=not show, leave=False) as bar:
+        for part in session.execute(stmt.execution_options(yield_per=READ_CHUNK)).partitions():
+            id_parts.append(np.fromiter((r[0] for r in part), dtype=np.int64, count=len(part)))
+            vec_parts.append(from_bytes([r[1] for r in part], dim))
+            bar.update(len(part))
+    if not id_parts:
+        return np.empty(0, dtype=np.int64), np.empty((0, dim), dtype=np.float32)
+    return np.concatenate(id_parts), np.concatenate(vec_parts)
 
 
 def _stamp(path: Path) -> str:
