@@ -23,6 +23,7 @@ from starlette.routing import Match
 from indexer.stamped_index import StaleIndexError
 from retrieval.service import payloads as p
 from retrieval.service.config import ServiceConfig
+from retrieval.service import catalog, page
 from retrieval.service.jobs import JobManager, add_routes
 from retrieval.service.metrics import ServiceMetrics
 from retrieval.service.state import ServiceState
@@ -89,7 +90,8 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
         route = _route_template(app, request)
         status = 500
         try:
-            if config.api_key is not None and request.url.path not in OPEN_PATHS:
+            path = request.url.path
+            if config.api_key is not None and path not in OPEN_PATHS and not page.is_page_path(path):
                 given = _given_key(request)
                 if given is None or not hmac.compare_digest(given.encode(), config.api_key.encode()):
                     response: Response = JSONResponse({"detail": "missing or wrong API key (X-API-Key or Authorization: Bearer)"},
@@ -292,4 +294,6 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
         return await run_in_threadpool(work)
 
     add_routes(app, config, jobs)
+    catalog.add_routes(app, config)
+    page.add_routes(app)
     return app

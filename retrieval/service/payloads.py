@@ -126,6 +126,38 @@ class JobView(BaseModel):
     finished_at: datetime | None
 
 
+class Limits(BaseModel):
+    max_batch: int = Field(description="queries per request")
+    max_k: int
+    max_labels: int
+    max_upload_bytes: int
+    max_image_pixels: int
+
+
+class ModalityInfo(BaseModel):
+    name: str
+    kind: str = Field(description="text, image or features")
+    input_dim: int
+    items: int = Field(description="gallery items")
+    head: int | None = Field(description="the active head's version (None: zero-shot or none)")
+
+
+class Info(BaseModel):
+    space: str | None = Field(description="the served space's encoder (None: the knowledge base is empty)")
+    dim: int | None
+    corpora: int = Field(description="complete corpora of the space")
+    categories: int
+    image_queries: bool = Field(description="whether image uploads can be queried (an image tower or an image head)")
+    modalities: list[ModalityInfo]
+    limits: Limits
+
+
+class CategoryInfo(BaseModel):
+    name: str
+    descriptions: int
+    corpora: int
+
+
 class Health(BaseModel):
     status: str = "ok"
 
