@@ -9,6 +9,7 @@ from email.utils import formatdate
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi import Path as PathParam
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
@@ -24,6 +25,7 @@ from schema import Corpus, CorpusStatus, Item, ModalityKind
 
 THUMBNAIL_SIZES = (16, 1024)  # smallest and largest edge a client may ask for
 FILE_SCHEME = "file://"
+MAX_ID = 2**63 - 1  # ids are 64-bit keys on every backend
 
 
 def item_image_path(uri: str | None) -> Path | None:
@@ -101,7 +103,7 @@ def add_routes(app: FastAPI, config: ServiceConfig) -> None:
     @app.get("/v1/items/{item_id}/thumbnail", tags=["query"], response_class=Response,
              responses={200: {"content": {"image/jpeg": {}}, "description": "a JPEG thumbnail"},
                         404: {"model": p.ErrorBody}, 413: {"model": p.ErrorBody}})
-    async def item_thumbnail(item_id: int, request: Request,
+    async def item_thumbnail(request: Request, item_id: int = PathParam(ge=1, le=MAX_ID),
                              size: int = Query(256, ge=THUMBNAIL_SIZES[0], le=THUMBNAIL_SIZES[1],
                                                description="the longer edge in pixels")) -> Response:
         st = service(request)
