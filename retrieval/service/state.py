@@ -5,13 +5,13 @@ The cache is keyed by a *catalog signature* (the space's corpora and their statu
 gallery's item count and largest id), read with one cheap query per request: when an ingest, a deletion,
 a new head or new gallery items change it, the cached objects are dropped and rebuilt on next use, so new
 queries see the change without a restart. Every query runs under one lock (the encoders, GPU FAISS indexes
-and the cache are not safe to share between threads), in a worker thread, off the event loop.
+and the cache are not safe to share between threads), in a worker thread, off the event loop. The lock is
+handed over first come, first served, so an ingest job encoding slice after slice cannot starve queries.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ from indexer.projection import Projection, load_projection
 from retrieval.cross_modal_search import CrossModalSearch
 from retrieval.recognizer import Recognizer
 from retrieval.service.config import ServiceConfig
+from retrieval.service.fair_lock import FairLock
 from schema import Corpus, Database, Description, Head, Item, Modality, Space
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class ServiceState:
         self.config = config
         self.db = db or Database(config.database_url)
         self.device = device or select_device(config.device)
-        self.lock = threading.RLock()
+        self.lock = FairLock()
         self._signature: tuple[Any, ...] | None = None
         self._space: Space | None = None
         self._encoders: dict[str, Encoder] = {}  # by spec: kept across reloads (a model does not change)
