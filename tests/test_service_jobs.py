@@ -224,3 +224,54 @@ def test_queries_stay_consistent_while_corpora_come_and_go(served: TestClient, d
     assert r.status_code == 200 and set(r.json()[0]["labels"]) == kb | b
     hits = client.post("/v1/search", json={"texts": ["a sailing boat"], "k": 5}).json()[0]["hits"]
     assert {h["label"] for h in hits} <= b
+
+
+def test_queries_answer_from_the_old_catalog_while_the_new_one_is_built(served: TestClient, db_url: str, home: Path,
+                                                                        tmp_path: Path) -> None:
+    """A corpus ingested by another process: while one thread builds the new snapshot (here: the build lock is
+    held), queries answer at once from the old, whole catalog; the next query after the build sees the corpus."""
+    state = served.app.state.service  # type: ignore[attr-defined]
+    assert served.post("/v1/search", json={"texts": ["a fish"], "k": 1}).status_code == 200  # both objects loaded
+    cli(db_url, home, "ingest", str(write_json(tmp_path / "boats.json", BOATS)), "--name", "boats")
+    assert state._rebuild.acquire(timeout=10)
+    try:
+        r = served.post("/v1/recognize", json={"texts": ["a sailing boat"], "k": 100})
+        assert r.status_code == 200 and set(r.json()[0]["labels"]) == set(ANIMALS)  # the old catalog, whole
+        hits = served.post("/v1/search", json={"texts": ["a sailing boat"], "k": 100}).json()[0]["hits"]
+        assert {h["label"] for h in hits} == set(ANIMALS)
+    finally:
+        state._rebuild.release()
+    r = served.post("/v1/recognize", json={"texts": ["a sailing boat"], "k": 100})
+    assert r.status_code == 200 and set(r.json()[0]["labels"]) == set(ANIMALS) | set(BOATS)
+
+
+def test_queries_run_side_by_side_and_a_deletion_waits_for_them(served: TestClient, db_url: str, home: Path,
+                                                                tmp_path: Path) -> None:
+    """The catalog lock: held shared (a query in flight), other queries still run and a deletion waits; once it
+    runs, queries sent after it never see the deleted corpus."""
+    state = served.app.state.service  # type: ignore[attr-defined]
+    cli(db_url, home, "ingest", str(write_json(tmp_path / "boats.json", BOATS)), "--name", "boats")
+    results: dict[str, Any] = {}
+    in_flight = threading.Event()
+    release = threading.Event()
+
+    def long_query() -> None:
+        with state.catalog.shared():  # a query that has started and not finished
+            in_flight.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=long_query)
+    holder.start()
+    assert in_flight.wait(10)
+    r = served.post("/v1/recognize", json={"texts": ["a sailing boat"], "k": 3})  # shares the lock: answers
+    assert r.status_code == 200 and r.json()[0]["labels"][0] in BOATS
+    deleter = threading.Thread(target=lambda: results.update(delete=served.delete("/v1/corpora/boats")))
+    deleter.start()
+    time.sleep(0.3)
+    assert "delete" not in results  # waits for the query in flight
+    release.set()
+    holder.join(10)
+    deleter.join(60)
+    assert results["delete"].status_code == 200, results["delete"].text
+    r = served.post("/v1/recognize", json={"texts": ["a sailing boat"], "k": 100})
+    assert set(r.json()[0]["labels"]) == set(ANIMALS)

@@ -26,7 +26,7 @@ from retrieval.service.config import ServiceConfig
 from retrieval.service import catalog, page
 from retrieval.service.jobs import JobManager, add_routes
 from retrieval.service.metrics import ServiceMetrics
-from retrieval.service.state import ServiceState
+from retrieval.service.state import ServiceState, Snapshot
 from retrieval.service.upload import decode_image, read_form_upload
 
 log = logging.getLogger(__name__)
@@ -161,13 +161,13 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
             raise HTTPException(400, f"k must be between 1 and {config.max_k}, got {k}")
         return k
 
-    def vectors(st: ServiceState, q: _Query) -> tuple[list[str], Any]:
+    def vectors(snap: Snapshot, q: _Query) -> tuple[list[str], Any]:
         if q.body is None:
-            return [q.image_name], st.vectors(images=[q.image])
+            return [q.image_name], snap.vectors(images=[q.image])
         b = q.body
         if b.texts is not None:
-            return list(b.texts), st.vectors(texts=b.texts)
-        return [f"features[{i}]" for i in range(b.size)], st.vectors(features=b.features, modality=b.modality)
+            return list(b.texts), snap.vectors(texts=b.texts)
+        return [f"features[{i}]" for i in range(b.size)], snap.vectors(features=b.features, modality=b.modality)
 
     # -- routes --------------------------------------------------------------------------------------------
     @app.get("/healthz", response_model=p.Health, tags=["service"])
@@ -200,13 +200,10 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
         st = service(request)
 
         def work() -> list[p.Recognition]:
-            with st.lock:
-                rec = st.recognizer()
-                if q.body is not None and q.body.texts is not None:
-                    names, results = q.body.texts, rec.recognize_texts(q.body.texts, k=k, labels=labels)
-                else:
-                    names, vecs = vectors(st, q)
-                    results = rec.recognize_vectors(vecs, k=k, labels=labels)
+            with st.query() as snap:
+                rec = snap.recognizer()
+                names, vecs = vectors(snap, q)
+                results = rec.recognize_vectors(vecs, k=k, labels=labels)
             return [p.Recognition(query=n, labels=r.labels, scores=r.scores) for n, r in zip(names, results)]
 
         return await run_in_threadpool(work)
@@ -229,9 +226,9 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
         st = service(request)
 
         def work() -> list[p.SearchResult]:
-            with st.lock:
-                names, vecs = vectors(st, q)
-                hits = st.search(target).search(vecs, k=k, flt=flt)
+            with st.query() as snap:
+                names, vecs = vectors(snap, q)
+                hits = snap.search(target).search(vecs, k=k, flt=flt)
             return [p.SearchResult(query=n, hits=[p.Hit(**h.__dict__) for h in row]) for n, row in zip(names, hits)]
 
         return await run_in_threadpool(work)
@@ -257,12 +254,14 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
         st = service(request)
 
         def work() -> p.Deleted:
-            with st.lock:  # queries in this process see the corpus whole or not at all
+            # the queries in flight finish first; new ones wait until the service has moved to the new catalog
+            with st.catalog.exclusive():
                 with st.db.session() as session:
                     if not session.scalar(select(func.count(Corpus.id)).where(Corpus.name == name)):
                         raise HTTPException(404, f"no corpus named {name!r}")
                     corpus_id = find_corpus(session, name).id
                 n = delete_corpus(st.db, corpus_id, config.home, st.device)
+                st.refresh()
             return p.Deleted(deleted=name, descriptions=n)
 
         return await run_in_threadpool(work)
@@ -278,7 +277,7 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
         st = service(request)
 
         def work() -> p.CentreView:
-            space = st.space()
+            space = st.snapshot().space()
             try:
                 found, members = centre_members(st.db, space, spec, name)
             except ValueError as e:

@@ -2,10 +2,11 @@
 naming its line or field, and nothing is written), then ingests it in a job, one at a time per process;
 ``GET /v1/jobs/{id}`` reports the job's state and progress.
 
-The ingest publishes the corpus in one commit (``indexer.ingest``), and the service's catalog signature
-drops its cached query objects when the corpus appears, so new queries see it without a restart. The
-job shares the service's loaded encoder; it encodes in slices, each under the service's lock (first come,
-first served), so queries keep running between the slices.
+The ingest publishes the corpus in one commit (``indexer.ingest``); then the job moves the service to a
+snapshot of the new catalog and only then reports ``done``, so new queries see the corpus without a restart
+while the queries before it answered from the old catalog. The job shares the service's loaded encoder,
+which encodes in slices under the first-come, first-served compute lock, so queries keep running between
+the slices.
 """
 
 from __future__ import annotations
@@ -19,12 +20,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from indexer.corpus_reader import FORMATS, CorpusData, read_corpus_bytes
-from indexer.encoder import Encoder
 from indexer.encoder_factory import parse_encoder_spec
 from indexer.ingest import IngestConfig, ingest
 from retrieval.service import payloads as p
@@ -37,7 +36,6 @@ log = logging.getLogger(__name__)
 SUFFIXES = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 TRUE, FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"", "0", "false", "no", "off"})
 MAX_JOBS_KEPT = 1000  # finished jobs beyond this are forgotten, oldest first
-SLICE = 128  # texts encoded per turn of the service lock: MiniLM on 2 cores, about half a second
 
 
 @dataclass
@@ -54,24 +52,6 @@ class Job:
     def view(self) -> p.JobView:
         return p.JobView(id=self.id, state=self.state, progress=p.JobProgress(done=self.done, total=self.total),
                          corpus=self.corpus, error=self.error, started_at=self.started_at, finished_at=self.finished_at)
-
-
-class _LockedEncoder:
-    """The service's encoder for the ingest thread: it encodes a chunk in slices of ``slice_size`` texts, each
-    under the service's (first come, first served) lock, so a query waits for one slice, not a whole chunk."""
-
-    def __init__(self, encoder: Encoder, lock: Any, slice_size: int = SLICE) -> None:
-        self._encoder, self._lock, self._slice = encoder, lock, slice_size
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._encoder, name)
-
-    def encode_text(self, texts: list[str], **kwargs: Any) -> np.ndarray:
-        parts = []
-        for start in range(0, len(texts), self._slice):
-            with self._lock:
-                parts.append(self._encoder.encode_text(texts[start:start + self._slice], **kwargs))  # [n, d]
-        return np.concatenate(parts) if parts else self._encoder.encode_text([], **kwargs)
 
 
 class JobManager:
@@ -104,9 +84,12 @@ class JobManager:
 
         error: str | None = None
         try:
-            encoder = _LockedEncoder(state.encoder_for(config.encoder), state.lock)
-            ingest(state.db, data, config, home=state.config.home, device=state.device, encoder=encoder,  # type: ignore[arg-type]
-                   progress=progress)
+            ingest(state.db, data, config, home=state.config.home, device=state.device,
+                   encoder=state.encoder_for(config.encoder), progress=progress)  # type: ignore[arg-type]
+            try:
+                state.refresh()  # the new snapshot is live before the job says done
+            except Exception as e:  # noqa: BLE001 - the corpus is published; the next query retries the build
+                log.warning("ingest job %s: the service could not load the new catalog yet: %s", job.id, e)
         except Exception as e:  # the job records its one-line error; the service keeps running
             log.warning("ingest job %s (%s) failed: %s", job.id, job.corpus, e)
             lines = str(e).strip().splitlines()

@@ -1,5 +1,6 @@
-"""The service lock: first come, first served (a thread that releases and comes straight back queues behind
-the waiters), re-entrant, and the ingest job's sliced encoding under it gives the encoder's own vectors."""
+"""The service's locks: the compute lock is first come, first served (a thread that releases and comes straight
+back queues behind the waiters) and re-entrant; the catalog lock lets readers share and a writer wait for them
+and go before new readers; the sliced, locked encoder gives the encoder's own vectors."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from retrieval.service.fair_lock import FairLock
-from retrieval.service.jobs import _LockedEncoder
+from retrieval.service.locks import FairLock, LockedEncoder, SharedLock
 
 
 def wait_until(predicate: Any, timeout: float = 10.0) -> None:
@@ -61,6 +61,41 @@ def test_reentrant_and_owned() -> None:
         lock2.release()
 
 
+def test_shared_lock_readers_share_and_a_writer_goes_before_new_readers() -> None:
+    lock, events = SharedLock(), []
+    first, second = threading.Event(), threading.Event()
+
+    def reader(name: str, hold: threading.Event | None) -> None:
+        with lock.shared():
+            events.append(f"{name} in")
+            if hold is not None:
+                hold.wait(10)
+            events.append(f"{name} out")
+
+    def writer() -> None:
+        with lock.exclusive():
+            events.append("writer")
+
+    r1 = threading.Thread(target=reader, args=("r1", first))
+    r2 = threading.Thread(target=reader, args=("r2", second))
+    r1.start()
+    r2.start()
+    wait_until(lambda: events.count("r1 in") + events.count("r2 in") == 2)  # two readers at once
+    w = threading.Thread(target=writer)
+    w.start()
+    wait_until(lambda: lock._writers_waiting == 1)
+    r3 = threading.Thread(target=reader, args=("r3", None))
+    r3.start()  # arrives while the writer waits: goes after it
+    time.sleep(0.05)
+    assert "r3 in" not in events and "writer" not in events
+    first.set()
+    second.set()
+    for t in (r1, r2, w, r3):
+        t.join(10)
+    assert events.index("writer") > max(events.index("r1 out"), events.index("r2 out"))
+    assert events.index("r3 in") > events.index("writer")
+
+
 @pytest.mark.slow
 def test_sliced_encoding_equals_the_encoder(minilm: Any) -> None:
     texts = [f"description number {i} of a small striped animal" for i in range(23)] + ["a red fire truck"]
@@ -74,7 +109,7 @@ def test_sliced_encoding_equals_the_encoder(minilm: Any) -> None:
         def __exit__(self, *_: Any) -> None:
             lock.release()
 
-    sliced = _LockedEncoder(minilm, CountingLock(), slice_size=5).encode_text(texts, batch_size=8)
+    sliced = LockedEncoder(minilm, CountingLock(), slice_size=5).encode_text(texts, batch_size=8)  # type: ignore[arg-type]
     np.testing.assert_allclose(sliced, minilm.encode_text(texts, batch_size=8), atol=1e-5)
     assert sliced.shape == (24, minilm.dim) and len(turns) == 5  # 24 texts in slices of 5: five turns
-    assert _LockedEncoder(minilm, lock).encode_text([]).shape == (0, minilm.dim)
+    assert LockedEncoder(minilm, lock).encode_text([]).shape == (0, minilm.dim)

@@ -1,0 +1,134 @@
+"""The service's locks.
+
+- :class:`FairLock` guards the loaded encoders (a Hugging Face fast tokenizer cannot be used from two threads
+  at once) and, on a GPU, all compute. Python's ``RLock`` lets the thread that releases it take it straight
+  back, so an ingest job encoding slice after slice could hold it for as long as it encodes; with this lock a
+  thread that comes back queues behind those already waiting.
+- :class:`SharedLock` lets queries run side by side (shared) while a corpus deletion in this process waits
+  for the queries in flight and holds new ones back until the service has moved to the new catalog
+  (exclusive).
+- :class:`LockedEncoder` is an encoder whose every forward call holds a :class:`FairLock`, in slices, so a
+  long encode lets queries in between.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from indexer.encoder import Encoder
+
+SLICE = 128  # texts or images encoded per turn of the lock: about half a second of MiniLM on 2 cores
+
+
+class FairLock:
+    """Re-entrant; waiters get the lock first come, first served (FIFO)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._owner: int | None = None
+        self._depth = 0
+        self._queue: deque[object] = deque()
+
+    def acquire(self) -> bool:
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:
+                self._depth += 1
+                return True
+            ticket = object()
+            self._queue.append(ticket)
+            while self._owner is not None or self._queue[0] is not ticket:
+                self._cond.wait()
+            self._queue.popleft()
+            self._owner, self._depth = me, 1
+            return True
+
+    def release(self) -> None:
+        with self._cond:
+            if self._owner != threading.get_ident():
+                raise RuntimeError("release of a FairLock not held by this thread")
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._cond.notify_all()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.release()
+
+
+class SharedLock:
+    """Many shared holders or one exclusive holder; a waiting exclusive holder goes before new shared ones.
+    Not re-entrant: a thread takes it once."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer = False
+        self._writers_waiting = 0
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._writers_waiting += 1
+            try:
+                while self._writer or self._readers:
+                    self._cond.wait()
+            finally:
+                self._writers_waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+class LockedEncoder:
+    """``encoder`` for use from many threads: each slice of ``slice_size`` inputs is encoded under ``lock``."""
+
+    def __init__(self, encoder: Encoder, lock: Any, slice_size: int = SLICE) -> None:
+        self._encoder, self._lock, self._slice = encoder, lock, slice_size
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._encoder, name)
+
+    def _sliced(self, fn: Any, items: Sequence[Any], **kwargs: Any) -> np.ndarray:
+        parts = []
+        for start in range(0, len(items), self._slice):
+            with self._lock:
+                parts.append(fn(list(items[start:start + self._slice]), **kwargs))  # [n, d]
+        if not parts:
+            with self._lock:
+                return fn([], **kwargs)  # type: ignore[no-any-return]
+        return np.concatenate(parts)
+
+    def encode_text(self, texts: Sequence[str], **kwargs: Any) -> np.ndarray:
+        return self._sliced(self._encoder.encode_text, texts, **kwargs)
+
+    def encode_images(self, images: Sequence[Any], **kwargs: Any) -> np.ndarray:
+        return self._sliced(self._encoder.encode_images, images, **kwargs)
