@@ -91,6 +91,9 @@ def test_upload_ingests_in_a_job_and_queries_see_it(served: TestClient) -> None:
     r = upload(client, json.dumps({"bicycle": VEHICLES["bicycle"]}).encode(), "v.json", name="vehicles", replace="true")
     assert wait(client, r.json()["job"])["state"] == "done"
     assert {c["name"]: c["descriptions"] for c in client.get("/v1/corpora").json()} == {"kb": 10, "vehicles": 3}
+    listed_jobs = client.get("/v1/jobs").json()
+    assert [j["id"] for j in listed_jobs] == [r.json()["job"], body["job"]]  # newest first
+    assert listed_jobs[1] == client.get(f"/v1/jobs/{body['job']}").json()
 
 
 def test_a_failed_job_records_its_one_line_error(served: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,6 +1,6 @@
 """Background ingestion: ``POST /v1/corpora`` checks an uploaded corpus file at once (a bad file is a 400
 naming its line or field, and nothing is written), then ingests it in a job, one at a time per process;
-``GET /v1/jobs/{id}`` reports the job's state and progress.
+``GET /v1/jobs/{id}`` reports the job's state and progress, ``GET /v1/jobs`` every job this process knows.
 
 The ingest publishes the corpus in one commit (``indexer.ingest``); then the job moves the service to a
 snapshot of the new catalog and only then reports ``done``, so new queries see the corpus without a restart
@@ -65,6 +65,11 @@ class JobManager:
     def get(self, job_id: str) -> Job | None:
         with self._lock:
             return self._jobs.get(job_id)
+
+    def recent(self) -> list[Job]:
+        """The jobs this process knows, newest first."""
+        with self._lock:
+            return list(reversed(self._jobs.values()))
 
     def submit(self, state: ServiceState, data: CorpusData, config: IngestConfig) -> Job:
         job = Job(id=uuid.uuid4().hex, corpus=config.name.strip(), total=len(data.records))
@@ -154,6 +159,10 @@ def add_routes(app: FastAPI, config: ServiceConfig, jobs: JobManager) -> None:
         corpus, ingest_config = await run_in_threadpool(check)
         job = jobs.submit(st, corpus, ingest_config)
         return p.JobAccepted(job=job.id, status_url=f"/v1/jobs/{job.id}")
+
+    @app.get("/v1/jobs", response_model=list[p.JobView], tags=["knowledge base"])
+    async def job_list() -> list[p.JobView]:
+        return [job.view() for job in jobs.recent()]
 
     @app.get("/v1/jobs/{job_id}", response_model=p.JobView, tags=["knowledge base"],
              responses={404: {"model": p.ErrorBody}})

@@ -176,8 +176,10 @@ class ServiceState:
     def query(self) -> Iterator[Snapshot]:
         """A query's snapshot, held with the catalog lock shared; with the compute lock too on a GPU."""
         on_gpu = self.device.is_cuda or self.device.faiss_gpu is not None  # GPU indexes and streams: one user at a time
-        with self.catalog.shared(), (self.compute if on_gpu else nullcontext()):
-            yield self.snapshot()
+        with self.catalog.shared():
+            snapshot = self.snapshot()  # before the compute lock: a snapshot build takes that lock itself
+            with self.compute if on_gpu else nullcontext():
+                yield snapshot
 
     # -- encoders and the catalog -------------------------------------------------------------------------
     def encoder_for(self, spec: str) -> LockedEncoder:
