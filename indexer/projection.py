@@ -164,7 +164,8 @@ def load_projection(
                 f"modality 'image' uses {spec}, which does not share the space {space.encoder}, and has no active "
                 "head: train one with `unibind heads train --modality image --pairs PAIRS.jsonl`"
             )
-        encoder = build_encoder(spec, device)
+        # the space's own tower: the text encoder object already loaded (one model in memory, not two)
+        encoder = text_encoder if text_encoder is not None and text_encoder.spec == spec else build_encoder(spec, device)
         input_dim = modality.input_dim if modality is not None else encoder.dim
         return Projection(space.id, IMAGE, ModalityKind.IMAGE, input_dim, space.dim,
                           modality.id if modality is not None else None, encoder, linear,

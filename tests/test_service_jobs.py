@@ -77,6 +77,9 @@ def test_upload_ingests_in_a_job_and_queries_see_it(served: TestClient) -> None:
     assert set(body) == {"job", "status_url"} and body["status_url"] == f"/v1/jobs/{body['job']}"
     job = wait(client, body["job"])
     assert job["state"] == "done" and job["error"] is None, job
+    state = client.app.state.service  # type: ignore[attr-defined]
+    assert state._snapshot.signature == state.signature()  # the service moved on before the job said done
+    assert state._snapshot.loaded_recognizer is not None  # and built the new recognizer ahead of the queries
     assert job["corpus"] == "vehicles" and job["progress"] == {"done": 5, "total": 5}
     assert job["started_at"] <= job["finished_at"]
     listed = {c["name"]: c for c in client.get("/v1/corpora").json()}
@@ -266,15 +269,20 @@ def test_queries_run_side_by_side_and_a_deletion_waits_for_them(served: TestClie
     holder = threading.Thread(target=long_query)
     holder.start()
     assert in_flight.wait(10)
-    r = served.post("/v1/recognize", json={"texts": ["a sailing boat"], "k": 3})  # shares the lock: answers
+    r = served.post("/v1/recognize", json={"texts": ["a sailing boat"], "k": 3})  # shares the lock: answers ...
     assert r.status_code == 200 and r.json()[0]["labels"][0] in BOATS
+    assert holder.is_alive() and not release.is_set()  # ... while the other query is still in flight
     deleter = threading.Thread(target=lambda: results.update(delete=served.delete("/v1/corpora/boats")))
     deleter.start()
-    time.sleep(0.3)
-    assert "delete" not in results  # waits for the query in flight
+    deadline = time.monotonic() + 30
+    while state.catalog._writers_waiting != 1:  # the deletion has arrived and waits ...
+        assert time.monotonic() < deadline and deleter.is_alive()
+        time.sleep(0.005)
+    assert "delete" not in results and n_corpora(db_url) == 2  # ... without having deleted anything
     release.set()
     holder.join(10)
     deleter.join(60)
     assert results["delete"].status_code == 200, results["delete"].text
+    assert state._snapshot.signature == state.signature()  # the service moved on before the DELETE returned
     r = served.post("/v1/recognize", json={"texts": ["a sailing boat"], "k": 100})
     assert set(r.json()[0]["labels"]) == set(ANIMALS)

@@ -21,9 +21,9 @@ from starlette.datastructures import UploadFile
 from starlette.routing import Match
 
 from indexer.stamped_index import StaleIndexError
+from retrieval.service import catalog, page
 from retrieval.service import payloads as p
 from retrieval.service.config import ServiceConfig
-from retrieval.service import catalog, page
 from retrieval.service.jobs import JobManager, add_routes
 from retrieval.service.metrics import ServiceMetrics
 from retrieval.service.state import ServiceState, Snapshot
@@ -200,10 +200,12 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
         st = service(request)
 
         def work() -> list[p.Recognition]:
-            with st.query() as snap:
+            with st.query():
+                snap = st.snapshot()
                 rec = snap.recognizer()
                 names, vecs = vectors(snap, q)
-                results = rec.recognize_vectors(vecs, k=k, labels=labels)
+                with st.device_work():
+                    results = rec.recognize_vectors(vecs, k=k, labels=labels)
             return [p.Recognition(query=n, labels=r.labels, scores=r.scores) for n, r in zip(names, results)]
 
         return await run_in_threadpool(work)
@@ -226,9 +228,12 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
         st = service(request)
 
         def work() -> list[p.SearchResult]:
-            with st.query() as snap:
+            with st.query():
+                snap = st.snapshot()
+                index = snap.search(target)
                 names, vecs = vectors(snap, q)
-                hits = snap.search(target).search(vecs, k=k, flt=flt)
+                with st.device_work():
+                    hits = index.search(vecs, k=k, flt=flt)
             return [p.SearchResult(query=n, hits=[p.Hit(**h.__dict__) for h in row]) for n, row in zip(names, hits)]
 
         return await run_in_threadpool(work)
@@ -261,7 +266,10 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
                         raise HTTPException(404, f"no corpus named {name!r}")
                     corpus_id = find_corpus(session, name).id
                 n = delete_corpus(st.db, corpus_id, config.home, st.device)
-                st.refresh()
+                try:
+                    st.refresh()
+                except Exception as e:  # noqa: BLE001 - the corpus is gone; the next query retries the build
+                    log.warning("deleted corpus %r; the service could not load the new catalog yet: %s", name, e)
             return p.Deleted(deleted=name, descriptions=n)
 
         return await run_in_threadpool(work)

@@ -21,7 +21,7 @@ from retrieval.service import payloads as p
 from retrieval.service.config import ServiceConfig
 from retrieval.service.state import ServiceState
 from retrieval.service.upload import decode_image
-from schema import Corpus, CorpusStatus, Item, ModalityKind
+from schema import Corpus, CorpusStatus, Item, ModalityKind, Space
 
 THUMBNAIL_SIZES = (16, 1024)  # smallest and largest edge a client may ask for
 FILE_SCHEME = "file://"
@@ -63,13 +63,10 @@ def add_routes(app: FastAPI, config: ServiceConfig) -> None:
 
         def work() -> p.Info:
             with st.db.session() as session:
-                try:
-                    space = find_space(session, config.encoder)
-                except ValueError as e:
-                    if "empty" not in str(e):
-                        raise
+                if not session.scalar(select(func.count(Space.id))):  # an empty knowledge base
                     return p.Info(space=None, dim=None, corpora=0, categories=0, image_queries=False, modalities=[],
                                   limits=limits)
+                space = find_space(session, config.encoder)
                 counts: dict[int, int] = {m: n for m, n in session.execute(
                     select(Item.modality_id, func.count(Item.id)).group_by(Item.modality_id))}
                 modalities, image_head = [], False
@@ -94,6 +91,8 @@ def add_routes(app: FastAPI, config: ServiceConfig) -> None:
 
         def work() -> list[p.CategoryInfo]:
             with st.db.session() as session:
+                if not session.scalar(select(func.count(Space.id))):  # an empty knowledge base
+                    return []
                 space = find_space(session, config.encoder)
                 return [p.CategoryInfo(name=c.name, descriptions=c.n_descriptions, corpora=c.n_corpora)
                         for c in list_categories(session, space=space)]
@@ -121,16 +120,19 @@ def add_routes(app: FastAPI, config: ServiceConfig) -> None:
             if path is None:
                 raise HTTPException(404, f"item {item_id}'s image is not a local file ({uri!r}): fetch it from its URI")
             try:
-                stat = path.stat()
-                data = path.read_bytes() if stat.st_size <= config.max_upload_bytes else None
+                if not path.is_file():
+                    raise HTTPException(404, f"item {item_id}'s image file {str(path)!r} is missing (or not a file)")
+                with path.open("rb") as fh:
+                    data = fh.read(config.max_upload_bytes + 1)
+                modified = path.stat().st_mtime
             except OSError as e:
                 raise HTTPException(404, f"item {item_id}'s image file {str(path)!r} cannot be read "
                                          f"({e.strerror or e})") from e
-            if data is None:
-                raise HTTPException(413, f"item {item_id}'s image file is {stat.st_size} bytes, larger than the "
-                                         f"upload limit of {config.max_upload_bytes} bytes")
+            if len(data) > config.max_upload_bytes:
+                raise HTTPException(413, f"item {item_id}'s image file is larger than the upload limit of "
+                                         f"{config.max_upload_bytes} bytes")
             return Response(thumbnail(data, path.name, size, config.max_image_pixels), media_type="image/jpeg",
                             headers={"Cache-Control": "private, max-age=300",
-                                     "Last-Modified": formatdate(stat.st_mtime, usegmt=True)})
+                                     "Last-Modified": formatdate(modified, usegmt=True)})
 
         return await run_in_threadpool(work)

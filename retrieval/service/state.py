@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -40,52 +39,74 @@ log = logging.getLogger(__name__)
 
 
 class Snapshot:
-    """The query objects of one catalog state, each built on first use and then only read."""
+    """The query objects of one catalog state. Each part is built once (under the service's build lock, so two
+    snapshots never build centres at once) and then only read, without a lock."""
 
     def __init__(self, state: ServiceState, signature: tuple[Any, ...]) -> None:
         self.signature = signature
         self._state = state
-        self._lock = threading.RLock()  # builds of this snapshot's parts
         self._space: Space | None = None
         self._recognizer: Recognizer | None = None
         self._searches: dict[str, CrossModalSearch] = {}
         self._projections: dict[str, Projection] = {}
 
     def space(self) -> Space:
-        with self._lock:
-            if self._space is None:
-                with self._state.db.session() as session:
-                    self._space = find_space(session, self._state.config.encoder)
-            return self._space
+        if self._space is None:
+            with self._state.build_lock:
+                if self._space is None:
+                    with self._state.db.session() as session:
+                        self._space = find_space(session, self._state.config.encoder)
+        return self._space
 
     def encoder(self) -> LockedEncoder:
         return self._state.encoder_for(self.space().encoder)
 
     def recognizer(self) -> Recognizer:
-        with self._lock:
-            if self._recognizer is None:
-                space, st = self.space(), self._state
-                self._recognizer = Recognizer(st.db, st.device, encoder=space.encoder, encoder_obj=self.encoder())  # type: ignore[arg-type]
-            return self._recognizer
+        if self._recognizer is None:
+            with self._state.build_lock:
+                if self._recognizer is None:
+                    space, st = self.space(), self._state
+                    self._recognizer = Recognizer(st.db, st.device, encoder=space.encoder,
+                                                  encoder_obj=self.encoder())  # type: ignore[arg-type]
+        return self._recognizer
 
     @property
     def loaded_recognizer(self) -> Recognizer | None:
         return self._recognizer
 
     def search(self, target: str) -> CrossModalSearch:
-        with self._lock:
-            if target not in self._searches:
-                st = self._state
-                self._searches[target] = CrossModalSearch(st.db, st.config.home, st.device, self.space(), target)
-            return self._searches[target]
+        found = self._searches.get(target)
+        if found is None:
+            with self._state.build_lock:
+                found = self._searches.get(target)
+                if found is None:
+                    st = self._state
+                    found = self._searches[target] = CrossModalSearch(st.db, st.config.home, st.device, self.space(),
+                                                                      target)
+        return found
 
     def projection(self, modality: str) -> Projection:
-        with self._lock:
-            if modality not in self._projections:
-                st = self._state
-                self._projections[modality] = load_projection(st.db, self.space(), modality, st.device,
-                                                              text_encoder=self.encoder())  # type: ignore[arg-type]
-            return self._projections[modality]
+        found = self._projections.get(modality)
+        if found is None:
+            with self._state.build_lock:
+                found = self._projections.get(modality)
+                if found is None:
+                    st = self._state
+                    found = self._projections[modality] = load_projection(
+                        st.db, self.space(), modality, st.device, text_encoder=self.encoder())  # type: ignore[arg-type]
+        return found
+
+    def build_like(self, previous: Snapshot) -> None:
+        """Build now the parts ``previous`` had loaded, so queries never wait for them (a part the new catalog
+        cannot have, such as a recognizer after the last corpus went, is left for the queries to report)."""
+        parts = [self.recognizer] if previous._recognizer is not None else []
+        parts += [lambda t=t: self.search(t) for t in list(previous._searches)]
+        parts += [lambda m=m: self.projection(m) for m in list(previous._projections)]
+        for build in parts:
+            try:
+                build()
+            except ValueError as e:
+                log.warning("the new catalog: %s", e)
 
     def vectors(self, *, texts: list[str] | None = None, features: list[list[float]] | None = None,
                 modality: str | None = None, images: list[Any] | None = None) -> np.ndarray:
@@ -114,8 +135,9 @@ class ServiceState:
         self.catalog = SharedLock()  # queries: shared; a deletion in this process: exclusive
         self._encoders: dict[str, LockedEncoder] = {}  # by spec: kept across snapshots (a model does not change)
         self._encoders_lock = threading.Lock()
+        self.build_lock = threading.RLock()  # builds of snapshot parts (centres, indexes), one at a time
         self._snapshot: Snapshot | None = None
-        self._rebuild = threading.Lock()  # one snapshot build at a time
+        self._rebuild = threading.Lock()  # one new snapshot at a time
 
     def preload_encoder(self, encoder: Encoder) -> None:
         """Use an already loaded encoder for its spec (tests, or an embedding process that has one)."""
@@ -144,25 +166,21 @@ class ServiceState:
     def snapshot(self, *, wait: bool = False) -> Snapshot:
         """The query objects of the current catalog. When it changed and another thread is already building
         the new snapshot, the previous one is returned (a whole, slightly older catalog) unless ``wait``."""
-        signature = self.signature()
         current = self._snapshot
-        if current is not None and current.signature == signature:
+        if current is not None and current.signature == self.signature():
             return current
         if current is not None and not wait and not self._rebuild.acquire(blocking=False):
             return current
         if current is None or wait:
             self._rebuild.acquire()
         try:
-            current = self._snapshot
+            signature, current = self.signature(), self._snapshot  # read again: another build may have just ended
             if current is not None and current.signature == signature:
                 return current
             fresh = Snapshot(self, signature)
-            if current is not None and current.loaded_recognizer is not None:
+            if current is not None:
                 log.info("catalog changed: building the new recognizer and search indexes")
-                try:  # built before it is published, so queries never wait for it
-                    fresh.recognizer()
-                except ValueError as e:  # e.g. the last corpus was deleted: the queries will say so
-                    log.warning("no recognizer for the new catalog: %s", e)
+                fresh.build_like(current)  # before it is published, so queries never wait for it
             self._snapshot = fresh
             return fresh
         finally:
@@ -172,14 +190,15 @@ class ServiceState:
         """Move to the current catalog now (after a change this process made), waiting for the build."""
         return self.snapshot(wait=True)
 
-    @contextmanager
-    def query(self) -> Iterator[Snapshot]:
-        """A query's snapshot, held with the catalog lock shared; with the compute lock too on a GPU."""
-        on_gpu = self.device.is_cuda or self.device.faiss_gpu is not None  # GPU indexes and streams: one user at a time
-        with self.catalog.shared():
-            snapshot = self.snapshot()  # before the compute lock: a snapshot build takes that lock itself
-            with self.compute if on_gpu else nullcontext():
-                yield snapshot
+    def query(self) -> AbstractContextManager[None]:
+        """Held by every query: the catalog lock, shared (a deletion in this process waits for it)."""
+        return self.catalog.shared()
+
+    def device_work(self) -> AbstractContextManager[Any]:
+        """Around a query's index search: the compute lock on a GPU (its indexes and streams serve one
+        thread at a time), nothing on the CPU, where FAISS and torch searches run side by side."""
+        on_gpu = self.device.is_cuda or self.device.faiss_gpu is not None
+        return self.compute if on_gpu else nullcontext()
 
     # -- encoders and the catalog -------------------------------------------------------------------------
     def encoder_for(self, spec: str) -> LockedEncoder:
