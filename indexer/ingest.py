@@ -14,9 +14,11 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, func, insert, select
@@ -125,9 +127,11 @@ class _Writer:
 def ingest(
     db: Database, data: CorpusData, config: IngestConfig, *, home: Path, device: Device, encoder: Encoder | None = None,
     progress: Callable[[int, int], None] | None = None,
+    publish_guard: Callable[[], AbstractContextManager[Any]] | None = None,
 ) -> IngestReport:
     """Encode and store ``data`` as corpus ``config.name``; visible only once complete. ``progress(done, total)``
-    is called after each chunk of records is written."""
+    is called after each chunk of records is written; ``publish_guard()`` is held around the one commit that
+    publishes the corpus (a service holds its readers back there while a corpus is replaced)."""
     t0 = time.perf_counter()
     if not data.records:
         raise ValueError(f"{data.path}: no descriptions to ingest")
@@ -156,7 +160,8 @@ def ingest(
         category_ids = _category_ids(session, data.categories)
     try:
         ids, vectors, encode_s = _run(db, data.records, encoder, _Writer(db, corpus_id, category_ids), config, progress)
-        _publish(db, space, corpus_id, old_id, name, ids, vectors, config.factory, home, device)
+        with publish_guard() if publish_guard is not None else nullcontext():
+            _publish(db, space, corpus_id, old_id, name, ids, vectors, config.factory, home, device)
     except BaseException:
         _discard(db, corpus_id, space.id)
         raise

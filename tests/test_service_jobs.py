@@ -286,3 +286,35 @@ def test_queries_run_side_by_side_and_a_deletion_waits_for_them(served: TestClie
     assert state._snapshot.signature == state.signature()  # the service moved on before the DELETE returned
     r = served.post("/v1/recognize", json={"texts": ["a sailing boat"], "k": 100})
     assert set(r.json()[0]["labels"]) == set(ANIMALS)
+
+
+def test_a_replacing_upload_waits_for_queries_in_flight(served: TestClient, db_url: str) -> None:
+    """replace=true removes the old corpus in its publish commit: like DELETE, the publish waits for the queries
+    in flight, and the job says done only once the service has moved to the new catalog."""
+    state = served.app.state.service  # type: ignore[attr-defined]
+    release = threading.Event()
+    in_flight = threading.Event()
+
+    def long_query() -> None:
+        with state.catalog.shared():
+            in_flight.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=long_query)
+    holder.start()
+    assert in_flight.wait(10)
+    r = upload(served, jsonl(BOATS), "kb.jsonl", name="kb", replace="true")
+    assert r.status_code == 202, r.text
+    deadline = time.monotonic() + 60
+    while state.catalog._writers_waiting != 1:  # encoded and written, the publish waits for the reader
+        assert time.monotonic() < deadline, served.get(r.json()["status_url"]).json()
+        time.sleep(0.005)
+    job = served.get(r.json()["status_url"]).json()
+    assert job["state"] == "running" and holder.is_alive()
+    release.set()
+    holder.join(10)
+    job = wait(served, r.json()["job"])
+    assert job["state"] == "done", job
+    assert state._snapshot.signature == state.signature()
+    r = served.post("/v1/recognize", json={"texts": ["a fish"], "k": 100})
+    assert set(r.json()[0]["labels"]) == set(BOATS)

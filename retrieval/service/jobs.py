@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,6 +56,23 @@ class Job:
                          corpus=self.corpus, error=self.error, started_at=self.started_at, finished_at=self.finished_at)
 
 
+def _move_on(state: ServiceState, job: Job) -> None:
+    """After a job's publish: the service moves to the new catalog before the job says done."""
+    try:
+        state.refresh()
+    except Exception as e:  # noqa: BLE001 - the corpus is published; the next query retries the build
+        log.warning("ingest job %s: the service could not load the new catalog yet: %s", job.id, e)
+
+
+@contextmanager
+def _replacing(state: ServiceState, job: Job) -> Iterator[None]:
+    """Around a replacing publish (it removes the old corpus): like a deletion, it waits for the queries in
+    flight and moves the service on before new queries start."""
+    with state.catalog.exclusive():
+        yield
+        _move_on(state, job)
+
+
 class JobManager:
     """Ingestion jobs of one process: run one at a time on a worker thread, kept in memory."""
 
@@ -89,12 +108,11 @@ class JobManager:
 
         error: str | None = None
         try:
+            guard = (lambda: _replacing(state, job)) if config.replace else None
             ingest(state.db, data, config, home=state.config.home, device=state.device,
-                   encoder=state.encoder_for(config.encoder), progress=progress)  # type: ignore[arg-type]
-            try:
-                state.refresh()  # the new snapshot is live before the job says done
-            except Exception as e:  # noqa: BLE001 - the corpus is published; the next query retries the build
-                log.warning("ingest job %s: the service could not load the new catalog yet: %s", job.id, e)
+                   encoder=state.encoder_for(config.encoder), progress=progress, publish_guard=guard)  # type: ignore[arg-type]
+            if not config.replace:
+                _move_on(state, job)
         except Exception as e:  # the job records its one-line error; the service keeps running
             log.warning("ingest job %s (%s) failed: %s", job.id, job.corpus, e)
             lines = str(e).strip().splitlines()
