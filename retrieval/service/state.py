@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from sqlalchemy import func, select
@@ -36,6 +37,7 @@ from retrieval.service.locks import FairLock, LockedEncoder, SharedLock
 from schema import Corpus, Database, Description, Head, Item, Modality, Space
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Snapshot:
@@ -74,27 +76,24 @@ class Snapshot:
     def loaded_recognizer(self) -> Recognizer | None:
         return self._recognizer
 
-    def search(self, target: str) -> CrossModalSearch:
-        found = self._searches.get(target)
+    def _part(self, parts: dict[str, T], key: str, build: Callable[[], T]) -> T:
+        found = parts.get(key)
         if found is None:
             with self._state.build_lock:
-                found = self._searches.get(target)
+                found = parts.get(key)
                 if found is None:
-                    st = self._state
-                    found = self._searches[target] = CrossModalSearch(st.db, st.config.home, st.device, self.space(),
-                                                                      target)
+                    found = parts[key] = build()
         return found
 
+    def search(self, target: str) -> CrossModalSearch:
+        st = self._state
+        return self._part(self._searches, target,
+                          lambda: CrossModalSearch(st.db, st.config.home, st.device, self.space(), target))
+
     def projection(self, modality: str) -> Projection:
-        found = self._projections.get(modality)
-        if found is None:
-            with self._state.build_lock:
-                found = self._projections.get(modality)
-                if found is None:
-                    st = self._state
-                    found = self._projections[modality] = load_projection(
-                        st.db, self.space(), modality, st.device, text_encoder=self.encoder())  # type: ignore[arg-type]
-        return found
+        st = self._state
+        return self._part(self._projections, modality, lambda: load_projection(
+            st.db, self.space(), modality, st.device, text_encoder=self.encoder()))  # type: ignore[arg-type]
 
     def build_like(self, previous: Snapshot) -> None:
         """Build now the parts ``previous`` had loaded, so queries never wait for them (a part the new catalog
