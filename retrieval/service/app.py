@@ -26,7 +26,7 @@ from retrieval.service import payloads as p
 from retrieval.service.config import ServiceConfig
 from retrieval.service.jobs import JobManager, add_routes
 from retrieval.service.metrics import ServiceMetrics
-from retrieval.service.state import ServiceState, Snapshot
+from retrieval.service.state import ServiceState, Snapshot, service_of
 from retrieval.service.upload import decode_image, read_form_upload
 
 log = logging.getLogger(__name__)
@@ -127,9 +127,6 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
         log.exception("internal error")
         return _error(500, f"internal error ({type(e).__name__})")
 
-    def service(request: Request) -> ServiceState:
-        return request.app.state.service  # type: ignore[no-any-return]
-
     # -- request parsing -----------------------------------------------------------------------------------
     async def parse(request: Request, model: type[p.Query]) -> _Query:
         if request.headers.get("content-type", "").startswith(MULTIPART):
@@ -177,7 +174,7 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
     @app.get("/metrics", tags=["service"], response_class=Response,
              responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}})
     async def metrics_text(request: Request) -> Response:
-        metrics.set_index_sizes(await run_in_threadpool(service(request).index_sizes))
+        metrics.set_index_sizes(await run_in_threadpool(service_of(request).index_sizes))
         return Response(metrics.render(), media_type=metrics.content_type)
 
     @app.post("/v1/recognize", response_model=list[p.Recognition], tags=["query"],
@@ -197,11 +194,10 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
         check_k(k)
         if labels is not None and len(labels) > config.max_labels:
             raise HTTPException(400, f"{len(labels)} labels; the limit is {config.max_labels}")
-        st = service(request)
+        st = service_of(request)
 
         def work() -> list[p.Recognition]:
-            with st.query():
-                snap = st.snapshot()
+            with st.query() as snap:
                 rec = snap.recognizer()
                 names, vecs = vectors(snap, q)
                 with st.device_work():
@@ -225,11 +221,10 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
             target, k = q.form.get("target") or "descriptions", form_int(q, "k", 10)
             flt = SearchFilter(q.form.get("label") or None, parse_where(q.form["where"]))
         check_k(k)
-        st = service(request)
+        st = service_of(request)
 
         def work() -> list[p.SearchResult]:
-            with st.query():
-                snap = st.snapshot()
+            with st.query() as snap:
                 index = snap.search(target)
                 names, vecs = vectors(snap, q)
                 with st.device_work():
@@ -243,7 +238,7 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
         from indexer.catalog import list_corpora
 
         def work() -> list[p.CorpusInfo]:
-            with service(request).db.session() as session:
+            with service_of(request).db.session() as session:
                 return [p.CorpusInfo(name=c.name, space=c.space.encoder, status=c.status.value, descriptions=c.n_descriptions,
                                      categories=c.n_categories, duplicates=c.n_duplicates, source=c.source, origin=c.origin,
                                      created_at=c.created_at, completed_at=c.completed_at) for c in list_corpora(session)]
@@ -256,7 +251,7 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
         from indexer.catalog import delete_corpus, find_corpus
         from schema import Corpus
 
-        st = service(request)
+        st = service_of(request)
 
         def work() -> p.Deleted:
             # the queries in flight finish first; new ones wait until the service has moved to the new catalog
@@ -282,7 +277,7 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
 
         base = CentreSpec()
         spec = CentreSpec(template=template or base.template, k=k or base.k, strategy=strategy or base.strategy)
-        st = service(request)
+        st = service_of(request)
 
         def work() -> p.CentreView:
             space = st.snapshot().space()

@@ -13,15 +13,15 @@ from fastapi import Path as PathParam
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
-from indexer.catalog import find_space, list_categories
+from indexer.catalog import list_categories
 from indexer.head_store import active_head
 from indexer.modality import list_modalities
 from indexer.projection import has_image_tower
 from retrieval.service import payloads as p
 from retrieval.service.config import ServiceConfig
-from retrieval.service.state import ServiceState
+from retrieval.service.state import service_of
 from retrieval.service.upload import decode_image
-from schema import Corpus, CorpusStatus, Item, ModalityKind, Space
+from schema import Corpus, CorpusStatus, Item, ModalityKind
 
 THUMBNAIL_SIZES = (16, 1024)  # smallest and largest edge a client may ask for
 FILE_SCHEME = "file://"
@@ -51,22 +51,19 @@ def thumbnail(data: bytes, name: str, size: int, max_pixels: int) -> bytes:
 def add_routes(app: FastAPI, config: ServiceConfig) -> None:
     """``GET /v1/info``, ``GET /v1/categories`` and ``GET /v1/items/{id}/thumbnail`` on ``app``."""
 
-    def service(request: Request) -> ServiceState:
-        return request.app.state.service  # type: ignore[no-any-return]
-
     limits = p.Limits(max_batch=config.max_batch, max_k=config.max_k, max_labels=config.max_labels,
                       max_upload_bytes=config.max_upload_bytes, max_image_pixels=config.max_image_pixels)
 
     @app.get("/v1/info", response_model=p.Info, tags=["knowledge base"])
     async def info(request: Request) -> p.Info:
-        st = service(request)
+        st = service_of(request)
 
         def work() -> p.Info:
             with st.db.session() as session:
-                if not session.scalar(select(func.count(Space.id))):  # an empty knowledge base
+                space = st.served_space(session)
+                if space is None:  # an empty knowledge base
                     return p.Info(space=None, dim=None, corpora=0, categories=0, image_queries=False, modalities=[],
                                   limits=limits)
-                space = find_space(session, config.encoder)
                 counts: dict[int, int] = {m: n for m, n in session.execute(
                     select(Item.modality_id, func.count(Item.id)).group_by(Item.modality_id))}
                 modalities, image_head = [], False
@@ -87,13 +84,13 @@ def add_routes(app: FastAPI, config: ServiceConfig) -> None:
 
     @app.get("/v1/categories", response_model=list[p.CategoryInfo], tags=["knowledge base"])
     async def categories(request: Request) -> list[p.CategoryInfo]:
-        st = service(request)
+        st = service_of(request)
 
         def work() -> list[p.CategoryInfo]:
             with st.db.session() as session:
-                if not session.scalar(select(func.count(Space.id))):  # an empty knowledge base
+                space = st.served_space(session)
+                if space is None:  # an empty knowledge base
                     return []
-                space = find_space(session, config.encoder)
                 return [p.CategoryInfo(name=c.name, descriptions=c.n_descriptions, corpora=c.n_corpora)
                         for c in list_categories(session, space=space)]
 
@@ -105,7 +102,7 @@ def add_routes(app: FastAPI, config: ServiceConfig) -> None:
     async def item_thumbnail(request: Request, item_id: int = PathParam(ge=1, le=MAX_ID),
                              size: int = Query(256, ge=THUMBNAIL_SIZES[0], le=THUMBNAIL_SIZES[1],
                                                description="the longer edge in pixels")) -> Response:
-        st = service(request)
+        st = service_of(request)
 
         def work() -> Response:
             with st.db.session() as session:

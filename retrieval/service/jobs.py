@@ -30,7 +30,7 @@ from indexer.encoder_factory import parse_encoder_spec
 from indexer.ingest import IngestConfig, ingest
 from retrieval.service import payloads as p
 from retrieval.service.config import ServiceConfig
-from retrieval.service.state import ServiceState
+from retrieval.service.state import ServiceState, service_of
 from retrieval.service.upload import read_form_upload
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ def add_routes(app: FastAPI, config: ServiceConfig, jobs: JobManager) -> None:
         key = fields.get("key") or None
         name = fields.get("name") or Path(filename).stem
         replace = _flag(fields, "replace")
-        st: ServiceState = request.app.state.service
+        st = service_of(request)
 
         def check() -> tuple[CorpusData, IngestConfig]:
             corpus = read_corpus_bytes(data, label=filename, format=fmt, key=key)  # CorpusError: a 400

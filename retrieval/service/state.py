@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
 import numpy as np
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from indexer.catalog import find_space
 from indexer.device import Device, select_device
@@ -189,9 +190,11 @@ class ServiceState:
         """Move to the current catalog now (after a change this process made), waiting for the build."""
         return self.snapshot(wait=True)
 
-    def query(self) -> AbstractContextManager[None]:
-        """Held by every query: the catalog lock, shared (a deletion in this process waits for it)."""
-        return self.catalog.shared()
+    @contextmanager
+    def query(self) -> Iterator[Snapshot]:
+        """A query's snapshot, held with the catalog lock shared (a deletion in this process waits for it)."""
+        with self.catalog.shared():
+            yield self.snapshot()
 
     def device_work(self) -> AbstractContextManager[Any]:
         """Around a query's index search: the compute lock on a GPU (its indexes and streams serve one
@@ -211,12 +214,17 @@ class ServiceState:
                 self._encoders[key] = LockedEncoder(build_encoder(key, self.device), self.compute)
             return self._encoders[key]
 
+    def served_space(self, session: Session) -> Space | None:
+        """The served space; None while the knowledge base is empty (ValueError when ``--encoder`` names none)."""
+        if not session.scalar(select(func.count(Space.id))):
+            return None
+        return find_space(session, self.config.encoder)
+
     def current_encoder(self) -> str | None:
         """The served space's encoder spec (``config.encoder`` when the knowledge base has no space yet)."""
         with self.db.session() as session:
-            if not session.scalar(select(func.count(Space.id))):
-                return self.config.encoder
-            return find_space(session, self.config.encoder).encoder
+            space = self.served_space(session)
+            return self.config.encoder if space is None else space.encoder
 
     def corpus_exists(self, name: str, encoder: str) -> bool:
         """Whether the space of ``encoder`` has a complete corpus named ``name``."""
@@ -245,3 +253,8 @@ class ServiceState:
         if recognizer is not None:
             rows.append((recognizer.space.encoder, "centres", int(len(recognizer.table.vectors))))
         return rows
+
+
+def service_of(request: Any) -> ServiceState:
+    """The state a running app loaded (``request.app.state.service``)."""
+    return request.app.state.service  # type: ignore[no-any-return]
