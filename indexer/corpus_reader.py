@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from schema.errors import InvalidInput
+
 logger = logging.getLogger(__name__)
 
 FORMATS = ("json", "jsonl", "csv")
@@ -31,7 +33,7 @@ _CUPL_SUFFIX = "clip_benchmark/datasets/cupl_prompts.json"
 _WS = re.compile(r"\s+")
 
 
-class CorpusError(ValueError):
+class CorpusError(InvalidInput):
     """A corpus file breaks a rule; the message names the file, line (or key) and rule."""
 
 

@@ -1,8 +1,8 @@
-"""The FAISS file of a space's descriptions: derived state, stamped, checked, rebuildable from the store.
+"""The FAISS file of a space's descriptions: derived state, recorded, checked, rebuildable from the store.
 
-Only descriptions of *complete* corpora are in the file. Every file written gets an ``IndexFile`` row
-(what it holds: corpora, id digest, count, file digest and size); loading compares that stamp with the
-store, and ``verify`` also re-hashes the file and re-reads its ids.
+Only descriptions of *complete* corpora are in the file. The file's ``IndexFile`` record says what it holds
+(corpora, id digest, count, file digest and size); loading compares that with the store, and ``verify`` also
+re-hashes the file and re-reads its ids.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from indexer.data_home import DataHome
 from indexer.device import Device
 from indexer.stamped_index import IndexCheck, StaleIndexError, StampedIndex, read_vectors
 from indexer.vector_store import VectorStore
@@ -27,15 +28,20 @@ __all__ = ["DescriptionIndex", "IndexCheck", "StaleIndexError", "index_dir"]
 
 
 def index_dir(home: Path, db: Database) -> Path:
-    """Index files live under ``$UNIBIND_HOME/indexes/<database key>/``: one folder per database."""
-    return home / "indexes" / db.key
+    """Index files live under ``$UNIBIND_HOME/indexes/<store id>/``: one folder per store, whatever its URL."""
+    return DataHome(db, home).index_dir
 
 
 class DescriptionIndex(StampedIndex):
-    """The description index of one space, bound to a database, a folder and a device."""
+    """The description index of one space, bound to a database, a data folder and a device."""
 
-    def __init__(self, db: Database, space: Space, folder: Path, device: Device) -> None:
-        super().__init__(db, space.id, space.dim, folder, device, KIND, folder / f"space-{space.id}-{KIND}.faiss")
+    def __init__(self, db: Database, space: Space, data: DataHome, device: Device) -> None:
+        super().__init__(db, space.id, space.dim, data, device, KIND, f"space-{space.id}-{KIND}")
+        self.space_name = space.encoder
+
+    @property
+    def kind_name(self) -> str:
+        return f"description ({self.space_name})"
 
     # -- what the store says ------------------------------------------------------------------------
     def complete_corpora(self, session: Session) -> dict[int, int]:

@@ -19,7 +19,8 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from indexer.description_index import index_dir
+from indexer.catalog import reap_abandoned
+from indexer.data_home import DataHome
 from indexer.device import Device
 from indexer.gallery_index import GalleryIndex
 from indexer.head_store import active_head, load_head
@@ -27,6 +28,8 @@ from indexer.projection import Projection
 from indexer.vector_store import VectorStore
 from indexer.vectors import from_bytes, normalize, to_bytes
 from schema import Database, Head, Item, ItemField, Modality, ModalityKind
+from schema.errors import Conflict, NotFound
+from schema.store_state import bump_version
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ class AddReport:
 
 
 def gallery_index(db: Database, home: Path, device: Device, modality: Modality) -> GalleryIndex:
-    return GalleryIndex(db, modality, index_dir(home, db), device, modality.space.dim)
+    return GalleryIndex(db, modality, DataHome(db, home), device, modality.space.dim)
 
 
 def canonical(value: Any) -> str | None:
@@ -104,17 +107,20 @@ def add_items(
     if not len(items):
         raise ValueError("no items to add")
     vectors = projection.project(raw)  # [N, d]
+    reap_abandoned(db)
     with db.session() as session:
         modality = session.get(Modality, projection.modality_id)
-        assert modality is not None
+        if modality is None:
+            raise NotFound(f"modality {projection.name!r} was removed while the items were encoded")
         _ = modality.space
     index = gallery_index(db, home, device, modality)
     with index.lock():
         store = _store_for_write(index, factory)
         with db.transaction() as session:
+            bump_version(session)
             head = active_head(session, modality)
             if (head.id if head is not None else None) != projection.head_id:
-                raise ValueError(f"the active {modality.name} head changed while the items were encoded; add them again")
+                raise Conflict(f"the active {modality.name} head changed while the items were encoded; add them again")
             ids = np.empty(len(items), dtype=np.int64)
             skipped = 0  # metadata fields --where cannot filter on: lists, objects, keys > 200 or strings > 500 chars
             for s in range(0, len(items), INSERT_CHUNK):
@@ -149,25 +155,28 @@ def reproject(
     """Re-project every item of the modality from its stored encoder output through the active head (first
     making head ``activate`` the active one), rewrite the vectors and rebuild the index: the head switch,
     the vectors and the index file change in one commit, under the gallery's lock. Returns the item count."""
+    reap_abandoned(db)
     with db.session() as session:
         modality = session.get(Modality, modality_id)
         if modality is None:
-            raise ValueError(f"no modality with id {modality_id}")
+            raise NotFound(f"no modality with id {modality_id}")
         _ = modality.space
     index = gallery_index(db, home, device, modality)
+    data = index.data
     with index.lock():
         with db.transaction() as session:
+            bump_version(session)
             if activate is not None:
                 head = session.get(Head, activate)
                 if head is None or head.modality_id != modality_id:
-                    raise ValueError(f"head {activate} is not a head of modality {modality.name!r}")
-                load_head(head)  # the file must be there and unchanged before it serves queries
+                    raise NotFound(f"head {activate} is not a head of modality {modality.name!r}")
+                load_head(head, data)  # the file must be there and unchanged before it serves queries
                 session.execute(update(Head).where(Head.modality_id == modality_id).values(active=False))
                 session.flush()
                 head.active = True
                 session.flush()
             head = active_head(session, modality)
-            linear = load_head(head) if head is not None else None
+            linear = load_head(head, data) if head is not None else None
             n = index.count(session)
             if n and linear is None and not (modality.kind is ModalityKind.IMAGE and modality.encoder == modality.space.encoder):
                 raise ValueError(f"modality {modality.name!r} has no active head to project its {n} items through")
@@ -193,6 +202,7 @@ def reproject(
 
 def remove_items(db: Database, home: Path, device: Device, modality: Modality, label: str | None = None) -> int:
     """Remove the modality's items (all, or those with ``label``) from the store and the index, in one commit."""
+    reap_abandoned(db)
     index = gallery_index(db, home, device, modality)
     with index.lock():
         with db.session() as session:
@@ -209,6 +219,7 @@ def remove_items(db: Database, home: Path, device: Device, modality: Modality, l
             mask = ~np.isin(keep_ids, ids)
             store = VectorStore.from_vectors(index.dim, device, store.factory, keep_ids[mask], keep[mask])
         with db.transaction() as session:
+            bump_version(session)
             for s in range(0, ids.size, INSERT_CHUNK):
                 session.execute(delete(Item).where(Item.id.in_([int(i) for i in ids[s : s + INSERT_CHUNK]])))
             index.save(session, store)

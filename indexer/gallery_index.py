@@ -6,12 +6,11 @@ Ids are item primary keys. Each file written gets an ``IndexFile`` row of kind `
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-
 import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from indexer.data_home import DataHome
 from indexer.device import Device
 from indexer.stamped_index import StampedIndex, read_vectors
 from indexer.vector_store import VectorStore
@@ -25,11 +24,15 @@ class GalleryIndex(StampedIndex):
 
     rebuild_command = "unibind gallery rebuild"
 
-    def __init__(self, db: Database, modality: Modality, folder: Path, device: Device, space_dim: int) -> None:
-        path = folder / f"space-{modality.space_id}-items-{modality.name}.faiss"
-        super().__init__(db, modality.space_id, space_dim, folder, device, f"items:{modality.id}", path)
+    def __init__(self, db: Database, modality: Modality, data: DataHome, device: Device, space_dim: int) -> None:
+        stem = f"space-{modality.space_id}-items-{modality.name}"
+        super().__init__(db, modality.space_id, space_dim, data, device, f"items:{modality.id}", stem)
         self.modality_id = modality.id
         self.name = modality.name
+
+    @property
+    def kind_name(self) -> str:
+        return f"{self.name} gallery"
 
     # -- what the store says ------------------------------------------------------------------------
     def count(self, session: Session) -> int:

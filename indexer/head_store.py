@@ -1,5 +1,12 @@
-"""Versions of a modality's head: safetensors files under ``$UNIBIND_HOME/heads/<database key>/`` plus a row
-each (dims, hyper-parameters, data hash, validation metrics); at most one version per modality is active."""
+"""Versions of a modality's head: safetensors files under ``$UNIBIND_HOME/heads/<store id>/`` plus a row each (dims,
+hyper-parameters, data hash, validation metrics, the file's path relative to the data folder); at most one version
+per modality is active.
+
+A version is recorded in a transaction that takes the catalog lock first, so two trainings of one modality get
+versions one after the other, never the same. Its file is written inside that transaction; head files that no
+row names (a recording that failed or was killed) are removed by the next recording and by
+``unibind index rebuild`` (:func:`collect_head_files`, under the same lock, so it never takes a file whose row is
+about to commit)."""
 
 from __future__ import annotations
 
@@ -12,15 +19,18 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from indexer.data_home import DataHome, fsync_dir
 from indexer.head import LinearHead
 from schema import Database, Head, Modality, Space
+from schema.errors import NotFound
+from schema.store_state import bump_version, lock_catalog
 
 log = logging.getLogger(__name__)
 
 
 def heads_dir(home: Path, db: Database) -> Path:
-    """One folder per database, like the index files (``indexer.description_index.index_dir``)."""
-    return home / "heads" / db.key
+    """One folder per store, like the index files (``indexer.data_home``)."""
+    return DataHome(db, home).heads_dir
 
 
 def jsonable(value: Any) -> Any:
@@ -74,39 +84,67 @@ def record_head(
     activate: bool = True,
 ) -> Head:
     """Write the head's file and its row (the next version), activating it when asked, in one commit."""
-    with db.transaction() as session:
-        modality = session.get(Modality, modality_id)
-        if modality is None:
-            raise ValueError(f"no modality with id {modality_id}")
-        if head.d_out != modality.space.dim or head.d_in != modality.input_dim:
-            raise ValueError(
-                f"a head Linear({head.d_in}, {head.d_out}) does not fit modality {modality.name!r} "
-                f"(input {modality.input_dim}, space {modality.space.dim})"
+    data = DataHome(db, home)
+    collect_head_files(db, data)  # files of recordings that died before their commit
+    path: Path | None = None
+    try:
+        with db.transaction() as session:
+            (bump_version if activate else lock_catalog)(session)  # versions are numbered one writer at a time
+            modality = session.get(Modality, modality_id)
+            if modality is None:
+                raise NotFound(f"no modality with id {modality_id}")
+            if head.d_out != modality.space.dim or head.d_in != modality.input_dim:
+                raise ValueError(
+                    f"a head Linear({head.d_in}, {head.d_out}) does not fit modality {modality.name!r} "
+                    f"(input {modality.input_dim}, space {modality.space.dim})"
+                )
+            version = (session.scalar(select(func.max(Head.version)).where(Head.modality_id == modality.id)) or 0) + 1
+            path = data.heads_dir / f"space-{modality.space_id}-{modality.name}-v{version}-{uuid.uuid4().hex[:8]}.safetensors"
+            sha, _size = head.save(path, {
+                "modality": modality.name, "space": modality.space.encoder, "version": str(version),
+                "d_in": str(head.d_in), "d_out": str(head.d_out), "data_sha256": data_sha256,
+            })
+            fsync_dir(path.parent)
+            if activate:
+                session.execute(update(Head).where(Head.modality_id == modality.id).values(active=False))
+                session.flush()
+            row = Head(
+                modality_id=modality.id, version=version, path=data.relative(path), file_sha256=sha, d_in=head.d_in,
+                d_out=head.d_out, hyperparams=jsonable(hyperparams), data_sha256=data_sha256, n_pairs=n_pairs,
+                metrics=jsonable(metrics), active=activate,
             )
-        version = (session.scalar(select(func.max(Head.version)).where(Head.modality_id == modality.id)) or 0) + 1
-        # a unique name: a concurrent training that loses the race for this version cannot replace the file
-        path = heads_dir(home, db) / f"space-{modality.space_id}-{modality.name}-v{version}-{uuid.uuid4().hex[:8]}.safetensors"
-        sha, _size = head.save(path, {
-            "modality": modality.name, "space": modality.space.encoder, "version": str(version),
-            "d_in": str(head.d_in), "d_out": str(head.d_out), "data_sha256": data_sha256,
-        })
-        if activate:
-            session.execute(update(Head).where(Head.modality_id == modality.id).values(active=False))
+            session.add(row)
             session.flush()
-        row = Head(
-            modality_id=modality.id, version=version, path=str(path), file_sha256=sha, d_in=head.d_in,
-            d_out=head.d_out, hyperparams=jsonable(hyperparams), data_sha256=data_sha256, n_pairs=n_pairs,
-            metrics=jsonable(metrics), active=activate,
-        )
-        session.add(row)
-        session.flush()
+    except BaseException:
+        if path is not None:  # the row did not commit: its file goes with it
+            path.unlink(missing_ok=True)
+        raise
     log.info("recorded head %s v%d (%s)", modality.name, version, "active" if activate else "inactive")
     return row
 
 
-def load_head(head: Head) -> LinearHead:
+def collect_head_files(db: Database, data: DataHome) -> list[str]:
+    """Remove head files (and temp files) in the store's heads folder that no head row names."""
+    folder = data.heads_dir
+    if not folder.is_dir():
+        return []
+    gone = []
+    with db.transaction() as session:
+        lock_catalog(session)  # a recording holds it from its file write to its commit
+        named = {data.resolve(p).name for p in session.scalars(select(Head.path))}
+        for p in [*folder.glob("*.safetensors"), *folder.glob(".*.tmp")]:
+            if p.is_file() and p.name not in named:
+                p.unlink(missing_ok=True)
+                gone.append(p.name)
+    if gone:
+        fsync_dir(folder)
+        log.info("removed %d head files no version names", len(gone))
+    return gone
+
+
+def load_head(head: Head, data: DataHome) -> LinearHead:
     """The head's weights, checked against the digest recorded with them."""
-    linear, _meta = LinearHead.load(Path(head.path), expect_sha256=head.file_sha256)
+    linear, _meta = LinearHead.load(data.resolve(head.path), expect_sha256=head.file_sha256)
     if (linear.d_in, linear.d_out) != (head.d_in, head.d_out):
         raise ValueError(f"{head.path}: holds Linear({linear.d_in}, {linear.d_out}), the record says "
                          f"Linear({head.d_in}, {head.d_out})")

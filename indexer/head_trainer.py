@@ -18,7 +18,16 @@ from indexer.feature_reader import read_features
 from indexer.gallery import reproject
 from indexer.head_store import record_head
 from indexer.head_training import HeadTrainConfig, data_digest, train_head
-from indexer.modality import IMAGE, TEXT, WELL_KNOWN_FEATURES, check_name, find_modality, get_modality, register_modality
+from indexer.modality import (
+    IMAGE,
+    TEXT,
+    WELL_KNOWN_FEATURES,
+    check_name,
+    drop_modality_if_unused,
+    find_modality,
+    get_modality,
+    register_modality,
+)
 from indexer.pairs_reader import Pair, read_pairs
 from indexer.projection import default_image_encoder, ensure_image_modality
 from schema import Database, Space
@@ -112,8 +121,13 @@ def train_modality_head(
         else:
             modality = register_modality(session, space, name, dim=int(raw.shape[1]))
         modality_id = modality.id
-    row = record_head(db, home, modality_id, result.head, hyperparams=job.config.to_dict(), data_sha256=digest,
-                      n_pairs=len(pairs), metrics={**result.metrics, "history": result.history}, activate=False)
+    try:
+        row = record_head(db, home, modality_id, result.head, hyperparams=job.config.to_dict(), data_sha256=digest,
+                          n_pairs=len(pairs), metrics={**result.metrics, "history": result.history}, activate=False)
+    except BaseException:
+        if existing is None:  # this training registered the modality: it goes too, if nothing else uses it
+            drop_modality_if_unused(db, modality_id)
+        raise
     reprojected = reproject(db, home, device, modality_id, activate=row.id) if job.activate else 0
     return HeadReport(name, row.version, row.id, job.activate, row.path, len(inputs), len(texts), len(pairs),
                       dict(result.metrics), reprojected, time.perf_counter() - started)

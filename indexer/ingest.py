@@ -1,10 +1,12 @@
 """Ingestion, staged reader → encoder → writer, joined by a small runner.
 
-The corpus row is created hidden (status ``ingesting``, a temporary name); rows and vectors are written
-in chunks while the next chunk is encoded; at the end, under the index lock, the new vectors are added
-to the FAISS file (written atomically) and, in the same commit as the file's record, the corpus gets its
-name and becomes ``complete``. A killed run leaves only a hidden corpus, which ``purge_incomplete``
-(``unibind index rebuild``) removes.
+The corpus row is created hidden (status ``ingesting``, a temporary name, the name it will take, this process as
+its owner); rows and vectors are written in chunks while the next chunk is encoded, and a heartbeat keeps the
+lease. At the end, under the index lock, the new vectors are added to a new FAISS file and, in one commit that
+bumps the catalog version, the corpus gets its name and becomes ``complete`` and the file's record replaces the
+old one. A failed run removes its own rows (and the space only when this run created it and it holds nothing
+else); a killed run leaves a hidden corpus that shows as ``interrupted`` and is removed by the next writer
+(``indexer.catalog.reap_abandoned``) or ``unibind index rebuild``.
 """
 
 from __future__ import annotations
@@ -21,18 +23,30 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
 
-from indexer.catalog import delete_corpus_rows, description_index, invalidate_centres
+from indexer.catalog import (
+    complete_corpus_ids,
+    delete_corpus_rows,
+    description_index,
+    drop_space_if_unused,
+    invalidate_centres,
+    prune_centres,
+    reap_abandoned,
+)
 from indexer.corpus_reader import CorpusData, Record
 from indexer.device import Device
 from indexer.encoder import Encoder
 from indexer.encoder_factory import build_encoder
+from indexer.lease import Heartbeat, current_owner, describe_owner, is_alive
 from indexer.vector_store import make_index
 from indexer.vectors import to_bytes
 from schema import Category, Corpus, CorpusStatus, Database, Description, Space
+from schema.errors import Conflict
+from schema.store_state import bump_version, lock_catalog
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +92,21 @@ class IngestReport:
     index_path: Path
 
 
-def _space(session: Session, encoder: Encoder) -> Space:
+def _space(session: Session, encoder: Encoder) -> tuple[Space, bool]:
+    """The encoder's space, created when new (call under the catalog lock); (space, created here)."""
     space = session.scalars(select(Space).where(Space.encoder == encoder.spec)).first()
     if space is None:
         space = Space(encoder=encoder.spec, dim=encoder.dim)
         session.add(space)
         session.flush()
-    elif space.dim != encoder.dim:
+        return space, True
+    if space.dim != encoder.dim:
         raise ValueError(f"space {encoder.spec!r} has dim {space.dim} but the encoder now gives {encoder.dim}")
-    return space
+    return space, False
 
 
 def _category_ids(session: Session, names: list[str]) -> dict[str, int]:
+    """Ids of the categories, created when new (call under the catalog lock, so two ingests cannot race)."""
     found: dict[str, int] = {}
     for start in range(0, len(names), IN_CHUNK):  # bounded IN-lists: SQLite and psycopg cap bind parameters
         stmt = select(Category.name, Category.id).where(Category.name.in_(names[start : start + IN_CHUNK]))
@@ -99,6 +116,23 @@ def _category_ids(session: Session, names: list[str]) -> dict[str, int]:
         rows = session.execute(insert(Category).returning(Category.id, sort_by_parameter_order=True), [{"name": n} for n in missing])
         found.update(zip(missing, rows.scalars()))
     return found
+
+
+def _complete(session: Session, space_id: int, name: str) -> Corpus | None:
+    stmt = select(Corpus).where(Corpus.space_id == space_id, Corpus.name == name, Corpus.status == CorpusStatus.COMPLETE)
+    return session.scalars(stmt).first()
+
+
+def _claim(session: Session, space: Space, name: str, replace: bool) -> None:
+    """Refuse, with one clear message, an ingest whose name is taken or being ingested by a live process."""
+    if _complete(session, space.id, name) is not None and not replace:
+        raise Conflict(f"corpus {name!r} already exists in space {space.encoder!r}: use --replace, or delete it first")
+    pending = session.scalars(select(Corpus).where(
+        Corpus.space_id == space.id, Corpus.target_name == name, Corpus.status == CorpusStatus.INGESTING))
+    for other in pending:
+        if is_alive(other.owner, other.heartbeat_at):
+            raise Conflict(f"corpus {name!r} is being ingested by {describe_owner(other.owner)} (started "
+                           f"{other.created_at:%Y-%m-%d %H:%M:%S} UTC): wait for it, or stop it and run again")
 
 
 class _Writer:
@@ -119,9 +153,20 @@ class _Writer:
             }
             for r, v in zip(records, vectors)
         ]
-        with self.db.transaction() as session:
-            result = session.execute(insert(Description).returning(Description.id, sort_by_parameter_order=True), rows)
-            return np.fromiter(result.scalars(), dtype=np.int64, count=len(rows))
+        try:
+            with self.db.transaction() as session:
+                result = session.execute(insert(Description).returning(Description.id, sort_by_parameter_order=True), rows)
+                return np.fromiter(result.scalars(), dtype=np.int64, count=len(rows))
+        except IntegrityError as e:
+            with self.db.session() as session:
+                if session.get(Corpus, self.corpus_id) is None:
+                    raise _lost() from e
+            raise
+
+
+def _lost() -> Conflict:
+    return Conflict("this ingest's rows were removed by another process that took it for dead (no heartbeat for "
+                    "longer than the lease: a suspended machine, or clocks out of step); run it again")
 
 
 def ingest(
@@ -139,11 +184,11 @@ def ingest(
     if config.factory:
         make_index(encoder.dim, config.factory)  # a bad factory string fails before anything is encoded
     name = config.name.strip()
+    reap_abandoned(db)  # the rows of ingests whose process died go before this one starts
     with db.transaction() as session:
-        space = _space(session, encoder)
-        old = session.scalars(select(Corpus).where(Corpus.space_id == space.id, Corpus.name == name)).first()
-        if old is not None and not config.replace:
-            raise ValueError(f"corpus {name!r} already exists in space {space.encoder!r}: use --replace, or delete it first")
+        lock_catalog(session)  # spaces and categories are created by one writer at a time
+        space, created = _space(session, encoder)
+        _claim(session, space, name, config.replace)
         corpus = Corpus(
             space_id=space.id,
             name=f"{PENDING_PREFIX}{uuid.uuid4().hex[:12]}",
@@ -153,17 +198,24 @@ def ingest(
             status=CorpusStatus.INGESTING,
             n_duplicates=data.n_duplicates,
             n_categories=len(data.categories),
+            target_name=name,
+            owner=current_owner(),
+            heartbeat_at=datetime.now(timezone.utc),
         )
         session.add(corpus)
         session.flush()
-        corpus_id, old_id = corpus.id, old.id if old is not None else None
+        corpus_id = corpus.id
         category_ids = _category_ids(session, data.categories)
     try:
-        ids, vectors, encode_s = _run(db, data.records, encoder, _Writer(db, corpus_id, category_ids), config, progress)
+        with Heartbeat(lambda: _beat(db, corpus_id)) as heartbeat:
+            ids, vectors, encode_s = _run(db, data.records, encoder, _Writer(db, corpus_id, category_ids), config,
+                                          progress)
+            if heartbeat.lost.is_set():
+                raise _lost()
         with publish_guard() if publish_guard is not None else nullcontext():
-            _publish(db, space, corpus_id, old_id, name, ids, vectors, config.factory, home, device)
+            _publish(db, space, corpus_id, name, config.replace, ids, vectors, config.factory, home, device)
     except BaseException:
-        _discard(db, corpus_id, space.id)
+        _discard(db, corpus_id, space.id if created else None)
         raise
     index_path = description_index(db, space, home, device).path
     report = IngestReport(
@@ -214,50 +266,76 @@ def _run(
     return np.concatenate(ids_parts), np.concatenate(vec_parts), encode_s
 
 
+def _beat(db: Database, corpus_id: int) -> bool:
+    """Renew the ingest's lease; False when its rows are gone (another process took it for dead)."""
+    with db.transaction() as session:
+        result = session.execute(update(Corpus).where(Corpus.id == corpus_id, Corpus.status == CorpusStatus.INGESTING)
+                                 .values(heartbeat_at=datetime.now(timezone.utc)))
+        return bool(result.rowcount)
+
+
 def _publish(
     db: Database,
     space: Space,
     corpus_id: int,
-    old_id: int | None,
     name: str,
+    replace: bool,
     ids: np.ndarray,
     vectors: np.ndarray,
     factory: str | None,
     home: Path,
     device: Device,
 ) -> None:
-    """Add the vectors to the index file and make the corpus visible, in one commit."""
+    """Add the vectors to a new index file and make the corpus visible (replacing the complete corpus of the same
+    name when asked), in one commit."""
     index = description_index(db, space, home, device)
     with index.lock():
         with db.session() as session:
             current_factory = index.factory(session)
+            old = _complete(session, space.id, name)
+            old_id = old.id if old is not None else None
+        if old_id is not None and not replace:
+            raise Conflict(f"corpus {name!r} was published in space {space.encoder!r} by another process while this "
+                           "ingest ran: use --replace, or delete it first")
         if factory and factory != current_factory:
             store = index.build_from_store(factory, exclude_corpus=old_id)
         else:
             store = index.current_or_rebuilt() if old_id is None else index.without_corpus(old_id)
         store.add(ids, vectors)
         with db.transaction() as session:
+            bump_version(session)  # first: publishes run one at a time, and the checks below cannot race
+            corpus = session.get(Corpus, corpus_id)
+            if corpus is None or corpus.status is not CorpusStatus.INGESTING:
+                raise _lost()
+            now_old = _complete(session, space.id, name)
+            if (now_old.id if now_old is not None else None) != old_id:
+                raise Conflict(f"corpus {name!r} was changed by another process while this ingest ran; run it again")
             invalidate_centres(session, space.id, corpus_id)
             if old_id is not None:
                 invalidate_centres(session, space.id, old_id)
                 delete_corpus_rows(session, old_id)
                 session.flush()
-            corpus = session.get(Corpus, corpus_id)
-            assert corpus is not None
             corpus.name = name
             corpus.status = CorpusStatus.COMPLETE
             corpus.n_descriptions = int(ids.size)
             corpus.completed_at = datetime.now(timezone.utc)
+            corpus.target_name = corpus.owner = corpus.heartbeat_at = None
             session.flush()
-            index.save(session, store, list(index.complete_corpora(session)))
+            prune_centres(session, space.id)
+            index.save(session, store, sorted(complete_corpus_ids(session, space.id)))
 
 
-def _discard(db: Database, corpus_id: int, space_id: int) -> None:
-    """Best effort: remove the rows of a corpus whose ingest failed, and its space if nothing else is in it."""
+def _discard(db: Database, corpus_id: int, created_space: int | None) -> None:
+    """Best effort, after a failure: remove this ingest's own rows (never a published corpus), and the space only
+    when this ingest created it and nothing else is in it."""
     try:
         with db.transaction() as session:
-            delete_corpus_rows(session, corpus_id)
-            if session.scalar(select(func.count(Corpus.id)).where(Corpus.space_id == space_id)) == 0:
-                session.execute(delete(Space).where(Space.id == space_id))
-    except Exception as e:  # the original error matters more; the rows stay hidden and are purged later
-        log.warning("could not remove the incomplete corpus %d: %s", corpus_id, e)
+            lock_catalog(session)
+            corpus = session.get(Corpus, corpus_id)
+            if corpus is not None and corpus.status is CorpusStatus.INGESTING:
+                delete_corpus_rows(session, corpus_id)
+                session.flush()
+            if created_space is not None:
+                drop_space_if_unused(session, created_space)
+    except Exception as e:  # the original error matters more; the rows stay hidden and the next writer removes them
+        log.warning("could not remove the rows of the failed ingest (corpus %d): %s", corpus_id, e)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import re
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from schema import Modality, ModalityKind, Space
+from schema import Database, Head, Item, Modality, ModalityKind, Space
+from schema.store_state import bump_version, lock_catalog
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,8 @@ def register_modality(
     session: Session, space: Space, name: str, *, dim: int, encoder: str | None = None
 ) -> Modality:
     """Register a modality (flushes, the caller commits). Registering it again with the same dimension
-    returns the existing row; a different dimension is an error."""
+    returns the existing row; a different dimension is an error. Call it first in its transaction: a new
+    modality takes the catalog lock (two processes registering one name cannot race) and bumps the version."""
     check_name(name)
     if name == "descriptions":
         raise ValueError("'descriptions' is reserved: it is the search target of the knowledge base")
@@ -78,6 +80,9 @@ def register_modality(
     if kind is ModalityKind.TEXT and dim != space.dim:
         raise ValueError(f"modality 'text' of space {space.encoder} has the space's dimension {space.dim}, not {dim}")
     existing = get_modality(session, space, name)
+    if existing is None:
+        bump_version(session)
+        existing = get_modality(session, space, name)  # read again under the lock
     if existing is not None:
         if existing.input_dim != dim:
             raise ValueError(
@@ -95,3 +100,19 @@ def register_modality(
     log.info("registered modality %s (%s, input dimension %d) in space %s", name, kind.value, dim, space.encoder)
     return modality
 
+
+
+def drop_modality_if_unused(db: Database, modality_id: int) -> bool:
+    """Best effort, after a failure of the operation that registered it: remove a modality with no heads and no
+    items."""
+    try:
+        with db.transaction() as session:
+            lock_catalog(session)
+            used = any(session.scalar(select(func.count()).select_from(m).where(m.modality_id == modality_id))
+                       for m in (Head, Item))
+            if not used:
+                session.execute(delete(Modality).where(Modality.id == modality_id))
+            return not used
+    except Exception as e:  # noqa: BLE001 - the original error matters more
+        log.warning("could not remove the modality %d registered by the failed operation: %s", modality_id, e)
+        return False

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy.orm import Session
 
+from indexer.data_home import DataHome
 from indexer.device import Device
 from indexer.encoder import Encoder
 from indexer.encoder_factory import build_encoder
@@ -141,6 +142,7 @@ def load_projection(
     name: str,
     device: Device,
     *,
+    home: Path,
     image_encoder: str | None = None,
     text_encoder: Encoder | None = None,
 ) -> Projection:
@@ -154,7 +156,7 @@ def load_projection(
         known_name = name in (IMAGE, *WELL_KNOWN_FEATURES)  # a head can be trained for it without registering it
         modality = get_modality(session, space, name) if known_name else find_modality(session, space, name)
         head_row = active_head(session, modality) if modality is not None else None
-        linear = load_head(head_row) if head_row is not None else None
+        linear = load_head(head_row, DataHome(db, home)) if head_row is not None else None
     if name == IMAGE:
         spec = modality.encoder if modality is not None and modality.encoder else default_image_encoder(space, image_encoder)
         if image_encoder and str(parse_encoder_spec(image_encoder)) != spec:

@@ -224,7 +224,8 @@ class VectorStore:
         return self.index.search(queries, k, params=self._selector_params(selector))
 
     def save(self, path: Path) -> tuple[str, int]:
-        """Write atomically (temp file in the same folder, fsync, rename). Returns (sha256, size)."""
+        """Write atomically (temp file in the same folder, fsync, rename). Returns (sha256, size). The caller
+        makes the rename durable (``indexer.data_home.fsync_dir``) before it records the file."""
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)

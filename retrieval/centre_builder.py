@@ -2,13 +2,17 @@
 
 A centre is keyed by (space, category, base-prompt template, K, strategy, corpora drawn from). Building
 reuses every centre whose key still holds and computes the rest, in batches of categories, with a
-progress bar. Ingesting, replacing or deleting a corpus deletes the centres of its categories
-(``indexer.catalog.invalidate_centres``), so they are rebuilt on next use.
+progress bar. Ingesting, replacing or deleting a corpus deletes the centres of its categories and every centre
+no key reaches any more (``indexer.catalog.invalidate_centres``, ``prune_centres``), so they are rebuilt on next
+use and never pile up.
+
+Each batch is computed first and then written in one transaction that bumps the catalog version: it checks,
+under that lock, that the corpora drawn from are still complete and skips any centre another process (a CLI
+``recognize`` beside a running service) wrote meanwhile, so concurrent builders never collide.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -19,11 +23,14 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
 
+from indexer.catalog import ALL_CORPORA, complete_corpus_ids, corpora_key
 from indexer.encoder import Encoder
 from indexer.vectors import from_bytes, normalize, to_bytes
 from retrieval.centre_strategy import KB_FREE, Candidates, Context, find_template_skeletons, get_strategy
 from retrieval.prompt_templates import BASE_PROMPT, fill
 from schema import Category, Centre, CentreMember, Corpus, CorpusStatus, Database, Description, Space
+from schema.errors import Conflict
+from schema.store_state import bump_version
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,7 @@ class BuildReport:
     built: int
     reused: int
     notices: list[str]
+    versions: tuple[int, ...] = ()  # the catalog versions this build's commits produced, in order
 
 
 def selected_corpora(session: Session, space: Space, names: Sequence[str] | None) -> dict[int, str]:
@@ -87,18 +95,12 @@ def category_keys(session: Session, corpora: dict[int, str], strategy: str) -> d
     found: dict[int, tuple[str, set[int]]] = {}
     for cat_id, name, corpus_id in session.execute(stmt):
         found.setdefault(cat_id, (name, set()))[1].add(corpus_id)
-    everything = _key(set(corpora))
+    everything = ALL_CORPORA + corpora_key(corpora)
     return {
         # informative's template filter looks at every selected category: its centres depend on all corpora
-        cat_id: (name, "" if strategy in KB_FREE else everything if strategy == "informative" else _key(ids))
+        cat_id: (name, "" if strategy in KB_FREE else everything if strategy == "informative" else corpora_key(ids))
         for cat_id, (name, ids) in found.items()
     }
-
-
-def _key(corpus_ids: set[int]) -> str:
-    """Sorted corpus ids, comma-joined; a digest when that is long (the column holds 500 characters)."""
-    key = ",".join(map(str, sorted(corpus_ids)))
-    return key if len(key) <= 200 else "sha1:" + hashlib.sha1(key.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -174,19 +176,23 @@ class CentreBuilder:
                 skeletons = find_template_skeletons(pairs, len(keys))
         ctx = Context(encode=self.encode, template_skeletons=skeletons)
         notices: list[str] = []
+        versions: list[int] = []
         show = len(todo) >= 50 if progress is None else progress
         with tqdm(total=len(todo), desc=f"centres ({spec.strategy})", unit="category", disable=not show) as bar:
             for start in range(0, len(todo), BATCH_CATEGORIES):
                 batch = todo[start : start + BATCH_CATEGORIES]
-                notices += self._build_batch(batch, keys, corpora, spec, strategy, ctx)
+                batch_notices, version = self._build_batch(batch, keys, corpora, spec, strategy, ctx)
+                notices += batch_notices
+                versions.append(version)
                 bar.update(len(batch))
         for n in notices:
             log.debug("%s", n)
         if notices:
             log.info("%d categories with notices, e.g. %s", len(notices), notices[0])
-        return BuildReport(categories=len(keys), built=len(todo), reused=len(keys) - len(todo), notices=notices)
+        return BuildReport(categories=len(keys), built=len(todo), reused=len(keys) - len(todo), notices=notices,
+                           versions=tuple(versions))
 
-    def _build_batch(self, cats, keys, corpora, spec, strategy, ctx) -> list[str]:  # type: ignore[no-untyped-def]
+    def _build_batch(self, cats, keys, corpora, spec, strategy, ctx) -> tuple[list[str], int]:  # type: ignore[no-untyped-def]
         names = [keys[c][0] for c in cats]
         prompts = self.encode([fill(spec.template, n) for n in names])  # [b, d]
         candidates: dict[int, list[tuple[int, str, bytes]]] = defaultdict(list)
@@ -199,22 +205,32 @@ class CentreBuilder:
                 )
                 for cat, i, text, vec in session.execute(stmt):
                     candidates[cat].append((i, text, vec))
-        notices = []
+        notices, selections = [], []
+        for cat, name, prompt in zip(cats, names, prompts):  # computed before the transaction: it stays short
+            rows = candidates[cat]
+            cand = Candidates(
+                category=name,
+                ids=np.array([r[0] for r in rows], dtype=np.int64),
+                texts=[r[1] for r in rows],
+                vectors=from_bytes([r[2] for r in rows], self.space.dim) if rows else np.empty((0, self.space.dim), np.float32),
+            )
+            sel = strategy(cand, prompt, spec.k, ctx)
+            if sel.notice:
+                notices.append(sel.notice)
+            selections.append((cat, sel, len(rows)))
         with self.db.transaction() as session:
-            for cat, name, prompt in zip(cats, names, prompts):
-                rows = candidates[cat]
-                cand = Candidates(
-                    category=name,
-                    ids=np.array([r[0] for r in rows], dtype=np.int64),
-                    texts=[r[1] for r in rows],
-                    vectors=from_bytes([r[2] for r in rows], self.space.dim) if rows else np.empty((0, self.space.dim), np.float32),
-                )
-                sel = strategy(cand, prompt, spec.k, ctx)
-                if sel.notice:
-                    notices.append(sel.notice)
+            version = bump_version(session)  # first: one writer of centres (and of corpora) at a time
+            if not set(corpora) <= complete_corpus_ids(session, self.space.id):
+                raise Conflict("the corpora changed while the centres were built (a delete or a replace): run again")
+            written = {(cat, key) for cat, key in session.execute(select(Centre.category_id, Centre.corpora_key).where(
+                Centre.space_id == self.space.id, Centre.category_id.in_(cats), Centre.template == spec.template,
+                Centre.k == spec.k, Centre.strategy == spec.strategy))}
+            for cat, sel, n_candidates in selections:
+                if (cat, keys[cat][1]) in written:  # another builder wrote this centre meanwhile: the same members
+                    continue
                 centre = Centre(
                     space_id=self.space.id, category_id=cat, template=spec.template, k=spec.k,
-                    strategy=spec.strategy, corpora_key=keys[cat][1], n_candidates=len(rows),
+                    strategy=spec.strategy, corpora_key=keys[cat][1], n_candidates=n_candidates,
                 )
                 session.add(centre)
                 session.flush()
@@ -225,7 +241,7 @@ class CentreBuilder:
                         for r, (i, t, v, s) in enumerate(zip(sel.ids, sel.texts, sel.vectors, sel.scores))
                     ],
                 )
-        return notices
+        return notices, version
 
 
 def load_centres(

@@ -95,10 +95,13 @@ def cmd_ingest(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _corpus_row(c: Any) -> dict[str, Any]:
+    from indexer.catalog import corpus_state
+
+    state = corpus_state(c)
     return {
-        "name": c.name,
+        "name": c.name if state == "complete" else f"{c.name} ({c.target_name})" if c.target_name else c.name,
         "space": c.space.encoder,
-        "status": c.status.value,
+        "status": state,
         "descriptions": c.n_descriptions,
         "categories": c.n_categories,
         "duplicates": c.n_duplicates,
@@ -168,7 +171,9 @@ def cmd_categories(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_index(ctx: Context, args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from indexer.catalog import description_index, find_space, purge_incomplete
+    from indexer.catalog import description_index, find_space, prune_centres, reap_abandoned
+    from indexer.data_home import DataHome
+    from indexer.head_store import collect_head_files
     from schema import Space
 
     with ctx.db.session() as session:
@@ -176,18 +181,28 @@ def cmd_index(ctx: Context, args: argparse.Namespace) -> int:
     if not spaces:
         raise ValueError("the knowledge base is empty: nothing to verify or rebuild")
     results, failed = [], False
+    if args.action == "rebuild":  # dead rows first: ingests whose process died, then centres and files nothing names
+        purged = reap_abandoned(ctx.db)
+        heads_removed = collect_head_files(ctx.db, DataHome(ctx.db, ctx.home))
     for space in spaces:
         index = description_index(ctx.db, space, ctx.home, ctx.device)
         if args.action == "verify":
             check = index.verify()
             failed |= not check.ok
-            results.append({"space": space.encoder, "path": str(check.path), "ok": check.ok,
-                            "store": check.n_store, "file": check.n_file, "problems": check.problems})
+            results.append({"space": space.encoder, "path": str(check.path) if check.path else None, "ok": check.ok,
+                            "store": check.n_store, "file": check.n_file, "problems": check.problems,
+                            "unused_files": check.orphans})
         else:
-            purged = purge_incomplete(ctx.db, space)
+            from schema.store_state import bump_version
+
+            with ctx.db.transaction() as session:
+                bump_version(session)
+                centres = prune_centres(session, space.id)
             rec = index.rebuild(args.factory, progress=True)
-            results.append({"space": space.encoder, "path": rec.path, "vectors": rec.n_vectors,
-                            "factory": rec.factory, "purged_incomplete": purged})
+            results.append({"space": space.encoder, "path": str(index.data.resolve(rec.path)), "vectors": rec.n_vectors,
+                            "factory": rec.factory, "purged_incomplete": purged, "dead_centres": centres,
+                            "unused_head_files": heads_removed})
+            purged, heads_removed = [], []
     if args.json:
         emit_json(results)
     elif args.action == "verify":
@@ -196,11 +211,15 @@ def cmd_index(ctx: Context, args: argparse.Namespace) -> int:
             print(f"{state}  {r['space']}: {r['file']} vectors in {r['path']}, {r['store']} descriptions in the store")
             for p in r["problems"]:
                 print(f"      - {p}")
+            if r["unused_files"]:
+                print(f"      {len(r['unused_files'])} unused index files (removed by the next write or index rebuild)")
         if failed:
             print("run `unibind index rebuild` to rebuild from the stored vectors", file=sys.stderr)
     else:
         for r in results:
-            extra = f"; removed incomplete corpora {', '.join(r['purged_incomplete'])}" if r["purged_incomplete"] else ""
+            extra = f"; removed interrupted ingests {', '.join(r['purged_incomplete'])}" if r["purged_incomplete"] else ""
+            extra += f"; removed {r['dead_centres']} dead centres" if r["dead_centres"] else ""
+            extra += f"; removed {len(r['unused_head_files'])} unused head files" if r["unused_head_files"] else ""
             print(f"rebuilt {r['path']}: {r['vectors']} vectors ({r['factory']}){extra}")
     return 1 if failed else 0
 
@@ -299,6 +318,17 @@ def _fail(args: argparse.Namespace, message: str, code: int) -> int:
     return code
 
 
+def exit_code(error: BaseException) -> int:
+    """The exit status of a user-facing error: 2 for a mistake in the command or its input (and anything not
+    typed), 3 for a conflict with the store's state, 75 when busy (try again), 69 when something is out of reach."""
+    from schema.errors import Busy, Conflict, Unavailable
+
+    for kind, code in ((Conflict, 3), (Busy, 75), (Unavailable, 69)):
+        if isinstance(error, kind):
+            return code
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
@@ -306,12 +336,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from indexer.corpus_reader import CorpusError
-    from indexer.stamped_index import StaleIndexError
 
     try:
         return int(args.func(Context(args), args))
-    except (ValueError, FileNotFoundError, CorpusError, StaleIndexError) as e:
-        return _fail(args, str(e), 2)
+    except (ValueError, FileNotFoundError, CorpusError) as e:
+        return _fail(args, str(e), exit_code(e))
     except SQLAlchemyError as e:  # the server went away, a concurrent writer won a race, ...
         detail = getattr(e, "orig", None) or e
         return _fail(args, f"database error: {str(detail).strip().splitlines()[0]}", 1)

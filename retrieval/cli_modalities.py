@@ -33,15 +33,15 @@ def query_vectors(ctx: Any, space: Any, args: argparse.Namespace) -> tuple[list[
             raise ValueError("--features needs --modality NAME (which encoder made them)")
         if args.modality in ("text", "image"):
             raise ValueError(f"modality {args.modality!r} does not take feature vectors: give its queries with --{args.modality}")
-        projection = load_projection(ctx.db, space, args.modality, ctx.device)
+        projection = load_projection(ctx.db, space, args.modality, ctx.device, home=ctx.home)
         fs = read_features(args.features, dim=projection.input_dim, modality=args.modality)
         names = [f"{args.features}[{i}]" for i in range(len(fs))]
         return names, projection.features(fs.vectors, args.features), args.modality
     if args.modality and args.modality != ("text" if args.text else "image"):
         raise ValueError(f"--modality {args.modality} does not go with {given[0]}")
     if args.text:
-        return list(args.text), load_projection(ctx.db, space, "text", ctx.device).texts(args.text), "text"
-    projection = load_projection(ctx.db, space, "image", ctx.device)
+        return list(args.text), load_projection(ctx.db, space, "text", ctx.device, home=ctx.home).texts(args.text), "text"
+    projection = load_projection(ctx.db, space, "image", ctx.device, home=ctx.home)
     return list(args.image), projection.images(args.image), "image"
 
 
@@ -101,7 +101,10 @@ def cmd_heads(ctx: Any, args: argparse.Namespace) -> int:
             raise ValueError(f"heads {args.action} needs --modality NAME")
         head = find_head(session, modality, args.version)
         modality_id = modality.id
-        head_id, details = head.id, {**_head_row(head), "path": head.path, "file_sha256": head.file_sha256,
+        from indexer.data_home import DataHome
+
+        path = str(DataHome(ctx.db, ctx.home).resolve(head.path))
+        head_id, details = head.id, {**_head_row(head), "path": path, "file_sha256": head.file_sha256,
                                      "data_sha256": head.data_sha256, "hyperparams": head.hyperparams,
                                      "metrics": {k: v for k, v in (head.metrics or {}).items() if k != "history"}}
     if args.action == "show":
@@ -241,18 +244,18 @@ def _gallery_add(ctx: Any, space: Any, args: argparse.Namespace) -> int:
         for f in args.files:
             if not Path(f).is_file():
                 raise FileNotFoundError(f"image file not found: {f}")
-        projection = load_projection(ctx.db, space, "image", ctx.device)
+        projection = load_projection(ctx.db, space, "image", ctx.device, home=ctx.home)
         items = _new_items(args, len(args.files), [str(Path(f).resolve()) for f in args.files])
         raw = projection.encode_images(args.files, progress=True)  # [N, d_img]
         if projection.modality_id is None:
             with ctx.db.transaction() as session:
                 ensure_image_modality(session, space, projection.encoder)
-            projection = load_projection(ctx.db, space, "image", ctx.device)
+            projection = load_projection(ctx.db, space, "image", ctx.device, home=ctx.home)
     else:
         if args.modality in ("text", "image"):
             raise ValueError(f"--features is for feature modalities, not {args.modality!r}")
         # a feature modality reaches the space only through its active head, so it is registered already
-        projection = load_projection(ctx.db, space, args.modality, ctx.device)
+        projection = load_projection(ctx.db, space, args.modality, ctx.device, home=ctx.home)
         fs = read_features(args.features, dim=projection.input_dim, modality=args.modality)
         if not args.meta and fs.rows is None:
             raise ValueError("--features needs --meta META.jsonl (one line per row: uri, label, other fields)")

@@ -102,7 +102,7 @@ def _eval_vectors(ctx: Any, args: argparse.Namespace, queries: list[Any]) -> Any
         return None
     with ctx.db.session() as session:
         space = find_space(session, args.encoder)
-    projection = load_projection(ctx.db, space, args.modality, ctx.device)
+    projection = load_projection(ctx.db, space, args.modality, ctx.device, home=ctx.home)
     if args.modality == "image":
         return projection.images([q.input for q in queries], progress=True)
     fs = read_features(args.features, dim=projection.input_dim, modality=args.modality)

@@ -16,9 +16,11 @@ from schema.models import (
     IndexFile,
     Item,
     ItemField,
+    Job,
     Modality,
     ModalityKind,
     Space,
+    StoreState,
 )
 
 __all__ = [
@@ -34,9 +36,11 @@ __all__ = [
     "IndexFile",
     "Item",
     "ItemField",
+    "Job",
     "Modality",
     "ModalityKind",
     "Space",
+    "StoreState",
     "migrate",
     "resolve_database_url",
 ]

@@ -8,7 +8,7 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import BigInteger, ColumnElement, Engine, any_, bindparam, create_engine, event, inspect
+from sqlalchemy import BigInteger, ColumnElement, Connection, Engine, any_, bindparam, create_engine, event, inspect
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -69,14 +69,36 @@ def _alembic_config(engine: Engine):  # type: ignore[no-untyped-def]
     return cfg
 
 
+@contextmanager
+def foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """SQLite: foreign keys off around a migration (rebuilding a parent table with them on would cascade into
+    its children), checked and switched back on afterwards. Call with no transaction begun: inside one, SQLite
+    ignores the pragma. Nothing on other backends."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    connection.commit()
+    try:
+        yield
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"the migration left {len(broken)} rows whose foreign key has no parent: {broken[:5]}")
+    finally:
+        connection.rollback()
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        connection.commit()
+
+
 def migrate(engine: Engine, revision: str = "head", *, downgrade: bool = False) -> None:
     """Upgrade (or, with ``downgrade``, downgrade) the schema to ``revision`` on the engine's database."""
     from alembic import command
 
-    with engine.begin() as connection:
-        cfg = _alembic_config(engine)
-        cfg.attributes["connection"] = connection
-        (command.downgrade if downgrade else command.upgrade)(cfg, revision)
+    with engine.connect() as connection, foreign_keys_off(connection):
+        with connection.begin():
+            cfg = _alembic_config(engine)
+            cfg.attributes["connection"] = connection
+            (command.downgrade if downgrade else command.upgrade)(cfg, revision)
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -99,13 +121,30 @@ class Database:
         self.engine = make_engine(url)
         self.url = self.engine.url
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._identity: str | None = None
         if auto_migrate:
             self.ensure_schema()
 
     @property
-    def key(self) -> str:
-        """A short name of this database (its URL without the password, hashed) for per-database folders."""
+    def legacy_key(self) -> str:
+        """What named this store's folders before it had an identity: its URL without the password, hashed.
+        Only for adopting such folders (``indexer.data_home``)."""
         return hashlib.sha256(self.url.render_as_string(hide_password=True).encode()).hexdigest()[:12]
+
+    @property
+    def identity(self) -> str:
+        """The store's UUID, made when it was created and kept in it: the same whatever URL reaches it, and
+        carried along by a copy or a backup of the database."""
+        if self._identity is None:
+            from schema.store_state import store_identity
+
+            with self.session() as session:
+                self._identity = store_identity(session)
+        return self._identity
+
+    def describe(self) -> str:
+        """The URL without its password, for messages."""
+        return self.url.render_as_string(hide_password=True)
 
     @property
     def backend(self) -> str:

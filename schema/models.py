@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    CheckConstraint,
     DateTime,
     Enum,
     Boolean,
@@ -31,6 +32,9 @@ from schema.base import Base
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT (FAISS ids are int64).
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+# Ids are never reused: on SQLite a table needs AUTOINCREMENT for that (without it, deleting the newest rows
+# hands their ids to the next ones); PostgreSQL's sequences never go back.
+NO_REUSE: dict[str, Any] = {"sqlite_autoincrement": True}
 
 
 def utcnow() -> datetime:
@@ -38,7 +42,9 @@ def utcnow() -> datetime:
 
 
 class CorpusStatus(str, enum.Enum):
-    """A corpus is visible to queries only when ``complete``."""
+    """A corpus is visible to queries only when ``complete``. ``ingesting`` rows belong to a running ingest
+    (its ``owner`` and ``heartbeat_at`` say which and whether it still lives); one whose owner died is shown as
+    ``interrupted`` and removed by the next writer."""
 
     INGESTING = "ingesting"
     COMPLETE = "complete"
@@ -48,6 +54,7 @@ class Space(Base):
     """One embedding space: the text encoder that defines it and its dimension."""
 
     __tablename__ = "spaces"
+    __table_args__ = NO_REUSE
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     encoder: Mapped[str] = mapped_column(String(512), unique=True)
@@ -61,7 +68,7 @@ class Corpus(Base):
     """One ingested file of descriptions, with its source (which LLM, which prompt)."""
 
     __tablename__ = "corpora"
-    __table_args__ = (UniqueConstraint("space_id", "name"),)
+    __table_args__ = (UniqueConstraint("space_id", "name"), NO_REUSE)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
@@ -78,6 +85,10 @@ class Corpus(Base):
     n_categories: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # while ingesting: the name it will be published under, the process writing it and its last sign of life
+    target_name: Mapped[str | None] = mapped_column(String(200))
+    owner: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     space: Mapped[Space] = relationship(back_populates="corpora")
 
@@ -86,6 +97,7 @@ class Category(Base):
     """A class name. Shared by all spaces and corpora: descriptions point at it."""
 
     __tablename__ = "categories"
+    __table_args__ = NO_REUSE
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(500), unique=True)
@@ -95,7 +107,7 @@ class Description(Base):
     """One sentence of the knowledge base. ``id`` is its FAISS id; ``vector`` holds float32 bytes."""
 
     __tablename__ = "descriptions"
-    __table_args__ = (UniqueConstraint("corpus_id", "category_id", "text_hash"),)
+    __table_args__ = (UniqueConstraint("corpus_id", "category_id", "text_hash"), NO_REUSE)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id", ondelete="CASCADE"), index=True)
@@ -110,9 +122,12 @@ class Description(Base):
 
 
 class IndexFile(Base):
-    """A record of one FAISS file written: what it holds, so a stale or foreign file is detected."""
+    """The record of the FAISS file that serves one index of a space: what it holds, so a stale or foreign file
+    is detected. Files are written once under a new name and never changed; ``path`` is relative to the data
+    folder (``$UNIBIND_HOME``), so the folder can be moved. Only the newest record of a (space, kind) is kept."""
 
     __tablename__ = "index_files"
+    __table_args__ = NO_REUSE
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
@@ -124,8 +139,6 @@ class IndexFile(Base):
     file_sha256: Mapped[str] = mapped_column(String(64))
     file_size: Mapped[int] = mapped_column(BigInteger)
     corpus_ids: Mapped[list[int]] = mapped_column(JSON)
-    # "<inode>-<mtime ns>" of the file as written: a file replaced since (a write whose commit failed) is stale
-    file_stamp: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -140,6 +153,7 @@ class Centre(Base):
     __tablename__ = "centres"
     __table_args__ = (
         UniqueConstraint("space_id", "category_id", "template", "k", "strategy", "corpora_key", name="uq_centres_key"),
+        NO_REUSE,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -162,6 +176,7 @@ class CentreMember(Base):
     """One vector of a centre: a description (``description_id``) or a synthetic prompt vector."""
 
     __tablename__ = "centre_members"
+    __table_args__ = NO_REUSE
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     centre_id: Mapped[int] = mapped_column(ForeignKey("centres.id", ondelete="CASCADE"), index=True)
@@ -187,7 +202,7 @@ class Modality(Base):
     """A modality of a space and the dimension of its encoder's output (the head's input)."""
 
     __tablename__ = "modalities"
-    __table_args__ = (UniqueConstraint("space_id", "name"),)
+    __table_args__ = (UniqueConstraint("space_id", "name"), NO_REUSE)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
@@ -215,12 +230,13 @@ class Head(Base):
             sqlite_where=expression.text("active"),
             postgresql_where=expression.text("active"),
         ),
+        NO_REUSE,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     modality_id: Mapped[int] = mapped_column(ForeignKey("modalities.id", ondelete="CASCADE"), index=True)
     version: Mapped[int] = mapped_column(Integer)
-    path: Mapped[str] = mapped_column(Text)  # the safetensors file
+    path: Mapped[str] = mapped_column(Text)  # the safetensors file, relative to the data folder
     file_sha256: Mapped[str] = mapped_column(String(64))
     d_in: Mapped[int] = mapped_column(Integer)
     d_out: Mapped[int] = mapped_column(Integer)
@@ -239,7 +255,7 @@ class Item(Base):
     is its embedding in the space (through the head), ``raw`` the encoder's output it was projected from."""
 
     __tablename__ = "items"
-    __table_args__ = (Index("ix_items_modality_id_label", "modality_id", "label"),)
+    __table_args__ = (Index("ix_items_modality_id_label", "modality_id", "label"), NO_REUSE)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     modality_id: Mapped[int] = mapped_column(ForeignKey("modalities.id", ondelete="CASCADE"))
@@ -264,3 +280,38 @@ class ItemField(Base):
     item_id: Mapped[int] = mapped_column(BigId, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     value: Mapped[str] = mapped_column(String(500))
+
+
+class StoreState(Base):
+    """The store's one row: its identity (a UUID made when the store was created, which names its folders under
+    ``$UNIBIND_HOME`` whatever URL reaches it) and the catalog version, a counter bumped in the same transaction
+    as every publish (ingest, replace, delete, gallery change, head activation, centre build). Caches compare the
+    version; every publishing transaction updates this row first, which also serialises publishers."""
+
+    __tablename__ = "store_state"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    store_id: Mapped[str] = mapped_column(String(36))
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Job(Base):
+    """A background ingest started through the service: kept in the store, so its state outlives the process
+    (a job whose process died reads as ``interrupted``)."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # "ingest"
+    corpus: Mapped[str] = mapped_column(String(200))
+    space: Mapped[str | None] = mapped_column(String(512))  # the encoder spec
+    state: Mapped[str] = mapped_column(String(16), index=True)  # queued, running, done, failed, interrupted
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    owner: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

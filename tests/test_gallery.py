@@ -23,7 +23,7 @@ from indexer.description_index import index_dir
 from indexer.device import Device
 from indexer.encoder import Encoder
 from indexer.faiss_runtime import faiss
-from indexer.gallery import NewItem, add_items
+from indexer.gallery import NewItem, add_items, gallery_index
 from indexer.head import LinearHead
 from indexer.head_store import record_head
 from indexer.modality import register_modality
@@ -104,7 +104,14 @@ def audio_space(db: Database, home: Path, *, seed: int = 1) -> Setup:
 
 
 def index_path(db: Database, home: Path, setup: Setup) -> Path:
-    return index_dir(home, db) / f"space-{setup.space_id}-items-audio.faiss"
+    """The file the audio gallery's record names now."""
+    with db.session() as s:
+        modality = s.get(Modality, setup.modality_id)
+        assert modality is not None
+        _ = modality.space
+    path = gallery_index(db, home, Device(), modality).path
+    assert path is not None and path.parent == index_dir(home, db)
+    return path
 
 
 def index_ids(db: Database, home: Path, setup: Setup) -> np.ndarray:
@@ -220,7 +227,7 @@ def test_add_items_api_and_jsonl_features(db: Database, home: Path, tmp_path: Pa
     raw, metas = gallery_rows(12)
     with db.session() as s:
         space = s.get(Space, setup.space_id)
-    report = add_items(db, home, Device(), load_projection(db, space, "audio", Device()),
+    report = add_items(db, home, Device(), load_projection(db, space, "audio", Device(), home=home),
                        [NewItem(m["uri"], m["label"], {"split": m["split"]}) for m in metas], raw)
     assert (report.added, report.total, report.via) == (12, 12, "head v1")
     lines = [{"vector": x.tolist(), "uri": f"j/{i}", "label": "jsonl", "take": i} for i, x in enumerate(raw[:3])]
@@ -503,7 +510,7 @@ def test_stale_index_clear_error_and_rebuild(db: Database, home: Path, tmp_path:
 
     path.unlink()
     code, out, err = run(*query)
-    assert code == 2 and out == "" and err.startswith("unibind: error:") and err.count("\n") == 1
+    assert code == 3 and out == "" and err.startswith("unibind: error:") and err.count("\n") == 1
     assert "unibind gallery rebuild" in err and "missing" in err
     code, out, _ = run("gallery", "verify")
     assert code == 1 and "STALE" in out
@@ -513,19 +520,21 @@ def test_stale_index_clear_error_and_rebuild(db: Database, home: Path, tmp_path:
     assert code == 0 and json.loads(out) == good
 
     # overwritten by another valid index of the same size whose ids differ (a file from another database)
+    path = index_path(db, home, setup)  # the rebuild wrote a new file
     other = VectorStore.create(DIM, Device(), "Flat")
     other.add(np.arange(10_000, 10_000 + N, dtype=np.int64), reference(raw, setup.w, setup.b).astype(np.float32))
     other.save(path)
     code, _, err = run(*query)
-    assert code == 2 and "unibind gallery rebuild" in err and err.count("\n") == 1
+    assert code == 3 and "unibind gallery rebuild" in err and err.count("\n") == 1
     assert run("gallery", "rebuild")[0] == 0
     code, out, _ = run(*query)
     assert code == 0 and json.loads(out) == good
 
     # overwritten with garbage of another size
+    path = index_path(db, home, setup)
     path.write_bytes(b"not a faiss index")
     code, _, err = run(*query)
-    assert code == 2 and err.startswith("unibind: error:") and err.count("\n") == 1
+    assert code == 3 and err.startswith("unibind: error:") and err.count("\n") == 1
     assert "unibind gallery rebuild" in err and "bytes" in err, err
     assert run("gallery", "verify")[0] == 1
     assert run("gallery", "rebuild")[0] == 0
@@ -541,7 +550,7 @@ def test_corrupt_index_of_the_recorded_size_names_rebuild(db: Database, home: Pa
     np.save(tmp_path / "q.npy", raw[:2])
     path.write_bytes(b"\0" * path.stat().st_size)
     code, _, err = run("search", "--features", str(tmp_path / "q.npy"), "--modality", "audio", "--target", "audio")
-    assert code == 2 and err.startswith("unibind: error:") and err.count("\n") == 1
+    assert code == 3 and err.startswith("unibind: error:") and err.count("\n") == 1  # 3: a conflict with the store
     assert "unibind gallery rebuild" in err, err
 
 
@@ -615,7 +624,7 @@ def test_a_head_switched_without_reprojection_is_flagged_and_rebuild_reprojects(
     np.save(tmp_path / "q.npy", raw[:2])
     query = ("search", "--features", str(tmp_path / "q.npy"), "--modality", "audio", "--target", "audio", "--json")
     code, _, err = run(*query)
-    assert code == 2 and "projected through another head" in err and "unibind gallery rebuild" in err
+    assert code == 3 and "projected through another head" in err and "unibind gallery rebuild" in err
     code, out, _ = run("gallery", "verify")
     assert code == 1 and "projected through another head" in out
     assert run("gallery", "rebuild")[0] == 0 and run("gallery", "verify")[0] == 0

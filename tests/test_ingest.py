@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from indexer.catalog import delete_corpus, description_index, purge_incomplete
+from indexer.catalog import corpus_state, delete_corpus, description_index, reap_abandoned
 from indexer.corpus_reader import read_corpus
 from indexer.description_index import StaleIndexError
 from indexer.encoder import Encoder
@@ -99,7 +99,9 @@ def test_incremental_add_does_not_reencode(db: Database, home: Path, tmp_path: P
     after = description_index(db, _space(db), home, minilm.device).load()
     assert set(before.ids()) < set(after.ids()) and after.ntotal == len(_stored(db))
     with db.session() as s:
-        assert s.scalar(select(func.count(IndexFile.id))) == 2  # one record per file written
+        assert s.scalar(select(func.count(IndexFile.id))) == 1  # the record of the file that serves, no history
+    index = description_index(db, _space(db), home, minilm.device)
+    assert [p.name for p in index.folder.glob("*.faiss")] == [index.path.name]  # the superseded file is gone
 
 
 def test_name_conflict_replace_and_delete(db: Database, home: Path, tmp_path: Path, minilm: Encoder) -> None:
@@ -154,20 +156,40 @@ def test_verify_detects_stale_file_and_rebuild_repairs(db: Database, home: Path,
     assert sorted(index.load().ids()) == sorted(_stored(db))
 
 
-def test_purge_incomplete_and_hidden_until_complete(db: Database, home: Path, tmp_path: Path, minilm: Encoder) -> None:
+def test_reap_removes_dead_ingests_only_and_hidden_until_complete(db: Database, home: Path, tmp_path: Path,
+                                                                   minilm: Encoder) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from indexer.lease import current_owner
+
     _ingest(db, home, write_json(tmp_path / "a.json", ANIMALS), "animals", minilm)
-    with db.transaction() as s:  # what a killed run leaves: a hidden corpus with some rows
+    now = datetime.now(timezone.utc)
+    owners = {  # what killed runs leave (a dead process here, a silent one elsewhere), and a live run's rows
+        "dead": (current_owner().rsplit("/", 2)[0] + "/999999999/1", now),
+        "silent": ("otherhost/abcd1234/1/42/7", now - timedelta(minutes=10)),
+        "remote": ("otherhost/abcd1234/1/43/7", now),
+        "live": (current_owner(), now),
+    }
+    with db.transaction() as s:
         space = s.scalars(select(Space)).one()
-        dead = Corpus(space_id=space.id, name="~ingesting-dead", status=CorpusStatus.INGESTING)
-        s.add(dead)
-        s.flush()
         cat = s.scalars(select(Description.category_id)).first()
-        s.add(Description(corpus_id=dead.id, category_id=cat, text="half", text_hash="0" * 40, vector=b"\0" * 4 * 384))
-    index = description_index(db, space, home, minilm.device)
-    assert index.verify().ok  # the hidden corpus is not part of what the file must hold
-    assert purge_incomplete(db, space) == ["~ingesting-dead"]
+        for name, (owner, beat) in owners.items():
+            c = Corpus(space_id=space.id, name=f"~ingesting-{name}", target_name=name, status=CorpusStatus.INGESTING,
+                       owner=owner, heartbeat_at=beat)
+            s.add(c)
+            s.flush()
+            s.add(Description(corpus_id=c.id, category_id=cat, text=f"half {name}", text_hash="0" * 40,
+                              vector=b"\0" * 4 * 384))
     with db.session() as s:
-        assert s.scalar(select(func.count(Description.id)).where(Description.text == "half")) == 0
+        states = {c.target_name: corpus_state(c) for c in s.scalars(select(Corpus).where(Corpus.target_name.is_not(None)))}
+    assert states == {"dead": "interrupted", "silent": "interrupted", "remote": "ingesting", "live": "ingesting"}
+    index = description_index(db, space, home, minilm.device)
+    assert index.verify().ok  # the hidden corpora are not part of what the file must hold
+    assert sorted(reap_abandoned(db)) == ["dead", "silent"]
+    with db.session() as s:
+        left = set(s.scalars(select(Description.text).where(Description.text.like("half %"))))
+    assert left == {"half remote", "half live"}  # a live process's ingest is never touched
+    assert reap_abandoned(db) == []
 
 
 def test_no_records_is_an_error(db: Database, home: Path, minilm: Encoder) -> None:
@@ -211,7 +233,7 @@ def test_same_size_file_with_other_ids_is_stale(db: Database, home: Path, tmp_pa
     forged = VectorStore.create(store.dim, minilm.device)
     forged.add(store.ids() + 1000, np.stack([v for _, v in _stored(db).values()]))  # same count, other ids
     forged.save(index.path)
-    with pytest.raises(StaleIndexError, match="replaced after its record was written"):  # before its ids are read
+    with pytest.raises(StaleIndexError, match="not the 10 of dim 384 with the ids its record names"):
         index.load()
     assert not index.verify().ok
 

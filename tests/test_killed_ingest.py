@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -60,8 +61,11 @@ def test_killed_ingest_leaves_nothing_visible(db_url: str, home: Path, tmp_path:
     assert main(["--db", db_url, "--home", str(home), "search-descriptions", "Description number 3 of class 1", "-k", "50", "--json"]) == 0
     assert "class 1" not in capsys.readouterr().out
     assert description_index(db, space, home, Device()).verify().ok
+    assert main(["--db", db_url, "--home", str(home), "corpus", "list", "--json"]) == 0
+    listed = {c["status"]: c["name"] for c in json.loads(capsys.readouterr().out)}
+    assert listed["interrupted"].endswith("(big)") and "ingesting" not in listed  # its process is dead: shown so
     assert main(["--db", db_url, "--home", str(home), "index", "rebuild"]) == 0  # the one repair command
-    assert "removed incomplete corpora ~ingesting-" in capsys.readouterr().out
+    assert "removed interrupted ingests big" in capsys.readouterr().out
     with db.session() as s:
         assert s.scalar(select(func.count(Corpus.id))) == 1
     assert main(["--db", db_url, "--home", str(home), "ingest", str(big), "--name", "big", "--encoder", "minilm"]) == 0

@@ -237,7 +237,7 @@ def test_image_zero_shot_in_a_shared_space(db_url: str, home: Path, tmp_path: Pa
         assert got.keys() == expected.keys() and all(abs(got[c] - expected[c]) < ATOL for c in got)
 
         # the Python API: zero-shot projection of the space's own tower
-        projection = load_projection(db, space, "image", cpu)
+        projection = load_projection(db, space, "image", cpu, home=home)
         assert projection.zero_shot and projection.describe() == "image (zero-shot)" and projection.input_dim == 32
         np.testing.assert_allclose(projection.images(files), np.concatenate([oc_ref.image(f) for f in files]), atol=ATOL)
         assert table_counts(db)["heads"] == 0 and table_counts(db)["modalities"] == 0  # a query writes no rows
@@ -312,7 +312,7 @@ def test_image_head_versions_round_trip(db_url: str, home: Path, tmp_path: Path,
         with db.session() as s:
             active = list(s.execute(select(Head.version).where(Head.active.is_(True))))
         assert active == [(2,)]
-        projection = load_projection(db, space_of(db), "image", cpu)
+        projection = load_projection(db, space_of(db), "image", cpu, home=home)
         assert projection.head_version == 2 and projection.describe() == "image (head v2)"
         np.testing.assert_allclose(projection.images([query]), np_normalize(head2.project(raw)), atol=ATOL)
     finally:
@@ -452,7 +452,7 @@ def test_feature_modality_end_to_end(db_url: str, home: Path, capsys: pytest.Cap
 
     db = Database(db_url)
     try:
-        projection = load_projection(db, space_of(db), "audio", cpu)
+        projection = load_projection(db, space_of(db), "audio", cpu, home=home)
         assert projection.head_version == 1 and projection.describe() == "audio (head v1)"
         np.testing.assert_allclose(projection.features(queries), np_normalize(projected), atol=ATOL)
     finally:

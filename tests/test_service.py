@@ -342,7 +342,7 @@ def test_image_upload_zero_shot_equals_the_library(tmp_path: Path) -> None:
     assert rec.status_code == 200 and found.status_code == 200, (rec.text, found.text)
     db = Database(url)
     try:
-        vectors = load_projection(db, space(db), "image", Device()).images([Image.open(io.BytesIO(data)).convert("RGB")])
+        vectors = load_projection(db, space(db), "image", Device(), home=home).images([Image.open(io.BytesIO(data)).convert("RGB")])
         expected = Recognizer(db, Device()).recognize_vectors(vectors, k=2, labels=["tench", "goldfish"])[0]
         assert rec.json() == [{"query": "red.png", "labels": expected.labels, "scores": expected.scores}]
         hits = CrossModalSearch(db, home, Device(), space(db), "descriptions").search(

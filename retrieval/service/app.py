@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,20 +15,19 @@ from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from indexer.stamped_index import StaleIndexError
-from retrieval.service import catalog, page
+from retrieval.service import catalog, errors, page
 from retrieval.service import payloads as p
 from retrieval.service.config import ServiceConfig
 from retrieval.service.jobs import JobManager, add_routes
 from retrieval.service.metrics import ServiceMetrics
 from retrieval.service.state import ServiceState, Snapshot, service_of
-from retrieval.service.upload import decode_image, read_form_upload
+from retrieval.service.upload import FORM_OVERHEAD, decode_image, read_form_upload
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,35 @@ OPEN_PATHS = frozenset({"/healthz"})
 MULTIPART = "multipart/form-data"
 
 
-def _error(status: int, detail: Any) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status)
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes is refused before it is parsed — at once when its
+    Content-Length says so, else (chunked uploads) as soon as the bytes read pass the limit, while it streams."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            response = JSONResponse({"detail": f"request body of {int(declared)} bytes is larger than the limit of "
+                                               f"{self.limit} bytes"}, status_code=413)
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise errors.BodyTooLarge(self.limit)
+            return message
+
+        await self.app(scope, limited, send)
 
 
 def _given_key(request: Request) -> str | None:
@@ -70,6 +97,7 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loaded = state or await run_in_threadpool(ServiceState, config)
+        await run_in_threadpool(jobs.open, loaded.db)
         await run_in_threadpool(loaded.warm)
         app.state.service = loaded
         try:
@@ -83,11 +111,14 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
                   description="UniBind recognition and cross-modal search over a FAISS + SQL knowledge base.",
                   responses={400: {"model": p.ErrorBody}, 401: {"model": p.ErrorBody}})
 
-    # -- middleware: metrics (outermost), then the API key --------------------------------------------------
+    # -- middleware: metrics and the request id (outermost), the API key, then the body limit ---------------
+    app.add_middleware(BodyLimit, limit=config.max_upload_bytes + FORM_OVERHEAD)
+
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         start = time.perf_counter()
         route = _route_template(app, request)
+        request.state.request_id = uuid.uuid4().hex[:16]
         status = 500
         try:
             path = request.url.path
@@ -99,33 +130,13 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
                     status = 401
                     return response
             response = await call_next(request)
+            response.headers.setdefault(errors.REQUEST_ID_HEADER, request.state.request_id)
             status = response.status_code
             return response
         finally:
             metrics.observe(request.method, route, status, time.perf_counter() - start)
 
-    # -- errors: every user error is a 4xx {"detail": message} ---------------------------------------------
-    @app.exception_handler(ValueError)
-    async def _value_error(_: Request, e: ValueError) -> JSONResponse:
-        return _error(400, str(e))
-
-    @app.exception_handler(FileNotFoundError)
-    async def _not_found(_: Request, e: FileNotFoundError) -> JSONResponse:
-        return _error(404, str(e))
-
-    @app.exception_handler(StaleIndexError)
-    async def _stale(_: Request, e: StaleIndexError) -> JSONResponse:
-        return _error(409, f"{e} (run `unibind index rebuild`)")
-
-    @app.exception_handler(SQLAlchemyError)
-    async def _db_error(_: Request, e: SQLAlchemyError) -> JSONResponse:
-        log.error("database error: %s", e)
-        return _error(503, "database error: " + str(getattr(e, "orig", None) or e).strip().splitlines()[0])
-
-    @app.exception_handler(Exception)
-    async def _internal(_: Request, e: Exception) -> JSONResponse:
-        log.exception("internal error")
-        return _error(500, f"internal error ({type(e).__name__})")
+    errors.install(app)  # every error, mapped to its status in one place
 
     # -- request parsing -----------------------------------------------------------------------------------
     async def parse(request: Request, model: type[p.Query]) -> _Query:
@@ -248,18 +259,20 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
     @app.delete("/v1/corpora/{name}", response_model=p.Deleted, tags=["knowledge base"],
                 responses={404: {"model": p.ErrorBody}})
     async def delete(name: str, request: Request) -> p.Deleted:
-        from indexer.catalog import delete_corpus, find_corpus
-        from schema import Corpus
+        from indexer.catalog import delete_corpus
+        from schema import Corpus, CorpusStatus
 
         st = service_of(request)
 
         def work() -> p.Deleted:
             # the queries in flight finish first; new ones wait until the service has moved to the new catalog
             with st.catalog.exclusive():
-                with st.db.session() as session:
-                    if not session.scalar(select(func.count(Corpus.id)).where(Corpus.name == name)):
-                        raise HTTPException(404, f"no corpus named {name!r}")
-                    corpus_id = find_corpus(session, name).id
+                with st.db.session() as session:  # a complete corpus of the served space, nothing else
+                    space = st.served_space(session)
+                    corpus_id = None if space is None else session.scalar(select(Corpus.id).where(
+                        Corpus.space_id == space.id, Corpus.name == name, Corpus.status == CorpusStatus.COMPLETE))
+                if corpus_id is None:
+                    raise HTTPException(404, f"no corpus named {name!r}")
                 n = delete_corpus(st.db, corpus_id, config.home, st.device)
                 try:
                     st.refresh()

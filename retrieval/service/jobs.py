@@ -1,6 +1,10 @@
 """Background ingestion: ``POST /v1/corpora`` checks an uploaded corpus file at once (a bad file is a 400
 naming its line or field, and nothing is written), then ingests it in a job, one at a time per process;
-``GET /v1/jobs/{id}`` reports the job's state and progress, ``GET /v1/jobs`` every job this process knows.
+``GET /v1/jobs/{id}`` reports the job's state and progress, ``GET /v1/jobs`` the newest jobs.
+
+Jobs are rows of the store (``schema.Job``): their state outlives the process, and any replica of the service
+answers for them. A job whose process died (a restart, a kill) reads as ``interrupted``; its half-written corpus
+was never visible and goes at the next write. The process renews the lease of its live jobs with a heartbeat.
 
 The ingest publishes the corpus in one commit (``indexer.ingest``); then the job moves the service to a
 snapshot of the new catalog and only then reports ``done``, so new queries see the corpus without a restart
@@ -12,116 +16,154 @@ the slices.
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
+from sqlalchemy import delete, select, update
 from starlette.concurrency import run_in_threadpool
 
 from indexer.corpus_reader import FORMATS, CorpusData, read_corpus_bytes
-from indexer.encoder_factory import parse_encoder_spec
 from indexer.ingest import IngestConfig, ingest
+from indexer.lease import Heartbeat, current_owner, is_alive
 from retrieval.service import payloads as p
 from retrieval.service.config import ServiceConfig
 from retrieval.service.state import ServiceState, service_of
 from retrieval.service.upload import read_form_upload
+from schema import Database, Job
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 TRUE, FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"", "0", "false", "no", "off"})
 MAX_JOBS_KEPT = 1000  # finished jobs beyond this are forgotten, oldest first
+LIVE = ("queued", "running")
+INTERRUPTED = "interrupted"
 
 
-@dataclass
-class Job:
-    id: str
-    corpus: str
-    total: int
-    state: str = "queued"  # queued, running, done, failed
-    done: int = 0
-    error: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-
-    def view(self) -> p.JobView:
-        return p.JobView(id=self.id, state=self.state, progress=p.JobProgress(done=self.done, total=self.total),
-                         corpus=self.corpus, error=self.error, started_at=self.started_at, finished_at=self.finished_at)
+def view(job: Job) -> p.JobView:
+    """A job as the API shows it: a queued or running job whose process died is ``interrupted``."""
+    state = job.state
+    if state in LIVE and not is_alive(job.owner, job.heartbeat_at):
+        state = INTERRUPTED
+    return p.JobView(id=job.id, state=state, progress=p.JobProgress(done=job.done, total=job.total),
+                     corpus=job.corpus, error=job.error, started_at=job.started_at, finished_at=job.finished_at)
 
 
-def _move_on(state: ServiceState, job: Job) -> None:
+def _move_on(state: ServiceState, job_id: str) -> None:
     """After a job's publish: the service moves to the new catalog before the job says done."""
     try:
         state.refresh()
     except Exception as e:  # noqa: BLE001 - the corpus is published; the next query retries the build
-        log.warning("ingest job %s: the service could not load the new catalog yet: %s", job.id, e)
+        log.warning("ingest job %s: the service could not load the new catalog yet: %s", job_id, e)
 
 
 @contextmanager
-def _replacing(state: ServiceState, job: Job) -> Iterator[None]:
+def _replacing(state: ServiceState, job_id: str) -> Iterator[None]:
     """Around a replacing publish (it removes the old corpus): like a deletion, it waits for the queries in
     flight and moves the service on before new queries start."""
     with state.catalog.exclusive():
         yield
-        _move_on(state, job)
+        _move_on(state, job_id)
 
 
 class JobManager:
-    """Ingestion jobs of one process: run one at a time on a worker thread, kept in memory."""
+    """Ingestion jobs of one process: run one at a time on a worker thread, recorded in the store."""
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unibind-job")
-        self._jobs: dict[str, Job] = {}
-        self._lock = threading.Lock()
+        self._db: Database | None = None
+        self._owner = current_owner()
+        self._heartbeat: Heartbeat | None = None
 
-    def get(self, job_id: str) -> Job | None:
-        with self._lock:
-            return self._jobs.get(job_id)
+    def open(self, db: Database) -> None:
+        """Bind to the store: jobs left queued or running by a process that died are marked interrupted, and a
+        heartbeat keeps this process's jobs alive."""
+        self._db = db
+        with db.transaction() as session:
+            stale = [j for j in session.scalars(select(Job).where(Job.state.in_(LIVE)))
+                     if not is_alive(j.owner, j.heartbeat_at)]
+            for job in stale:
+                job.state, job.finished_at = INTERRUPTED, job.finished_at or datetime.now(timezone.utc)
+                job.error = job.error or "interrupted: the service process stopped before the job finished"
+        if stale:
+            log.warning("%d ingest jobs of a stopped service process are marked interrupted", len(stale))
+        self._heartbeat = Heartbeat(self._beat, name="unibind-job-heartbeat")
+        self._heartbeat.__enter__()
 
-    def recent(self) -> list[Job]:
-        """The jobs this process knows, newest first."""
-        with self._lock:
-            return list(reversed(self._jobs.values()))
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            raise RuntimeError("the job manager is not bound to a store (JobManager.open)")
+        return self._db
 
-    def submit(self, state: ServiceState, data: CorpusData, config: IngestConfig) -> Job:
-        job = Job(id=uuid.uuid4().hex, corpus=config.name.strip(), total=len(data.records))
-        with self._lock:
-            finished = [j.id for j in self._jobs.values() if j.state in ("done", "failed")]
-            for old in finished[: max(0, len(self._jobs) - MAX_JOBS_KEPT + 1)]:
-                del self._jobs[old]
-            self._jobs[job.id] = job
-        self._pool.submit(self._run, job, state, data, config)
-        return job
+    def _beat(self) -> bool:
+        with self.db.transaction() as session:
+            session.execute(update(Job).where(Job.owner == self._owner, Job.state.in_(LIVE))
+                            .values(heartbeat_at=datetime.now(timezone.utc)))
+        return True
 
-    def _run(self, job: Job, state: ServiceState, data: CorpusData, config: IngestConfig) -> None:
-        job.started_at, job.state = datetime.now(timezone.utc), "running"
+    def _update(self, job_id: str, **values: Any) -> None:
+        with self.db.transaction() as session:
+            session.execute(update(Job).where(Job.id == job_id).values(**values))
+
+    def get(self, job_id: str) -> p.JobView | None:
+        with self.db.session() as session:
+            job = session.get(Job, job_id)
+            return view(job) if job is not None else None
+
+    def recent(self) -> list[p.JobView]:
+        """The newest jobs (at most the ones kept), newest first."""
+        with self.db.session() as session:
+            jobs = session.scalars(select(Job).order_by(Job.created_at.desc(), Job.id).limit(MAX_JOBS_KEPT))
+            return [view(j) for j in jobs]
+
+    def submit(self, state: ServiceState, data: CorpusData, config: IngestConfig) -> str:
+        job_id = uuid.uuid4().hex
+        now = datetime.now(timezone.utc)
+        with self.db.transaction() as session:
+            session.add(Job(id=job_id, kind="ingest", corpus=config.name.strip(), space=config.encoder, state="queued",
+                            done=0, total=len(data.records), owner=self._owner, heartbeat_at=now, created_at=now))
+            finished = select(Job.id).where(Job.state.not_in(LIVE)).order_by(Job.created_at.desc()).offset(MAX_JOBS_KEPT)
+            old = list(session.scalars(finished))
+            if old:
+                session.execute(delete(Job).where(Job.id.in_(old)))
+        self._pool.submit(self._run, job_id, state, data, config)
+        return job_id
+
+    def _run(self, job_id: str, state: ServiceState, data: CorpusData, config: IngestConfig) -> None:
+        self._update(job_id, state="running", started_at=datetime.now(timezone.utc))
 
         def progress(done: int, total: int) -> None:
-            job.done, job.total = done, total
+            self._update(job_id, done=done, total=total, heartbeat_at=datetime.now(timezone.utc))
 
         error: str | None = None
         try:
-            guard = (lambda: _replacing(state, job)) if config.replace else None
+            guard = (lambda: _replacing(state, job_id)) if config.replace else None
             ingest(state.db, data, config, home=state.config.home, device=state.device,
                    encoder=state.encoder_for(config.encoder), progress=progress, publish_guard=guard)  # type: ignore[arg-type]
             if not config.replace:
-                _move_on(state, job)
+                _move_on(state, job_id)
         except Exception as e:  # the job records its one-line error; the service keeps running
-            log.warning("ingest job %s (%s) failed: %s", job.id, job.corpus, e)
+            log.warning("ingest job %s (%s) failed: %s", job_id, config.name, e)
             lines = str(e).strip().splitlines()
             error = f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
-        job.finished_at, job.error = datetime.now(timezone.utc), error  # before the state: a poller sees it whole
-        job.state = "failed" if error else "done"
+        try:
+            self._update(job_id, state="failed" if error else "done", error=error,
+                         finished_at=datetime.now(timezone.utc))
+        except Exception as e:  # noqa: BLE001 - the store went away: the job reads as interrupted later
+            log.error("ingest job %s: could not record its end (%s): %s", job_id, "failed" if error else "done", e)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._heartbeat is not None:
+            self._heartbeat.__exit__(None, None, None)
+            self._heartbeat = None
 
 
 def _flag(form: dict[str, Any], key: str) -> bool:
@@ -164,28 +206,26 @@ def add_routes(app: FastAPI, config: ServiceConfig, jobs: JobManager) -> None:
 
         def check() -> tuple[CorpusData, IngestConfig]:
             corpus = read_corpus_bytes(data, label=filename, format=fmt, key=key)  # CorpusError: a 400
-            encoder = fields.get("encoder") or st.current_encoder()
-            if encoder is None:
-                raise HTTPException(400, "the knowledge base is empty: give the form field 'encoder' (e.g. minilm)")
+            encoder = st.check_upload_encoder(fields.get("encoder") or None)  # the served space's, and no other
             ingest_config = IngestConfig(name=name, encoder=encoder, source=fields.get("source") or None,
                                          replace=replace, progress=False)
-            if not replace and st.corpus_exists(ingest_config.name.strip(), str(parse_encoder_spec(encoder))):
+            if not replace and st.corpus_exists(ingest_config.name.strip(), encoder):
                 raise HTTPException(409, f"corpus {ingest_config.name.strip()!r} already exists: send replace=true, "
                                          f"or delete it first")
             return corpus, ingest_config
 
         corpus, ingest_config = await run_in_threadpool(check)
-        job = jobs.submit(st, corpus, ingest_config)
-        return p.JobAccepted(job=job.id, status_url=f"/v1/jobs/{job.id}")
+        job_id = await run_in_threadpool(jobs.submit, st, corpus, ingest_config)
+        return p.JobAccepted(job=job_id, status_url=f"/v1/jobs/{job_id}")
 
     @app.get("/v1/jobs", response_model=list[p.JobView], tags=["knowledge base"])
     async def job_list() -> list[p.JobView]:
-        return [job.view() for job in jobs.recent()]
+        return await run_in_threadpool(jobs.recent)
 
     @app.get("/v1/jobs/{job_id}", response_model=p.JobView, tags=["knowledge base"],
              responses={404: {"model": p.ErrorBody}})
     async def job_status(job_id: str) -> p.JobView:
-        job = jobs.get(job_id)
+        job = await run_in_threadpool(jobs.get, job_id[:64])
         if job is None:
             raise HTTPException(404, f"no job {job_id!r}")
-        return job.view()
+        return job

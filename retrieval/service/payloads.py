@@ -118,7 +118,7 @@ class JobProgress(BaseModel):
 
 class JobView(BaseModel):
     id: str
-    state: str = Field(description="queued, running, done or failed")
+    state: str = Field(description="queued, running, done, failed, or interrupted (its service process stopped)")
     progress: JobProgress
     corpus: str
     error: str | None

@@ -1,12 +1,14 @@
 """What the service loads once, and how queries share it.
 
 - The database, the device and the encoders (by spec) are loaded once and kept.
+- The served space is fixed at start: the one ``--encoder`` names, or the only space (with an empty knowledge
+  base, the space of the first corpus uploaded). Spaces other processes add later change nothing here.
 - The query objects (the space, a Recognizer, one CrossModalSearch per target, the projections) belong to a
-  :class:`Snapshot` of one *catalog signature*: the space's corpora and their status, the active heads, the
-  gallery's item count and largest id, read with one cheap query per request. When the signature changes
-  (an ingest, a deletion, a new head, new gallery items) one thread builds a new snapshot while the other
-  queries keep answering from the old one; then the new one replaces it. A query keeps the snapshot it
-  started with, so every answer comes from one whole catalog.
+  :class:`Snapshot` of one *catalog version*, the counter every publish in the store bumps (one primary-key
+  read per request). When it moves (an ingest, a deletion, a head switch, gallery items, centres, by this
+  process or any other) one thread builds a new snapshot while the other queries keep answering from the old
+  one; then the new one replaces it. A query keeps the snapshot it started with, so every answer comes from one
+  whole catalog; ids are never reused, so an old snapshot never pairs its vectors with another row's text.
 - Queries run side by side, in worker threads off the event loop. Encoder calls hold one first-come,
   first-served lock (``compute``: a fast tokenizer is not thread-safe), in slices, so an ingest job's
   encoding lets queries in between; on a GPU all compute holds it. A deletion in this process takes the
@@ -28,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from indexer.catalog import find_space
 from indexer.device import Device, select_device
+from indexer.encoder_spec import parse_encoder_spec
 from indexer.encoder import Encoder
 from indexer.encoder_factory import build_encoder
 from indexer.projection import Projection, load_projection
@@ -35,7 +38,9 @@ from retrieval.cross_modal_search import CrossModalSearch
 from retrieval.recognizer import Recognizer
 from retrieval.service.config import ServiceConfig
 from retrieval.service.locks import FairLock, LockedEncoder, SharedLock
-from schema import Corpus, Database, Description, Head, Item, Modality, Space
+from schema import Corpus, Database, Description, Item, Modality, Space
+from schema.errors import InvalidInput
+from schema.store_state import catalog_version
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -45,7 +50,7 @@ class Snapshot:
     """The query objects of one catalog state. Each part is built once (under the service's build lock, so two
     snapshots never build centres at once) and then only read, without a lock."""
 
-    def __init__(self, state: ServiceState, signature: tuple[Any, ...]) -> None:
+    def __init__(self, state: ServiceState, signature: int) -> None:
         self.signature = signature
         self._state = state
         self._space: Space | None = None
@@ -57,8 +62,9 @@ class Snapshot:
         if self._space is None:
             with self._state.build_lock:
                 if self._space is None:
+                    spec = self._state.served_spec()
                     with self._state.db.session() as session:
-                        self._space = find_space(session, self._state.config.encoder)
+                        self._space = find_space(session, spec) if spec else find_space(session, None)
         return self._space
 
     def encoder(self) -> LockedEncoder:
@@ -69,9 +75,17 @@ class Snapshot:
             with self._state.build_lock:
                 if self._recognizer is None:
                     space, st = self.space(), self._state
-                    self._recognizer = Recognizer(st.db, st.device, encoder=space.encoder,
-                                                  encoder_obj=self.encoder())  # type: ignore[arg-type]
+                    recognizer = Recognizer(st.db, st.device, encoder=space.encoder,
+                                            encoder_obj=self.encoder())  # type: ignore[arg-type]
+                    self._adopt(recognizer.build_report.versions if recognizer.build_report else ())
+                    self._recognizer = recognizer
         return self._recognizer
+
+    def _adopt(self, versions: tuple[int, ...]) -> None:
+        """Centres this snapshot built bumped the catalog version; when those bumps follow its own version with
+        nothing else in between, the catalog is still the one it holds, so it keeps serving without a rebuild."""
+        if versions and list(versions) == list(range(self.signature + 1, self.signature + 1 + len(versions))):
+            self.signature = versions[-1]
 
     @property
     def loaded_recognizer(self) -> Recognizer | None:
@@ -94,7 +108,8 @@ class Snapshot:
     def projection(self, modality: str) -> Projection:
         st = self._state
         return self._part(self._projections, modality, lambda: load_projection(
-            st.db, self.space(), modality, st.device, text_encoder=self.encoder()))  # type: ignore[arg-type]
+            st.db, self.space(), modality, st.device, home=st.config.home,
+            text_encoder=self.encoder()))  # type: ignore[arg-type]
 
     def build_like(self, previous: Snapshot) -> None:
         """Build now the parts ``previous`` had loaded, so queries never wait for them (a part the new catalog
@@ -138,6 +153,10 @@ class ServiceState:
         self.build_lock = threading.RLock()  # builds of snapshot parts (centres, indexes), one at a time
         self._snapshot: Snapshot | None = None
         self._rebuild = threading.Lock()  # one new snapshot at a time
+        self._spec_lock = threading.Lock()
+        self._spec: str | None = str(parse_encoder_spec(config.encoder)) if config.encoder else None
+        if self._spec is None:
+            self.served_spec()  # the only space, fixed now (several: the service must be told which)
 
     def preload_encoder(self, encoder: Encoder) -> None:
         """Use an already loaded encoder for its spec (tests, or an embedding process that has one)."""
@@ -156,12 +175,43 @@ class ServiceState:
         self.db.dispose()
 
     # -- snapshots ----------------------------------------------------------------------------------------
-    def signature(self) -> tuple[Any, ...]:
+    # -- the served space ---------------------------------------------------------------------------------
+    def served_spec(self) -> str | None:
+        """The encoder spec of the served space: fixed at start, or (the knowledge base empty then) at the first
+        space that appears; None while there is none. ValueError when several exist and none was named."""
+        if self._spec is None:
+            with self._spec_lock, self.db.session() as session:
+                if self._spec is None:
+                    encoders = list(session.scalars(select(Space.encoder).order_by(Space.id)))
+                    if len(encoders) > 1:
+                        raise ValueError(f"several spaces exist ({', '.join(encoders)}): start the service with "
+                                         "--encoder SPEC to say which one it serves")
+                    if encoders:
+                        self._spec = encoders[0]
+                        log.info("serving the space %s", self._spec)
+        return self._spec
+
+    def check_upload_encoder(self, given: str | None) -> str:
+        """The encoder an upload ingests with: the served space's; a different one is refused (one service serves
+        one space), and with an empty knowledge base the upload's encoder becomes the served space."""
+        spec = self.served_spec()
+        given_spec = str(parse_encoder_spec(given)) if given else None
+        if spec is None:
+            if given_spec is None:
+                raise InvalidInput("the knowledge base is empty: give the form field 'encoder' (e.g. minilm)")
+            with self._spec_lock:
+                self._spec = self._spec or given_spec
+                spec = self._spec
+        if given_spec is not None and given_spec != spec:
+            raise InvalidInput(f"this service serves the space {spec}; a corpus for {given_spec} must be ingested "
+                               f"with `unibind ingest --encoder {given_spec}` (or served by a service started with "
+                               f"--encoder {given_spec})")
+        return spec
+
+    def signature(self) -> int:
+        """The catalog version: what a snapshot was built from."""
         with self.db.session() as session:
-            corpora = tuple(session.execute(select(Corpus.id, Corpus.space_id, Corpus.status).order_by(Corpus.id)).all())
-            heads = tuple(session.scalars(select(Head.id).where(Head.active.is_(True)).order_by(Head.id)))
-            item_count = tuple(session.execute(select(func.count(Item.id), func.max(Item.id))).one())
-        return corpora, heads, item_count
+            return catalog_version(session)
 
     def snapshot(self, *, wait: bool = False) -> Snapshot:
         """The query objects of the current catalog. When it changed and another thread is already building
@@ -215,16 +265,11 @@ class ServiceState:
             return self._encoders[key]
 
     def served_space(self, session: Session) -> Space | None:
-        """The served space; None while the knowledge base is empty (ValueError when ``--encoder`` names none)."""
-        if not session.scalar(select(func.count(Space.id))):
+        """The served space; None while it does not exist yet (an empty knowledge base)."""
+        spec = self.served_spec()
+        if spec is None:
             return None
-        return find_space(session, self.config.encoder)
-
-    def current_encoder(self) -> str | None:
-        """The served space's encoder spec (``config.encoder`` when the knowledge base has no space yet)."""
-        with self.db.session() as session:
-            space = self.served_space(session)
-            return self.config.encoder if space is None else space.encoder
+        return session.scalars(select(Space).where(Space.encoder == spec)).first()
 
     def corpus_exists(self, name: str, encoder: str) -> bool:
         """Whether the space of ``encoder`` has a complete corpus named ``name``."""
