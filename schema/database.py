@@ -14,9 +14,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from schema.errors import Unavailable
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATION_LOCK_KEY = 0x756E6962696E64  # "unibind": the PostgreSQL advisory lock migrations run under
 
 
 def resolve_database_url(url: str) -> str:
@@ -151,16 +154,44 @@ class Database:
         return self.engine.dialect.name
 
     def ensure_schema(self) -> None:
+        """Migrate to the newest revision when behind; processes that start together on a new or older store
+        migrate one at a time (a file lock beside an SQLite file, an advisory lock on PostgreSQL)."""
         try:
             current = current_revision(self.engine)
         except OperationalError as e:
-            raise ValueError(
-                f"cannot connect to the database {self.url.render_as_string(hide_password=True)}: {e.orig}"
-            ) from e
+            raise Unavailable(f"cannot connect to the database {self.describe()}: {e.orig}") from e
         head = head_revision()
-        if current != head:
-            log.info("migrating %s from %s to %s", self.url.render_as_string(hide_password=True), current, head)
-            migrate(self.engine)
+        if current == head:
+            return
+        with self._migration_lock():
+            current = current_revision(self.engine)  # another process may have migrated meanwhile
+            if current != head:
+                log.info("migrating %s from %s to %s", self.describe(), current, head)
+                migrate(self.engine)
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        if self.backend == "postgresql":
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
+                try:
+                    yield
+                finally:
+                    connection.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")
+                    connection.commit()
+            return
+        database = self.url.database
+        if not database or database == ":memory:":
+            yield
+            return
+        import fcntl
+
+        with open(f"{database}.migrate.lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     def session(self) -> Session:
         return self._sessions()
