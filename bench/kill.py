@@ -249,8 +249,8 @@ class Campaign:
     # -- one trial -----------------------------------------------------------------------------------
     def trial(self, op: str | None = None) -> Trial:
         op = op or self.rng.choice(OPS)
+        args, name = self._op_args(op)  # may ingest a corpus to delete first
         before = self.model
-        args, name = self._op_args(op)
         delay = self.rng.uniform(self.startup / 2, self.windows[op])
         proc = subprocess.Popen(self._command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.perf_counter() + delay

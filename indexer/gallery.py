@@ -164,19 +164,12 @@ def reproject(
     index = gallery_index(db, home, device, modality)
     data = index.data
     with index.lock():
-        with db.transaction() as session:
-            bump_version(session)
-            if activate is not None:
-                head = session.get(Head, activate)
-                if head is None or head.modality_id != modality_id:
-                    raise NotFound(f"head {activate} is not a head of modality {modality.name!r}")
-                load_head(head, data)  # the file must be there and unchanged before it serves queries
-                session.execute(update(Head).where(Head.modality_id == modality_id).values(active=False))
-                session.flush()
-                head.active = True
-                session.flush()
-            head = active_head(session, modality)
-            linear = load_head(head, data) if head is not None else None
+        # computed before the transaction, which then only writes: the catalog lock is held briefly
+        with db.session() as session:
+            head = session.get(Head, activate) if activate is not None else active_head(session, modality)
+            if activate is not None and (head is None or head.modality_id != modality_id):
+                raise NotFound(f"head {activate} is not a head of modality {modality.name!r}")
+            linear = load_head(head, data) if head is not None else None  # there and unchanged, or an error
             n = index.count(session)
             if n and linear is None and not (modality.kind is ModalityKind.IMAGE and modality.encoder == modality.space.encoder):
                 raise ValueError(f"modality {modality.name!r} has no active head to project its {n} items through")
@@ -186,15 +179,25 @@ def reproject(
             for part in session.execute(stmt.execution_options(yield_per=INSERT_CHUNK)).partitions():
                 id_parts.append(np.fromiter((r[0] for r in part), dtype=np.int64, count=len(part)))
                 vec_parts.append(project(from_bytes([r[1] for r in part], modality.input_dim)))
-            head_id = head.id if head is not None else None
-            for ids, vectors in zip(id_parts, vec_parts):
+            factory = factory or index.factory(session)
+        head_id = head.id if head is not None else None
+        ids = np.concatenate(id_parts) if id_parts else np.empty(0, dtype=np.int64)
+        vectors = np.concatenate(vec_parts) if vec_parts else np.empty((0, index.dim), dtype=np.float32)
+        store = VectorStore.from_vectors(index.dim, device, factory, ids, vectors)
+        with db.transaction() as session:
+            bump_version(session)  # first: then nothing else publishes until this commits
+            now_active = active_head(session, modality)
+            if activate is None and (now_active.id if now_active is not None else None) != head_id:
+                raise Conflict(f"the active {modality.name} head changed meanwhile; run the command again")
+            if activate is not None:
+                session.execute(update(Head).where(Head.modality_id == modality_id).values(active=False))
+                session.flush()
+                session.execute(update(Head).where(Head.id == activate).values(active=True))
+            for part_ids, part_vectors in zip(id_parts, vec_parts):
                 session.execute(update(Item), [
-                    {"id": int(i), "vector": to_bytes(v), "head_id": head_id} for i, v in zip(ids, vectors)
+                    {"id": int(i), "vector": to_bytes(v), "head_id": head_id} for i, v in zip(part_ids, part_vectors)
                 ])
-            ids = np.concatenate(id_parts) if id_parts else np.empty(0, dtype=np.int64)
-            vectors = np.concatenate(vec_parts) if vec_parts else np.empty((0, index.dim), dtype=np.float32)
-            store = VectorStore.from_vectors(index.dim, device, factory or index.factory(session), ids, vectors)
-            index.save(session, store)
+            index.save(session, store)  # Busy when another host changed the gallery since the lock was taken
     log.info("re-projected %d %s items (%s)", store.ntotal, modality.name,
              f"head v{head.version}" if head is not None else "zero-shot")
     return store.ntotal

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from indexer.catalog import reap_abandoned
 from indexer.data_home import DataHome, fsync_dir
 from indexer.head import LinearHead
 from schema import Database, Head, Modality, Space
@@ -85,7 +86,8 @@ def record_head(
 ) -> Head:
     """Write the head's file and its row (the next version), activating it when asked, in one commit."""
     data = DataHome(db, home)
-    collect_head_files(db, data)  # files of recordings that died before their commit
+    reap_abandoned(db)  # the next writer removes what dead ingests left
+    collect_head_files(db, data)  # and the files of recordings that died before their commit
     path: Path | None = None
     try:
         with db.transaction() as session:

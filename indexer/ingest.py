@@ -207,13 +207,13 @@ def ingest(
         corpus_id = corpus.id
         category_ids = _category_ids(session, data.categories)
     try:
-        with Heartbeat(lambda: _beat(db, corpus_id)) as heartbeat:
+        with Heartbeat(lambda: _beat(db, corpus_id)) as heartbeat:  # the lease lasts until the publish commits
             ids, vectors, encode_s = _run(db, data.records, encoder, _Writer(db, corpus_id, category_ids), config,
                                           progress)
             if heartbeat.lost.is_set():
                 raise _lost()
-        with publish_guard() if publish_guard is not None else nullcontext():
-            _publish(db, space, corpus_id, name, config.replace, ids, vectors, config.factory, home, device)
+            with publish_guard() if publish_guard is not None else nullcontext():
+                _publish(db, space, corpus_id, name, config.replace, ids, vectors, config.factory, home, device)
     except BaseException:
         _discard(db, corpus_id, space.id if created else None)
         raise
