@@ -182,11 +182,17 @@ def reap_abandoned(db: Database) -> list[str]:
     names = []
     with db.transaction() as session:
         lock_catalog(session)
-        for corpus in session.scalars(select(Corpus).where(Corpus.id.in_(dead))):
+        spaces = set()
+        for corpus in list(session.scalars(select(Corpus).where(Corpus.id.in_(dead)))):
             # read again under the lock: a heartbeat may have come in meanwhile
             if corpus.status is CorpusStatus.INGESTING and not is_alive(corpus.owner, corpus.heartbeat_at):
                 names.append(corpus.target_name or corpus.name)
+                if corpus.created_space:
+                    spaces.add(corpus.space_id)
                 delete_corpus_rows(session, corpus.id)
+        session.flush()
+        for space_id in spaces:  # a space the dead ingest made goes too, when nothing else is in it
+            drop_space_if_unused(session, space_id)
     if names:
         log.warning("removed the rows of interrupted ingests: %s", ", ".join(names))
     return names
@@ -194,11 +200,12 @@ def reap_abandoned(db: Database) -> list[str]:
 
 def drop_space_if_unused(session: Session, space_id: int) -> bool:
     """Delete a space that holds nothing (no corpora, modalities or index records); call under the catalog
-    lock. Only the operation that created the space calls this, when it failed."""
+    lock. Only for the space an operation created, when that operation failed or died."""
     used = any(
         session.scalar(select(func.count()).select_from(model).where(model.space_id == space_id))
         for model in (Corpus, Modality, IndexFile)
     )
     if not used:
+        bump_version(session)  # a space leaves the catalog
         session.execute(delete(Space).where(Space.id == space_id))
     return not used

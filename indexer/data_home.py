@@ -44,8 +44,9 @@ class DataHome:
         return self.root / "heads" / self.store_id
 
     def relative(self, path: Path) -> str:
-        """How the store keeps ``path``: relative to the data folder (POSIX separators)."""
-        return Path(path).resolve().relative_to(self.root).as_posix()
+        """How the store keeps ``path`` (a path under the data folder, as built from it): relative to the data
+        folder, POSIX separators. Symbolic links below the data folder are kept, not resolved."""
+        return Path(os.path.abspath(path)).relative_to(self.root).as_posix()
 
     def resolve(self, stored: str) -> Path:
         """The file a stored path names (an absolute path, from an older store, is taken as it is)."""
@@ -82,7 +83,8 @@ def adopt(db: Database, data: DataHome) -> None:
             kind = "indexes" if model is IndexFile else "heads"
             path = Path(stored)
             candidates = [path, data.root / kind / data.store_id / path.name]
-            found = next((c for c in candidates if c.is_file() and c.resolve().is_relative_to(data.root)), None)
+            found = next((c for c in candidates if c.is_file() and Path(os.path.abspath(c)).is_relative_to(data.root)),
+                         None)
             if found is not None:
                 updates.append((model, row_id, data.relative(found)))
         with db.transaction() as session:

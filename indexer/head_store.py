@@ -23,7 +23,7 @@ from indexer.catalog import reap_abandoned
 from indexer.data_home import DataHome, fsync_dir
 from indexer.head import LinearHead
 from schema import Database, Head, Modality, Space
-from schema.errors import NotFound
+from schema.errors import Conflict, NotFound
 from schema.store_state import bump_version, lock_catalog
 
 log = logging.getLogger(__name__)
@@ -118,11 +118,22 @@ def record_head(
             session.add(row)
             session.flush()
     except BaseException:
-        if path is not None:  # the row did not commit: its file goes with it
-            path.unlink(missing_ok=True)
+        if path is not None:  # the row did not commit (or did, if the commit's answer was lost: checked)
+            _remove_unrecorded(db, data, path)
         raise
     log.info("recorded head %s v%d (%s)", modality.name, version, "active" if activate else "inactive")
     return row
+
+
+def _remove_unrecorded(db: Database, data: DataHome, path: Path) -> None:
+    """Remove a head file written for a recording that failed, unless a row names it after all."""
+    try:
+        with db.transaction() as session:
+            lock_catalog(session)
+            if not session.scalar(select(func.count(Head.id)).where(Head.path == data.relative(path))):
+                path.unlink(missing_ok=True)
+    except Exception as e:  # noqa: BLE001 - the next recording or index rebuild removes it
+        log.warning("could not remove the head file of a failed recording %s: %s", path.name, e)
 
 
 def collect_head_files(db: Database, data: DataHome) -> list[str]:
@@ -145,8 +156,14 @@ def collect_head_files(db: Database, data: DataHome) -> list[str]:
 
 
 def load_head(head: Head, data: DataHome) -> LinearHead:
-    """The head's weights, checked against the digest recorded with them."""
-    linear, _meta = LinearHead.load(data.resolve(head.path), expect_sha256=head.file_sha256)
+    """The head's weights, checked against the digest recorded with them (Conflict, naming the file relative to
+    the data folder, when it is missing or changed)."""
+    try:
+        linear, _meta = LinearHead.load(data.resolve(head.path), expect_sha256=head.file_sha256)
+    except (OSError, ValueError) as e:
+        what = "is missing" if isinstance(e, FileNotFoundError) else "changed since it was recorded, or is unreadable"
+        raise Conflict(f"the file of head version {head.version} ({head.path}) {what}: activate another version "
+                       "(unibind heads activate), or train the head again") from e
     if (linear.d_in, linear.d_out) != (head.d_in, head.d_out):
         raise ValueError(f"{head.path}: holds Linear({linear.d_in}, {linear.d_out}), the record says "
                          f"Linear({head.d_in}, {head.d_out})")

@@ -31,6 +31,7 @@ from indexer.modality import (
 from indexer.pairs_reader import Pair, read_pairs
 from indexer.projection import default_image_encoder, ensure_image_modality
 from schema import Database, Space
+from schema.store_state import lock_catalog
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,8 @@ def train_modality_head(
     digest = data_digest(raw, texts, text_ids)
     result = train_head(raw, text_vectors, text_ids, job.config, device, progress=progress)
     with db.transaction() as session:
+        lock_catalog(session)  # whether this training registers the modality is decided under the lock
+        created = get_modality(session, space, name) is None
         if name == IMAGE:
             modality = ensure_image_modality(session, space, image_encoder)
         else:
@@ -125,7 +128,7 @@ def train_modality_head(
         row = record_head(db, home, modality_id, result.head, hyperparams=job.config.to_dict(), data_sha256=digest,
                           n_pairs=len(pairs), metrics={**result.metrics, "history": result.history}, activate=False)
     except BaseException:
-        if existing is None:  # this training registered the modality: it goes too, if nothing else uses it
+        if created:  # this training registered the modality: it goes too, if nothing else uses it meanwhile
             drop_modality_if_unused(db, modality_id)
         raise
     reprojected = reproject(db, home, device, modality_id, activate=row.id) if job.activate else 0

@@ -126,7 +126,8 @@ def _complete(session: Session, space_id: int, name: str) -> Corpus | None:
 def _claim(session: Session, space: Space, name: str, replace: bool) -> None:
     """Refuse, with one clear message, an ingest whose name is taken or being ingested by a live process."""
     if _complete(session, space.id, name) is not None and not replace:
-        raise Conflict(f"corpus {name!r} already exists in space {space.encoder!r}: use --replace, or delete it first")
+        raise Conflict(f"corpus {name!r} already exists in space {space.encoder!r}: use --replace (replace=true in an "
+                       "upload), or delete it first")
     pending = session.scalars(select(Corpus).where(
         Corpus.space_id == space.id, Corpus.target_name == name, Corpus.status == CorpusStatus.INGESTING))
     for other in pending:
@@ -175,8 +176,9 @@ def ingest(
     publish_guard: Callable[[], AbstractContextManager[Any]] | None = None,
 ) -> IngestReport:
     """Encode and store ``data`` as corpus ``config.name``; visible only once complete. ``progress(done, total)``
-    is called after each chunk of records is written; ``publish_guard()`` is held around the one commit that
-    publishes the corpus (a service holds its readers back there while a corpus is replaced)."""
+    is called after each chunk of records is written; ``publish_guard()`` is held around the publish, the index
+    update and the one commit that makes the corpus visible (a service holds its readers back there while a
+    corpus is replaced)."""
     t0 = time.perf_counter()
     if not data.records:
         raise ValueError(f"{data.path}: no descriptions to ingest")
@@ -201,6 +203,7 @@ def ingest(
             target_name=name,
             owner=current_owner(),
             heartbeat_at=datetime.now(timezone.utc),
+            created_space=created,
         )
         session.add(corpus)
         session.flush()
@@ -212,6 +215,8 @@ def ingest(
                                           progress)
             if heartbeat.lost.is_set():
                 raise _lost()
+            # the guard is taken before the index lock (the order every holder of both keeps: a service query
+            # holding the guard may be loading the index), so it covers the whole publish, not only its commit
             with publish_guard() if publish_guard is not None else nullcontext():
                 _publish(db, space, corpus_id, name, config.replace, ids, vectors, config.factory, home, device)
     except BaseException:
@@ -296,7 +301,7 @@ def _publish(
             old_id = old.id if old is not None else None
         if old_id is not None and not replace:
             raise Conflict(f"corpus {name!r} was published in space {space.encoder!r} by another process while this "
-                           "ingest ran: use --replace, or delete it first")
+                           "ingest ran: replace it (--replace, or replace=true in an upload), or delete it first")
         if factory and factory != current_factory:
             store = index.build_from_store(factory, exclude_corpus=old_id)
         else:

@@ -2,10 +2,11 @@
 heartbeat that keeps its lease.
 
 An owner token is ``host/boot/pidns/pid/start``: the host name, the kernel's boot id, the process's PID namespace,
-its PID and its start time (clock ticks since boot). On the same host, boot and PID namespace a process is
-checked directly (a PID reused by another process has another start time), so the rows of a killed ingest are
-recognised at once. An owner elsewhere (another host or container) is taken as dead when its heartbeat is older
-than the lease (:data:`LEASE_SECONDS`); hosts are expected to keep their clocks in step (NTP), well within it.
+its PID and its start time (clock ticks since boot). An owner lives while its heartbeat is younger than the lease
+(:data:`LEASE_SECONDS`). On the same host, boot and PID namespace its process is also checked directly (a PID
+reused by another process has another start time; a zombie is dead), so the rows of a killed ingest are
+recognised at once; when the process cannot be inspected (``/proc`` hidden), the heartbeat alone decides. Hosts
+are expected to keep their clocks in step (NTP), well within the lease.
 """
 
 from __future__ import annotations
@@ -35,10 +36,28 @@ def _read(path: str) -> str:
 
 def _start_ticks(pid: int) -> str:
     """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat), or "" where unknown."""
+    fields = _stat_fields(pid)
+    return fields[19] if len(fields) > 19 else ""
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat from field 3 (state) on: the command name, in parentheses, may hold spaces."""
     stat = _read(f"/proc/{pid}/stat")
-    if not stat:
-        return ""
-    return stat.rsplit(")", 1)[-1].split()[19]  # fields after the command name start at field 3
+    return stat.rsplit(")", 1)[-1].split() if stat else []
+
+
+def _process_alive(pid: int, start: str) -> bool | None:
+    """Whether process ``pid`` started at ``start`` still runs: True, False, or None when it cannot be told."""
+    fields = _stat_fields(pid)
+    if fields:
+        return fields[0] != "Z" and len(fields) > 19 and fields[19] == start
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user, and /proc hides it: the heartbeat decides
+        return None
+    return None
 
 
 def _pid_namespace() -> str:
@@ -69,7 +88,8 @@ def is_alive(owner: str | None, heartbeat_at: datetime | None, *, now: datetime 
     if len(parts) == 5:
         host, boot, ns, pid, start = parts
         if (host, boot, ns) == _machine() and boot and ns and start and pid.isdigit():
-            return _start_ticks(int(pid)) == start  # "" (no such process) or another process's start time: dead
+            if _process_alive(int(pid), start) is False:
+                return False
     if heartbeat_at is None:
         return False
     if heartbeat_at.tzinfo is None:  # SQLite gives naive datetimes back; they were written in UTC

@@ -111,6 +111,7 @@ def drop_modality_if_unused(db: Database, modality_id: int) -> bool:
             used = any(session.scalar(select(func.count()).select_from(m).where(m.modality_id == modality_id))
                        for m in (Head, Item))
             if not used:
+                bump_version(session)  # a modality leaves the catalog
                 session.execute(delete(Modality).where(Modality.id == modality_id))
             return not used
     except Exception as e:  # noqa: BLE001 - the original error matters more

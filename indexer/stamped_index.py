@@ -38,7 +38,7 @@ from indexer.vector_store import DEFAULT_FACTORY, VectorStore, sha256_file
 from indexer.vectors import from_bytes, ids_digest
 from schema import Database, IndexFile
 from schema.errors import Busy, Conflict
-from schema.store_state import bump_version
+from schema.store_state import bump_version, lock_catalog
 
 log = logging.getLogger(__name__)
 
@@ -288,13 +288,16 @@ class StampedIndex(ABC):
         return sorted(p for p in found if p.is_file() and p.name != named)
 
     def collect_garbage(self) -> list[str]:
-        """Remove the files of this index that the committed record does not name; call under ``lock()``."""
-        with self.db.session() as session:
-            rec = self.record(session)
+        """Remove the files of this index that the committed record does not name; call under ``lock()``.
+
+        The catalog lock is held meanwhile: a writer holds it from writing its new file to its commit, so a file
+        whose record is about to commit (on another host sharing the data folder) is never taken."""
         gone = []
-        for p in self._unnamed_files(rec):
-            p.unlink(missing_ok=True)
-            gone.append(p.name)
+        with self.db.transaction() as session:
+            lock_catalog(session)
+            for p in self._unnamed_files(self.record(session)):
+                p.unlink(missing_ok=True)
+                gone.append(p.name)
         if gone:
             fsync_dir(self.folder)
             log.info("removed %d unused files of %s", len(gone), self.stem)

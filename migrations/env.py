@@ -7,6 +7,7 @@ from logging.config import fileConfig
 from alembic import context
 
 from schema.base import Base
+from schema.database import check_foreign_keys
 from schema import models  # noqa: F401  (registers the tables on Base.metadata)
 
 config = context.config
@@ -33,6 +34,7 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
     )
     with context.begin_transaction():
         context.run_migrations()
+        check_foreign_keys(connection)  # SQLite rebuilt tables with foreign keys off: nothing may dangle
 
 
 def run_migrations_offline() -> None:

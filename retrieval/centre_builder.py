@@ -57,6 +57,10 @@ class CentreSpec:
             raise ValueError(f"K must be >= 1, got {self.k}")
 
 
+class CorporaChanged(Conflict):
+    """Another process published or removed a corpus while centres were built from the previous set."""
+
+
 @dataclass(frozen=True)
 class BuildReport:
     categories: int
@@ -220,8 +224,11 @@ class CentreBuilder:
             selections.append((cat, sel, len(rows)))
         with self.db.transaction() as session:
             version = bump_version(session)  # first: one writer of centres (and of corpora) at a time
-            if not set(corpora) <= complete_corpus_ids(session, self.space.id):
-                raise Conflict("the corpora changed while the centres were built (a delete or a replace): run again")
+            complete = complete_corpus_ids(session, self.space.id)
+            if not set(corpora) <= complete or (spec.corpora is None and set(corpora) != complete):
+                # keys drawn from another set of corpora would be dead rows as soon as they were written
+                raise CorporaChanged("the corpora changed while the centres were built (an ingest, a replace or a "
+                                     "delete by another process): run again")
             written = {(cat, key) for cat, key in session.execute(select(Centre.category_id, Centre.corpora_key).where(
                 Centre.space_id == self.space.id, Centre.category_id.in_(cats), Centre.template == spec.template,
                 Centre.k == spec.k, Centre.strategy == spec.strategy))}

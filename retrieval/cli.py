@@ -199,6 +199,7 @@ def cmd_index(ctx: Context, args: argparse.Namespace) -> int:
                 bump_version(session)
                 centres = prune_centres(session, space.id)
             rec = index.rebuild(args.factory, progress=True)
+            _collect_gallery_files(ctx, space)
             results.append({"space": space.encoder, "path": str(index.data.resolve(rec.path)), "vectors": rec.n_vectors,
                             "factory": rec.factory, "purged_incomplete": purged, "dead_centres": centres,
                             "unused_head_files": heads_removed})
@@ -222,6 +223,20 @@ def cmd_index(ctx: Context, args: argparse.Namespace) -> int:
             extra += f"; removed {len(r['unused_head_files'])} unused head files" if r["unused_head_files"] else ""
             print(f"rebuilt {r['path']}: {r['vectors']} vectors ({r['factory']}){extra}")
     return 1 if failed else 0
+
+
+def _collect_gallery_files(ctx: Context, space: Any) -> None:
+    """Remove the gallery index files no record names (what killed gallery writes left)."""
+    from indexer.gallery import gallery_index
+    from indexer.modality import list_modalities
+
+    with ctx.db.session() as session:
+        modalities = list_modalities(session, space)
+        for m in modalities:
+            _ = m.space
+    for m in modalities:
+        with gallery_index(ctx.db, ctx.home, ctx.device, m).lock():
+            pass  # leaving the writer's lock removes the files no record names
 
 
 def cmd_search_descriptions(ctx: Context, args: argparse.Namespace) -> int:
@@ -336,14 +351,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from indexer.corpus_reader import CorpusError
+    from schema.database import BUSY_TIMEOUT_S
 
     try:
         return int(args.func(Context(args), args))
     except (ValueError, FileNotFoundError, CorpusError) as e:
         return _fail(args, str(e), exit_code(e))
-    except SQLAlchemyError as e:  # the server went away, a concurrent writer won a race, ...
-        detail = getattr(e, "orig", None) or e
-        return _fail(args, f"database error: {str(detail).strip().splitlines()[0]}", 1)
+    except SQLAlchemyError as e:  # the server went away, ...
+        detail = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        if "database is locked" in detail:  # SQLite: another writer held its write lock past the busy timeout
+            return _fail(args, "the store is busy: another process held SQLite's write lock for longer than "
+                               f"{BUSY_TIMEOUT_S} s; run the command again", 75)
+        return _fail(args, f"database error: {detail}", 1)
     except OSError as e:  # permissions, a full disk, ...
         return _fail(args, f"{e.strerror or e}{f': {e.filename}' if e.filename else ''}", 1)
     except KeyboardInterrupt:

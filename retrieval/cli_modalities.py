@@ -238,6 +238,7 @@ def _gallery_add(ctx: Any, space: Any, args: argparse.Namespace) -> int:
         raise ValueError("--label must be a non-empty string of at most 500 characters")
     if bool(args.files) == bool(args.features):
         raise ValueError("gallery add needs either --files (images) or --features FILE, not both")
+    created = False
     if args.files:
         if args.modality != "image":
             raise ValueError(f"--files adds images; modality {args.modality!r} takes --features FILE --meta META.jsonl")
@@ -248,7 +249,12 @@ def _gallery_add(ctx: Any, space: Any, args: argparse.Namespace) -> int:
         items = _new_items(args, len(args.files), [str(Path(f).resolve()) for f in args.files])
         raw = projection.encode_images(args.files, progress=True)  # [N, d_img]
         if projection.modality_id is None:
+            from indexer.modality import get_modality
+            from schema.store_state import lock_catalog
+
             with ctx.db.transaction() as session:
+                lock_catalog(session)
+                created = get_modality(session, space, "image") is None
                 ensure_image_modality(session, space, projection.encoder)
             projection = load_projection(ctx.db, space, "image", ctx.device, home=ctx.home)
     else:
@@ -261,7 +267,14 @@ def _gallery_add(ctx: Any, space: Any, args: argparse.Namespace) -> int:
             raise ValueError("--features needs --meta META.jsonl (one line per row: uri, label, other fields)")
         items = _new_items(args, len(fs), None) if args.meta else _rows_as_items(fs.rows or [], args.features, args.label)
         raw = fs.vectors
-    report = add_items(ctx.db, ctx.home, ctx.device, projection, items, raw, factory=args.factory)
+    try:
+        report = add_items(ctx.db, ctx.home, ctx.device, projection, items, raw, factory=args.factory)
+    except BaseException:
+        if created and projection.modality_id is not None:  # the image modality this add registered goes with it
+            from indexer.modality import drop_modality_if_unused
+
+            drop_modality_if_unused(ctx.db, projection.modality_id)
+        raise
     if args.json:
         emit_json(report.__dict__)
     else:

@@ -11,7 +11,14 @@ from indexer.catalog import find_space
 from indexer.device import Device
 from indexer.encoder import Encoder
 from indexer.encoder_factory import build_encoder
-from retrieval.centre_builder import BuildReport, CentreBuilder, CentreSpec, centre_scope, load_centres
+from retrieval.centre_builder import (
+    BuildReport,
+    CentreBuilder,
+    CentreSpec,
+    CorporaChanged,
+    centre_scope,
+    load_centres,
+)
 from retrieval.engines import make_engine
 from retrieval.recognition_engine import CentreTable, Recognition, RecognitionEngine, check_top_m
 from schema import Database
@@ -24,6 +31,7 @@ DEFAULT_ENGINE = "faiss"  # fastest batched on CPU in bench/recognize.py, and FA
 # "recognition scoring variants": top-1 38.41 % -> 39.58 %) but costs more time than the 1.5x-the-bare-
 # product target allows at some shapes on 2 CPU cores, so it is an option, not the default.
 DEFAULT_TOP_M = 1
+BUILD_ATTEMPTS = 3  # centres built while another process changed the corpora are built again from the new set
 
 
 class Recognizer:
@@ -49,12 +57,19 @@ class Recognizer:
             self.space = find_space(session, encoder)
         self.encoder = encoder_obj or build_encoder(self.space.encoder, device)
         self.build_report: BuildReport | None = None
-        scope = centre_scope(db, self.space, self.spec)  # one scan for both steps
-        if build_missing:
-            self.build_report = CentreBuilder(db, self.space, self.encoder).build(self.spec, scope=scope)
-            if self.build_report.built:
-                log.info("built %d centres (%d reused)", self.build_report.built, self.build_report.reused)
-        names, vectors, owner = load_centres(db, self.space, self.spec, scope)
+        for attempt in range(1, BUILD_ATTEMPTS + 1):
+            scope = centre_scope(db, self.space, self.spec)  # one scan for both steps
+            try:
+                if build_missing:
+                    self.build_report = CentreBuilder(db, self.space, self.encoder).build(self.spec, scope=scope)
+                    if self.build_report.built:
+                        log.info("built %d centres (%d reused)", self.build_report.built, self.build_report.reused)
+                names, vectors, owner = load_centres(db, self.space, self.spec, scope)
+                break
+            except CorporaChanged:
+                if attempt == BUILD_ATTEMPTS:
+                    raise
+                log.info("the corpora changed while the centres were built; again from the new set")
         self.table = CentreTable(names=names, vectors=vectors, owner=owner)
         self.default_engine = engine
         self._engines: dict[str, RecognitionEngine] = {engine: make_engine(engine, self.table, device, self.top_m)}

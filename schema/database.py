@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 MIGRATION_LOCK_KEY = 0x756E6962696E64  # "unibind": the PostgreSQL advisory lock migrations run under
+BUSY_TIMEOUT_S = 30  # SQLite: how long a writer waits for another's write lock before "database is locked"
 
 
 def resolve_database_url(url: str) -> str:
@@ -51,7 +52,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
     cursor.close()
 
 
@@ -75,8 +76,8 @@ def _alembic_config(engine: Engine):  # type: ignore[no-untyped-def]
 @contextmanager
 def foreign_keys_off(connection: Connection) -> Iterator[None]:
     """SQLite: foreign keys off around a migration (rebuilding a parent table with them on would cascade into
-    its children), checked and switched back on afterwards. Call with no transaction begun: inside one, SQLite
-    ignores the pragma. Nothing on other backends."""
+    its children), switched back on afterwards; the migration calls :func:`check_foreign_keys` before it
+    commits. Call with no transaction begun: inside one, SQLite ignores the pragma. Nothing on other backends."""
     if connection.dialect.name != "sqlite":
         yield
         return
@@ -84,13 +85,19 @@ def foreign_keys_off(connection: Connection) -> Iterator[None]:
     connection.commit()
     try:
         yield
-        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-        if broken:
-            raise RuntimeError(f"the migration left {len(broken)} rows whose foreign key has no parent: {broken[:5]}")
     finally:
         connection.rollback()
         connection.exec_driver_sql("PRAGMA foreign_keys=ON")
         connection.commit()
+
+
+def check_foreign_keys(connection: Connection) -> None:
+    """SQLite, inside a migration's transaction: refuse to commit rows whose foreign key has no parent."""
+    if connection.dialect.name == "sqlite":
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"the migration would leave {len(broken)} rows whose foreign key has no parent: "
+                               f"{broken[:5]}")
 
 
 def migrate(engine: Engine, revision: str = "head", *, downgrade: bool = False) -> None:
@@ -101,7 +108,7 @@ def migrate(engine: Engine, revision: str = "head", *, downgrade: bool = False) 
         with connection.begin():
             cfg = _alembic_config(engine)
             cfg.attributes["connection"] = connection
-            (command.downgrade if downgrade else command.upgrade)(cfg, revision)
+            (command.downgrade if downgrade else command.upgrade)(cfg, revision)  # env.py checks foreign keys
 
 
 def current_revision(engine: Engine) -> str | None:

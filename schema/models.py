@@ -89,6 +89,7 @@ class Corpus(Base):
     target_name: Mapped[str | None] = mapped_column(String(200))
     owner: Mapped[str | None] = mapped_column(String(200))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_space: Mapped[bool] = mapped_column(Boolean, default=False, server_default=expression.false())
 
     space: Mapped[Space] = relationship(back_populates="corpora")
 

@@ -169,6 +169,7 @@ def test_reap_removes_dead_ingests_only_and_hidden_until_complete(db: Database, 
         "silent": ("otherhost/abcd1234/1/42/7", now - timedelta(minutes=10)),
         "remote": ("otherhost/abcd1234/1/43/7", now),
         "live": (current_owner(), now),
+        "hung": (current_owner(), now - timedelta(minutes=10)),  # its process lives but its lease ran out
     }
     with db.transaction() as s:
         space = s.scalars(select(Space)).one()
@@ -182,14 +183,25 @@ def test_reap_removes_dead_ingests_only_and_hidden_until_complete(db: Database, 
                               vector=b"\0" * 4 * 384))
     with db.session() as s:
         states = {c.target_name: corpus_state(c) for c in s.scalars(select(Corpus).where(Corpus.target_name.is_not(None)))}
-    assert states == {"dead": "interrupted", "silent": "interrupted", "remote": "ingesting", "live": "ingesting"}
+    assert states == {"dead": "interrupted", "silent": "interrupted", "remote": "ingesting", "live": "ingesting",
+                      "hung": "interrupted"}
     index = description_index(db, space, home, minilm.device)
     assert index.verify().ok  # the hidden corpora are not part of what the file must hold
-    assert sorted(reap_abandoned(db)) == ["dead", "silent"]
+    assert sorted(reap_abandoned(db)) == ["dead", "hung", "silent"]
     with db.session() as s:
         left = set(s.scalars(select(Description.text).where(Description.text.like("half %"))))
     assert left == {"half remote", "half live"}  # a live process's ingest is never touched
     assert reap_abandoned(db) == []
+
+    with db.transaction() as s:  # a killed ingest that had created its own space: the space goes with it
+        other = Space(encoder="st:/elsewhere", dim=384)
+        s.add(other)
+        s.flush()
+        s.add(Corpus(space_id=other.id, name="~ingesting-new", target_name="new", status=CorpusStatus.INGESTING,
+                     owner=owners["dead"][0], heartbeat_at=now, created_space=True))
+    assert reap_abandoned(db) == ["new"]
+    with db.session() as s:
+        assert [sp.encoder for sp in s.scalars(select(Space))] == ["minilm"]
 
 
 def test_no_records_is_an_error(db: Database, home: Path, minilm: Encoder) -> None:

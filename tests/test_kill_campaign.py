@@ -18,5 +18,6 @@ def test_five_kills_leave_no_bad_state(db_url: str, tmp_path: Path) -> None:
     campaign, dead = run_campaign(db_url, tmp_path / "home", tmp_path, n=len(OPS), seed=1, ops=list(OPS))
     assert [t.op for t in campaign.trials] == list(OPS)
     assert [b for t in campaign.trials for b in t.bad] == []
+    assert [t.repairs for t in campaign.trials] == [0] * len(OPS)  # the old index kept serving: nothing to rebuild
     assert any(t.killed for t in campaign.trials)
     assert dead == dict.fromkeys(dead, 0)

@@ -85,10 +85,12 @@ class Cli:
     def json(self, *args: object) -> Any:
         return json.loads(self.ok(*args, "--json"))
 
-    def fails(self, *args: object) -> str:
-        """Exit code 2, nothing on stdout, one error line on stderr; returns that line."""
+    def fails(self, *args: object, code: int = 2) -> str:
+        """Exit ``code`` (2: a user mistake, 3: a conflict with the store), nothing on stdout, one error line on
+        stderr; returns that line."""
+        expected = code
         code, out, err = self(*args)
-        assert code == 2, (code, out, err)
+        assert code == expected, (code, out, err)
         assert out == ""
         return error_line(err)
 
@@ -324,9 +326,11 @@ def test_image_head_versions_round_trip(db_url: str, home: Path, tmp_path: Path,
     data = bytearray(Path(v2["path"]).read_bytes())
     data[-1] ^= 0xFF
     Path(v2["path"]).write_bytes(bytes(data))
-    line = cli.fails("recognize", "--image", query)
-    assert v2["path"] in line and "file changed since it was recorded" in line
-    assert "file changed" in cli.fails("heads", "activate", "--modality", "image", "--version", "2")
+    line = cli.fails("recognize", "--image", query, code=3)
+    rel = Path(v2["path"]).relative_to(home.resolve()).as_posix()  # named relative to the data folder
+    assert f"head version 2 ({rel}) changed since it was recorded" in line and "unibind heads activate" in line
+    assert "changed since it was recorded" in cli.fails("heads", "activate", "--modality", "image", "--version", "2",
+                                                        code=3)
     cli.ok("heads", "activate", "--modality", "image", "--version", "1")
     assert cli.json("recognize", "--image", query, "-k", "3")[0] == through_head
 

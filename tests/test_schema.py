@@ -80,3 +80,49 @@ def test_bad_database_urls(tmp_path: Path) -> None:
     assert resolve_database_url("postgresql://u@h/db").startswith("postgresql+psycopg://")
     with pytest.raises(ValueError, match="cannot connect to the database"):
         Database("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
+
+
+INTEGER_KEYED = ("spaces", "corpora", "categories", "descriptions", "index_files", "centres", "centre_members",
+                 "modalities", "heads", "items")
+
+
+def _autoincrement_tables(db: Database) -> set[str]:
+    from sqlalchemy import text
+
+    with db.engine.connect() as c:
+        rows = c.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'table'")).all()
+    return {name for name, sql in rows if "AUTOINCREMENT" in (sql or "").upper()}
+
+
+def test_sqlite_tables_never_reuse_ids_also_after_migrating(tmp_path: Path) -> None:
+    """Every table with an integer key is AUTOINCREMENT on SQLite, on a new store and on one migrated from before
+    (a later migration that rebuilds a table must keep it), and its rows survive the rebuild."""
+    from sqlalchemy import text
+
+    from schema.database import migrate
+
+    new = Database(f"sqlite:///{tmp_path / 'new.db'}")
+    assert set(INTEGER_KEYED) <= _autoincrement_tables(new)
+    old = Database(f"sqlite:///{tmp_path / 'old.db'}", auto_migrate=False)
+    migrate(old.engine, "0007")
+    with old.engine.begin() as c:
+        c.execute(text("INSERT INTO spaces (id, encoder, dim, created_at) VALUES (1, 'minilm', 4, '2026-01-01')"))
+        c.execute(text("INSERT INTO corpora (id, space_id, name, status, n_descriptions, n_duplicates, n_categories, "
+                       "created_at) VALUES (1, 1, 'a', 'complete', 2, 0, 1, '2026-01-01')"))
+        c.execute(text("INSERT INTO categories (id, name) VALUES (1, 'tench')"))
+        c.execute(text("INSERT INTO descriptions (id, corpus_id, category_id, text, text_hash, vector) VALUES "
+                       "(1, 1, 1, 'x', 'h1', :v), (2, 1, 1, 'y', 'h2', :v)"), {"v": b"\0" * 16})
+        c.execute(text("INSERT INTO index_files (id, space_id, kind, path, factory, n_vectors, ids_sha256, file_sha256, "
+                       "file_size, corpus_ids, created_at) VALUES (1, 1, 'descriptions', '/x.faiss', 'Flat', 2, 'a', "
+                       "'b', 1, '[1]', '2026-01-01')"))
+    migrate(old.engine)
+    assert set(INTEGER_KEYED) <= _autoincrement_tables(old)
+    with old.engine.begin() as c:  # nothing cascaded away while parents were rebuilt
+        assert c.execute(text("SELECT count(*) FROM descriptions")).scalar() == 2
+        assert c.execute(text("SELECT count(*) FROM index_files")).scalar() == 1
+        c.execute(text("DELETE FROM descriptions WHERE id = 2"))
+        c.execute(text("INSERT INTO descriptions (corpus_id, category_id, text, text_hash, vector) "
+                       "VALUES (1, 1, 'z', 'h3', :v)"), {"v": b"\0" * 16})
+        assert c.execute(text("SELECT max(id) FROM descriptions")).scalar() == 3  # not 2 again
+    old.dispose()
+    new.dispose()

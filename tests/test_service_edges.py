@@ -78,7 +78,7 @@ def test_deleting_an_incomplete_corpus_is_a_404(served: tuple[str, Path, Service
     db.dispose()
 
 
-def test_body_limits_while_streaming(db_url: str, home: Path, tmp_path: Path, minilm: Any) -> None:
+def test_body_limits_declared_and_chunked(db_url: str, home: Path, tmp_path: Path, minilm: Any) -> None:
     cli(db_url, home, "ingest", str(write_json(tmp_path / "a.json", ANIMALS)), "--name", "kb", "--encoder", "minilm")
     state = make_state(db_url, home, minilm)
     state.config = type(state.config)(**{**state.config.__dict__, "max_upload_bytes": 1000})
@@ -87,11 +87,8 @@ def test_body_limits_while_streaming(db_url: str, home: Path, tmp_path: Path, mi
     with TestClient(create_app(state.config, state=state), raise_server_exceptions=False) as client:
         r = client.post("/v1/recognize", content=big, headers={"content-type": "application/json"})
         assert r.status_code == 413 and f"larger than the limit of {limit} bytes" in r.json()["detail"]
-        sent = []
-
-        def chunks() -> Iterator[bytes]:  # no Content-Length: the body streams in pieces
+        def chunks() -> Iterator[bytes]:  # no Content-Length (the ASGI-level test below checks the cut-off point)
             for i in range(0, len(big), 4096):
-                sent.append(i)
                 yield big[i : i + 4096]
 
         r = client.post("/v1/recognize", content=chunks(), headers={"content-type": "application/json"})
@@ -162,4 +159,60 @@ def test_jobs_outlive_the_process(db_url: str, home: Path, tmp_path: Path, minil
     state.close()
     with db.session() as s:
         assert s.get(Job, "f" * 32).state == "interrupted"  # recorded at start-up, not only shown
+    db.dispose()
+
+
+@pytest.mark.parametrize("path, content_type", [("/v1/recognize", b"application/json"),
+                                                ("/v1/corpora", b"multipart/form-data; boundary=b")])
+def test_a_chunked_body_is_cut_off_while_it_streams(tmp_path: Path, path: str, content_type: bytes) -> None:
+    """At the ASGI level, as a server delivers a chunked upload: the app stops reading once the body passes the
+    limit (the rest is never pulled, let alone spooled) and answers 413."""
+    import asyncio
+
+    from retrieval.service.config import ServiceConfig
+
+    config = ServiceConfig(database_url=f"sqlite:///{tmp_path / 'x.db'}", home=tmp_path, max_upload_bytes=1000)
+    app = create_app(config)  # no lifespan: the limit answers before any route needs the loaded service
+    limit = 1000 + 64 * 1024
+    head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="c.jsonl"\r\n\r\n' if b"multipart" in content_type else b""
+    chunks = [head + b"x" * 4096] + [b"x" * 4096] * 99  # 400 KB in 100 pieces, no Content-Length
+    pulled = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal pulled
+        if pulled < len(chunks):
+            pulled += 1
+            return {"type": "http.request", "body": chunks[pulled - 1], "more_body": pulled < len(chunks)}
+        return {"type": "http.disconnect"}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
+             "headers": [(b"content-type", content_type), (b"transfer-encoding", b"chunked")],
+             "server": ("testserver", 80), "client": ("127.0.0.1", 5000)}
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    assert start["status"] == 413 and f"limit of {limit} bytes".encode() in body
+    assert pulled == limit // 4096 + 1 < len(chunks)  # cut off at the first piece past the limit
+
+
+def test_corpora_lists_the_served_space_and_shows_dead_ingests_as_interrupted(
+        served: tuple[str, Path, ServiceState, TestClient], tmp_path: Path) -> None:
+    from tests.tiny_models import make_tiny_open_clip
+
+    url, home, _, client = served
+    cli(url, home, "ingest", str(write_json(tmp_path / "v.json", VEHICLES)), "--name", "other",
+        "--encoder", make_tiny_open_clip(tmp_path / "clip"))
+    db = Database(url)
+    with db.transaction() as s:
+        space = s.scalars(select(Space).where(Space.encoder == "minilm")).one()
+        s.add(Corpus(space_id=space.id, name="~ingesting-abc", target_name="half", status=CorpusStatus.INGESTING,
+                     owner="somehost/abcd/1/99/1", heartbeat_at=datetime(2026, 1, 1, tzinfo=timezone.utc)))
+    listed = {c["name"]: (c["space"], c["status"]) for c in client.get("/v1/corpora").json()}
+    assert listed == {"kb": ("minilm", "complete"), "half": ("minilm", "interrupted")}
     db.dispose()

@@ -23,11 +23,15 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# SQLite rebuilds the table to drop a column: it keeps AUTOINCREMENT (0008) only when told
+KEEP_IDS = {'sqlite_autoincrement': True}
+
+
 def upgrade() -> None:
-    with op.batch_alter_table('index_files', schema=None) as batch_op:
+    with op.batch_alter_table('index_files', schema=None, table_kwargs=KEEP_IDS) as batch_op:
         batch_op.drop_column('file_stamp')
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('index_files', schema=None) as batch_op:
+    with op.batch_alter_table('index_files', schema=None, table_kwargs=KEEP_IDS) as batch_op:
         batch_op.add_column(sa.Column('file_stamp', sa.String(length=64), nullable=True))

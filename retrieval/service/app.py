@@ -246,13 +246,18 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
 
     @app.get("/v1/corpora", response_model=list[p.CorpusInfo], tags=["knowledge base"])
     async def corpora(request: Request) -> list[p.CorpusInfo]:
-        from indexer.catalog import list_corpora
+        from indexer.catalog import corpus_state, list_corpora
+
+        st = service_of(request)
 
         def work() -> list[p.CorpusInfo]:
-            with service_of(request).db.session() as session:
-                return [p.CorpusInfo(name=c.name, space=c.space.encoder, status=c.status.value, descriptions=c.n_descriptions,
-                                     categories=c.n_categories, duplicates=c.n_duplicates, source=c.source, origin=c.origin,
-                                     created_at=c.created_at, completed_at=c.completed_at) for c in list_corpora(session)]
+            with st.db.session() as session:  # the served space's corpora; an ingest shows under its coming name
+                space = st.served_space(session)
+                return [p.CorpusInfo(name=c.target_name or c.name, space=c.space.encoder, status=corpus_state(c),
+                                     descriptions=c.n_descriptions, categories=c.n_categories, duplicates=c.n_duplicates,
+                                     source=c.source, origin=c.origin, created_at=c.created_at,
+                                     completed_at=c.completed_at)
+                        for c in list_corpora(session) if space is not None and c.space_id == space.id]
 
         return await run_in_threadpool(work)
 

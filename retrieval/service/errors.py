@@ -2,10 +2,11 @@
 
 - User mistakes and states of the store are typed (``schema.errors``): invalid input 400, not found 404,
   conflict 409 (a stale index names its repair command), busy 503 with ``Retry-After``, unavailable 503.
-  Plain ``ValueError`` (older code paths) is a 400, ``FileNotFoundError`` a 404.
+  Plain ``ValueError`` (a bad value in older code paths) is a 400.
 - A database that cannot be reached or is locked is a 503.
-- Anything else is a 500 whose body carries only a request id (also in the ``X-Request-ID`` header of every
-  response) — never a traceback or a server path; the log has the traceback under that id.
+- Anything else — an ``OSError`` such as a missing file on the server included — is a 500 whose body carries
+  only a request id (also in the ``X-Request-ID`` header of every response), never a traceback or a server
+  path; the log has the traceback under that id.
 """
 
 from __future__ import annotations
@@ -41,8 +42,6 @@ def status_of(error: BaseException) -> int:
     for kind, status in STATUS:
         if isinstance(error, kind):
             return status
-    if isinstance(error, FileNotFoundError):
-        return 404
     if isinstance(error, ValueError):
         return 400
     return 500
@@ -73,10 +72,6 @@ def install(app: FastAPI) -> None:
         status = status_of(e)
         retry = {"Retry-After": str(RETRY_AFTER_SECONDS)} if isinstance(e, Busy) else None
         return _json(status, str(e), request, retry)
-
-    @app.exception_handler(FileNotFoundError)
-    async def _not_found(request: Request, e: FileNotFoundError) -> JSONResponse:
-        return _json(404, str(e), request)
 
     @app.exception_handler(SQLAlchemyError)
     async def _db_error(request: Request, e: SQLAlchemyError) -> JSONResponse:

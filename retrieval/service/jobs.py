@@ -36,6 +36,7 @@ from retrieval.service.config import ServiceConfig
 from retrieval.service.state import ServiceState, service_of
 from retrieval.service.upload import read_form_upload
 from schema import Database, Job
+from schema.errors import UnibindError
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +151,17 @@ class JobManager:
             if not config.replace:
                 _move_on(state, job_id)
         except Exception as e:  # the job records its one-line error; the service keeps running
-            log.warning("ingest job %s (%s) failed: %s", job_id, config.name, e)
-            lines = str(e).strip().splitlines()
-            error = f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+            if isinstance(e, UnibindError):  # a user's mistake or the store's state: its message is for the user
+                log.warning("ingest job %s (%s) failed: %s", job_id, config.name, e)
+                lines = str(e).strip().splitlines()
+                error = f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+            else:  # the server's own trouble: the log has it, the client gets no server details
+                log.exception("ingest job %s (%s) failed", job_id, config.name)
+                error = f"internal error (job {job_id}; see the server log)"
+            try:
+                state.release_unmade_space()
+            except Exception as e2:  # noqa: BLE001 - only a convenience for the next upload
+                log.warning("ingest job %s: %s", job_id, e2)
         try:
             self._update(job_id, state="failed" if error else "done", error=error,
                          finished_at=datetime.now(timezone.utc))

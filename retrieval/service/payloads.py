@@ -75,7 +75,8 @@ class SearchResult(BaseModel):
 class CorpusInfo(BaseModel):
     name: str
     space: str
-    status: str
+    status: str = Field(description="complete; ingesting (its process lives); or interrupted (its process died: "
+                                    "the next write removes its rows)")
     descriptions: int
     categories: int
     duplicates: int

@@ -19,6 +19,7 @@ def cmd_serve(ctx: Any, args: argparse.Namespace) -> int:
     import uvicorn
 
     from retrieval.service.app import create_app
+    from retrieval.service.state import ServiceState
 
     config = ServiceConfig(database_url=ctx.settings.database_url, home=ctx.home, device=args.device,
                            encoder=args.encoder, host=args.host, port=args.port,
@@ -27,7 +28,12 @@ def cmd_serve(ctx: Any, args: argparse.Namespace) -> int:
                            max_image_pixels=args.max_image_pixels)
     if config.host not in LOOPBACK and config.api_key is None:
         log.warning("serving on %s without an API key: set $%s", config.host, API_KEY_ENV)
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info" if args.verbose else "warning")
+    state = ServiceState(config, db=ctx.db)  # which space it serves is settled here: a problem is one line, exit 2
+    try:
+        uvicorn.run(create_app(config, state=state), host=config.host, port=config.port,
+                    log_level="info" if args.verbose else "warning")
+    finally:
+        state.close()
     return 0
 
 

@@ -208,6 +208,15 @@ class ServiceState:
                                f"--encoder {given_spec})")
         return spec
 
+    def release_unmade_space(self) -> None:
+        """After an upload failed on what was an empty knowledge base: the space it named was not made, so the next
+        upload may name another encoder."""
+        if self.config.encoder:
+            return
+        with self._spec_lock, self.db.session() as session:
+            if self._spec and not session.scalar(select(func.count(Space.id)).where(Space.encoder == self._spec)):
+                self._spec = None
+
     def signature(self) -> int:
         """The catalog version: what a snapshot was built from."""
         with self.db.session() as session:
