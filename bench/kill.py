@@ -92,27 +92,31 @@ def cli_json(url: str, home: Path, *args: str) -> Any:
 
 
 def dead_rows(url: str, home: Path) -> dict[str, int]:
-    """What serves nothing: pending corpora, description rows of no complete corpus, index records beyond one per
-    index, files in the store's folders that no record names."""
+    """What serves nothing: pending corpora, description rows of no complete corpus, centres keyed by every corpus
+    of an older set, index records beyond one per index, files in the store's folders that no record names."""
     from sqlalchemy import func, select
 
+    from indexer.catalog import ALL_CORPORA, complete_corpus_ids, corpora_key
     from indexer.data_home import DataHome
-    from schema import Corpus, CorpusStatus, Database, Description, Head, IndexFile
+    from schema import Centre, Corpus, CorpusStatus, Database, Description, Head, IndexFile, Space
 
     db = Database(url)
     try:
         data = DataHome(db, home)
         with db.session() as s:
-            records = list(s.execute(select(IndexFile.kind, IndexFile.path)))
+            current = {sid: ALL_CORPORA + corpora_key(complete_corpus_ids(s, sid)) for sid in s.scalars(select(Space.id))}
+            unreachable = sum(1 for sid, key in s.execute(select(Centre.space_id, Centre.corpora_key))
+                              if key.startswith(ALL_CORPORA) and key != current[sid])
+            records = list(s.execute(select(IndexFile.space_id, IndexFile.kind, IndexFile.path)))
             heads = {data.resolve(p).name for p in s.scalars(select(Head.path))}
             described = sum(s.scalars(select(Corpus.n_descriptions).where(Corpus.status == CorpusStatus.COMPLETE)))
             stored = int(s.scalar(select(func.count(Description.id))) or 0)
             pending = int(s.scalar(select(func.count(Corpus.id)).where(Corpus.status != CorpusStatus.COMPLETE)) or 0)
-        named = {data.resolve(p).name for _, p in records}
+        named = {data.resolve(p).name for _, _, p in records}
         files = {p.name for p in data.index_dir.iterdir() if p.suffix != ".lock"} if data.index_dir.is_dir() else set()
         head_files = {p.name for p in data.heads_dir.iterdir()} if data.heads_dir.is_dir() else set()
-        return {"pending corpora": pending, "loose descriptions": stored - described,
-                "extra index records": len(records) - len({k for k, _ in records}),
+        return {"pending corpora": pending, "loose descriptions": stored - described, "unreachable centres": unreachable,
+                "extra index records": len(records) - len({(sid, kind) for sid, kind, _ in records}),
                 "unnamed index files": len(files - named), "unnamed head files": len(head_files - heads)}
     finally:
         db.dispose()

@@ -1,5 +1,5 @@
 """Shared pieces of the benchmark scripts: medians, the machine's description, a plain-text table for
-stdout, and appending dated rows to a section's markdown table in BENCHMARKS.md (DESIGN.md §8)."""
+stdout, and appending dated rows to a section's markdown table in BENCHMARKS.md."""
 
 from __future__ import annotations
 

@@ -163,7 +163,7 @@ def delete_corpus(db: Database, corpus_id: int, home: Path, device: Device) -> i
             delete_corpus_rows(session, corpus_id)
             session.flush()
             prune_centres(session, space.id)
-            index.save(session, store, sorted(complete_corpus_ids(session, space.id)))
+            index.save(session, store)
     log.info("deleted corpus %s (%d descriptions)", name, n)
     return int(n)
 

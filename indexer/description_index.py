@@ -8,7 +8,6 @@ re-hashes the file and re-reads its ids.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
@@ -24,12 +23,7 @@ log = logging.getLogger(__name__)
 
 KIND = "descriptions"
 
-__all__ = ["DescriptionIndex", "IndexCheck", "StaleIndexError", "index_dir"]
-
-
-def index_dir(home: Path, db: Database) -> Path:
-    """Index files live under ``$UNIBIND_HOME/indexes/<store id>/``: one folder per store, whatever its URL."""
-    return DataHome(db, home).index_dir
+__all__ = ["DescriptionIndex", "IndexCheck", "StaleIndexError"]
 
 
 class DescriptionIndex(StampedIndex):

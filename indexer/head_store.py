@@ -29,11 +29,6 @@ from schema.store_state import bump_version, lock_catalog
 log = logging.getLogger(__name__)
 
 
-def heads_dir(home: Path, db: Database) -> Path:
-    """One folder per store, like the index files (``indexer.data_home``)."""
-    return DataHome(db, home).heads_dir
-
-
 def jsonable(value: Any) -> Any:
     """``value`` with NaN and inf floats as None (PostgreSQL's JSON type refuses them)."""
     if isinstance(value, float):

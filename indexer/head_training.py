@@ -1,7 +1,7 @@
 """Training a modality head with InfoNCE against the text embeddings of each sample's own descriptions.
 
 Each step: v = normalize(Linear(x)) for a batch of samples, one of each sample's descriptions z (drawn
-afresh every epoch), logits = v @ z.T / τ, loss = cross-entropy towards the diagonal (DESIGN.md §1).
+afresh every epoch), logits = v @ z.T / τ, loss = cross-entropy towards the diagonal (UniBind's InfoNCE).
 A column whose text is one of the row's own descriptions (two samples drew the same description, or
 share descriptions, e.g. category-level ones) is not a negative: it is masked out (-inf), except the row's
 own column. Optional: symmetric loss (mean with the text→sample direction), learned temperature

@@ -29,7 +29,6 @@ from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
 
 from indexer.catalog import (
-    complete_corpus_ids,
     delete_corpus_rows,
     description_index,
     drop_space_if_unused,
@@ -327,7 +326,7 @@ def _publish(
             corpus.target_name = corpus.owner = corpus.heartbeat_at = None
             session.flush()
             prune_centres(session, space.id)
-            index.save(session, store, sorted(complete_corpus_ids(session, space.id)))
+            index.save(session, store)  # its record lists the complete corpora, this one now among them
 
 
 def _discard(db: Database, corpus_id: int, created_space: int | None) -> None:

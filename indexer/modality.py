@@ -101,7 +101,6 @@ def register_modality(
     return modality
 
 
-
 def drop_modality_if_unused(db: Database, modality_id: int) -> bool:
     """Best effort, after a failure of the operation that registered it: remove a modality with no heads and no
     items."""

@@ -64,11 +64,7 @@ def read_vectors(session: Session, stmt: Select[Any], dim: int, *, total: int, d
 
 
 class StaleIndexError(Conflict):
-    """The FAISS file does not hold what the store says it should; ``command`` repairs it."""
-
-    def __init__(self, message: str, command: str) -> None:
-        super().__init__(message)
-        self.command = command
+    """The FAISS file does not hold what the store says it should; the message names the command that repairs it."""
 
 
 @dataclass(frozen=True)
@@ -178,7 +174,7 @@ class StampedIndex(ABC):
 
     # -- load, check ---------------------------------------------------------------------------------
     def _stale(self, detail: str) -> StaleIndexError:
-        return StaleIndexError(f"the {self.kind_name} index: {detail} — run `{self.rebuild_command}`", self.rebuild_command)
+        return StaleIndexError(f"the {self.kind_name} index: {detail} — run `{self.rebuild_command}`")
 
     @property
     def kind_name(self) -> str:
@@ -272,7 +268,7 @@ class StampedIndex(ABC):
         """The checked index, or (when missing or stale) one rebuilt from the store; call under lock()."""
         try:
             return self.load()
-        except (StaleIndexError, FileNotFoundError, ValueError) as e:
+        except (FileNotFoundError, ValueError) as e:  # StaleIndexError included
             log.warning("%s; rebuilding it from the stored vectors", e)
             return self.build_from_store()
 
@@ -291,7 +287,11 @@ class StampedIndex(ABC):
         """Remove the files of this index that the committed record does not name; call under ``lock()``.
 
         The catalog lock is held meanwhile: a writer holds it from writing its new file to its commit, so a file
-        whose record is about to commit (on another host sharing the data folder) is never taken."""
+        whose record is about to commit (on another host sharing the data folder) is never taken. Nothing to remove
+        (the common case) takes no lock."""
+        with self.db.session() as session:
+            if not self._unnamed_files(self.record(session)):
+                return []
         gone = []
         with self.db.transaction() as session:
             lock_catalog(session)

@@ -193,10 +193,10 @@ def cmd_index(ctx: Context, args: argparse.Namespace) -> int:
                             "store": check.n_store, "file": check.n_file, "problems": check.problems,
                             "unused_files": check.orphans})
         else:
-            from schema.store_state import bump_version
+            from schema.store_state import lock_catalog
 
             with ctx.db.transaction() as session:
-                bump_version(session)
+                lock_catalog(session)  # unreachable centres serve no query: nothing visible changes
                 centres = prune_centres(session, space.id)
             rec = index.rebuild(args.factory, progress=True)
             _collect_gallery_files(ctx, space)

@@ -1,7 +1,7 @@
 """Recognition as retrieval: score every category by its best centre members and keep the top k.
 
 ``S_m(q, C)`` = the mean of the min(m, |C|) largest cosines between q and the members of C's centre;
-``top_m`` = m = 1 is the paper's ``S(q, C) = max_j cos(q, z_C^j)`` (DESIGN.md §1.4), the default of the
+``top_m`` = m = 1 is the paper's ``S(q, C) = max_j cos(q, z_C^j)`` (UniBind's recognition rule), the default of the
 engines. Two engines answer behind one interface, in two steps, so that they return identical results
 (labels, order and bitwise-equal scores):
 

@@ -1,6 +1,7 @@
 """The metadata store: spaces, corpora, categories, descriptions and the FAISS files derived from them.
 
-A description's primary key is its FAISS id (DESIGN.md §5): there is no second id space.
+A description's primary key is its FAISS id, and an item's its id in its gallery index: there is no second id
+space (docs/store.md).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from sqlalchemy import event, func, select
 
-from indexer.description_index import index_dir
+from indexer.data_home import DataHome
 from indexer.device import Device
 from indexer.encoder import Encoder
 from indexer.faiss_runtime import faiss
@@ -110,7 +110,7 @@ def index_path(db: Database, home: Path, setup: Setup) -> Path:
         assert modality is not None
         _ = modality.space
     path = gallery_index(db, home, Device(), modality).path
-    assert path is not None and path.parent == index_dir(home, db)
+    assert path is not None and path.parent == DataHome(db, home).index_dir
     return path
 
 

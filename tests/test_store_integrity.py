@@ -21,7 +21,7 @@ from indexer.catalog import description_index
 from indexer.data_home import DataHome
 from indexer.device import Device
 from indexer.encoder import Encoder
-from indexer.gallery import NewItem, add_items, gallery_index, remove_items, reproject
+from indexer.gallery import NewItem, add_items, remove_items, reproject
 from indexer.head import LinearHead
 from indexer.head_store import record_head
 from indexer.ingest import IngestConfig, ingest
@@ -35,6 +35,7 @@ from retrieval.service.config import ServiceConfig
 from retrieval.service.state import ServiceState
 from schema import Centre, Corpus, CorpusStatus, Database, Description, Head, IndexFile, Item, Modality, Space
 from schema.store_state import catalog_version
+from bench.kill import dead_rows
 from tests.corpus_samples import ANIMALS, VEHICLES, write_json
 from tests.test_gallery import D_IN, audio_space, gallery_rows, head_weights, write_gallery
 
@@ -327,34 +328,6 @@ def test_a_failed_commit_leaves_the_old_index_serving(db: Database, home: Path, 
 
 
 # -- 6. no dead rows ------------------------------------------------------------------------------------
-def _dead_rows(db: Database, home: Path) -> dict[str, int]:
-    """What no longer serves anything: pending corpora, descriptions of no complete corpus, centres no default
-    key reaches, index records beyond one per index, files no record names, head files no row names."""
-    from indexer.catalog import ALL_CORPORA, complete_corpus_ids, corpora_key
-
-    data = DataHome(db, home)
-    with db.session() as s:
-        space = s.scalars(select(Space)).one()
-        complete = complete_corpus_ids(s, space.id)
-        centres = list(s.scalars(select(Centre.corpora_key)))
-        records = list(s.execute(select(IndexFile.kind, IndexFile.path)))
-        head_files = {data.resolve(p).name for p in s.scalars(select(Head.path))}
-        loose = s.scalar(select(func.count(Description.id)).join(Corpus).where(Corpus.status != CorpusStatus.COMPLETE))
-        described = sum(s.scalars(select(Corpus.n_descriptions).where(Corpus.status == CorpusStatus.COMPLETE)))
-        stored = s.scalar(select(func.count(Description.id)))
-    named = {data.resolve(p).name for _, p in records}
-    files = {p.name for p in data.index_dir.iterdir() if p.suffix != ".lock"} if data.index_dir.is_dir() else set()
-    on_disk = {p.name for p in data.heads_dir.iterdir()} if data.heads_dir.is_dir() else set()
-    return {
-        "pending corpora": count(db, Corpus, Corpus.status != CorpusStatus.COMPLETE),
-        "loose descriptions": int(loose or 0) + (stored - described),
-        "unreachable centres": sum(1 for k in centres if k.startswith(ALL_CORPORA) and k != ALL_CORPORA + corpora_key(complete)),
-        "extra index records": len(records) - len({k for k, _ in records}),
-        "unnamed index files": len(files - named),
-        "unnamed head files": len(on_disk - head_files),
-    }
-
-
 @pytest.mark.slow
 def test_no_dead_rows_after_ingests_replaces_deletes_and_kills(db_url: str, db: Database, home: Path,
                                                                tmp_path: Path) -> None:
@@ -382,11 +355,11 @@ def test_no_dead_rows_after_ingests_replaces_deletes_and_kills(db_url: str, db: 
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    assert _dead_rows(db, home)["pending corpora"] == 1  # shown as interrupted until the next write
+    assert dead_rows(db_url, home)["pending corpora"] == 1  # shown as interrupted until the next write
     assert cli(db_url, home, "corpus", "delete", "a") == 0  # the next write
     assert cli(db_url, home, "centres", "build") == 0
     assert cli(db_url, home, "ingest", str(files["a"]), "--name", "a") == 0
-    assert _dead_rows(db, home) == dict.fromkeys(_dead_rows(db, home), 0)
+    assert dead_rows(db_url, home) == dict.fromkeys(dead_rows(db_url, home), 0)
     assert cli(db_url, home, "index", "verify") == 0
     with db.session() as s:  # every category's default centre is one row: built again after the last ingest
         assert count(db, Centre) == 0

@@ -3,7 +3,8 @@
 Revision ID: 0001
 Revises: 
 Create Date: 2026-11-22
-Reviewed by hand: one table per concept of DESIGN.md §2; the description id is the FAISS id.
+Reviewed by hand: one table per concept (space, corpus, category, description, index file); the description id
+is the FAISS id.
 """
 
 from __future__ import annotations

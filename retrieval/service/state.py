@@ -64,7 +64,7 @@ class Snapshot:
                 if self._space is None:
                     spec = self._state.served_spec()
                     with self._state.db.session() as session:
-                        self._space = find_space(session, spec) if spec else find_space(session, None)
+                        self._space = find_space(session, spec)
         return self._space
 
     def encoder(self) -> LockedEncoder:
