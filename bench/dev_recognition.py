@@ -46,10 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("alembic", "faiss.loader", "sentence_transformers", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    from indexer.device import select_device
-    from indexer.encoder_factory import build_encoder
-    from retrieval.dev_benchmark import make_split, run_dev_benchmark
-    from schema import Database
+    from unibind.indexer.runtime.device import select_device
+    from unibind.indexer.encoders.factory import build_encoder
+    from unibind.retrieval.evaluation.dev_benchmark import make_split, run_dev_benchmark
+    from unibind.schema import Database
 
     home = Path(args.home).resolve()
     db = Database(f"sqlite:///{home / 'unibind.db'}")

@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 from bench.report import append_rows, command_line, machine, median, now, text_table  # noqa: E402
 
 if TYPE_CHECKING:
-    from indexer.device import Device
-    from indexer.head_training import HeadTrainConfig
+    from unibind.indexer.runtime.device import Device
+    from unibind.indexer.training.infonce import HeadTrainConfig
 
 log = logging.getLogger("bench.heads")
 
@@ -79,7 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def synthetic_pairs(n: int, d_in: int, d: int, per_category: int, descriptions: int,
                     seed: int, noise: float = 5.0) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
     """(features [n, d_in], text vectors [C * descriptions, d], text_ids): see the module docstring."""
-    from indexer.vectors import normalize
+    from unibind.indexer.runtime.vectors import normalize
 
     rng = np.random.default_rng(seed)
     n_cat = n // per_category
@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from indexer.device import select_device
-    from indexer.head_training import HeadTrainConfig, train_head
+    from unibind.indexer.runtime.device import select_device
+    from unibind.indexer.training.infonce import HeadTrainConfig, train_head
 
     device = select_device(args.device)
     host = machine()

@@ -77,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load_texts(n: int):  # type: ignore[no-untyped-def]
     """The first ``n`` records of the builtin CuPL corpus, as a CorpusData, and their texts."""
-    from indexer.builtin_corpus import load_builtin
+    from unibind.indexer.readers.builtin import load_builtin
 
     data = load_builtin("cupl-imagenet")
     if len(data.records) < n:
@@ -97,7 +97,7 @@ class PgServer:
         from sqlalchemy import create_engine, text
         from sqlalchemy.engine import make_url
 
-        from schema.database import resolve_database_url
+        from unibind.schema.database import resolve_database_url
 
         self._text, self._make_url = text, make_url
         self.url = resolve_database_url(url)
@@ -131,7 +131,7 @@ class PgServer:
 @contextmanager
 def fresh_store(backend: str, pg: PgServer | None) -> Iterator[tuple[object, Path]]:
     """A migrated, empty Database and an empty home folder; both removed afterwards."""
-    from schema import Database
+    from unibind.schema import Database
 
     tmp = Path(tempfile.mkdtemp(prefix=f"unibind-bench-{backend}-"))
     try:
@@ -167,9 +167,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from indexer.device import select_device
-    from indexer.encoder_factory import build_encoder
-    from indexer.ingest import IngestConfig, ingest
+    from unibind.indexer.runtime.device import select_device
+    from unibind.indexer.encoders.factory import build_encoder
+    from unibind.indexer.store.ingest import IngestConfig, ingest
 
     pg = PgServer(args.pg_url) if "postgres" in args.backends else None  # fail fast, before the model loads
     data, texts = load_texts(args.n)

@@ -11,7 +11,7 @@ from process start (its *window*), and the time a process needs to start and ope
 Each of the ``--n`` trials picks an operation at random — ``ingest`` (a new 800-description corpus), ``replace``
 (``victim`` by a corpus of another size), ``delete`` (a spare or earlier corpus), ``gallery add`` (2,000 audio
 items) or ``head activation`` (the inactive head version, which re-projects the gallery) — starts it as a real
-``python -m retrieval.cli`` process and sends SIGKILL at a moment drawn uniformly between half the start-up time
+``python -m unibind.retrieval.cli.main`` process and sends SIGKILL at a moment drawn uniformly between half the start-up time
 and the end of the operation's window. A process that ended first counts as *completed*, not as a kill.
 
 After each trial the checks a user would make, through the CLI's own code: ``corpus list`` (only complete corpora
@@ -76,7 +76,7 @@ def write_json(path: Path, table: dict[str, list[str]]) -> Path:
 
 def cli_output(url: str, home: Path, *args: str) -> tuple[int, str]:
     """A CLI command in this process (the user's code path), with its stdout."""
-    from retrieval.cli import main
+    from unibind.retrieval.cli.main import main
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
@@ -96,9 +96,9 @@ def dead_rows(url: str, home: Path) -> dict[str, int]:
     of an older set, index records beyond one per index, files in the store's folders that no record names."""
     from sqlalchemy import func, select
 
-    from indexer.catalog import ALL_CORPORA, complete_corpus_ids, corpora_key
-    from indexer.data_home import DataHome
-    from schema import Centre, Corpus, CorpusStatus, Database, Description, Head, IndexFile, Space
+    from unibind.indexer.store.contents import ALL_CORPORA, complete_corpus_ids, corpora_key
+    from unibind.indexer.index.data_home import DataHome
+    from unibind.schema import Centre, Corpus, CorpusStatus, Database, Description, Head, IndexFile, Space
 
     db = Database(url)
     try:
@@ -153,10 +153,10 @@ class Campaign:
 
     # -- setup ---------------------------------------------------------------------------------------
     def setup(self) -> None:
-        from indexer.head import LinearHead
-        from indexer.head_store import record_head
-        from indexer.modality import register_modality
-        from schema import Database, Space
+        from unibind.indexer.modalities.head import LinearHead
+        from unibind.indexer.modalities.versions import record_head
+        from unibind.indexer.modalities.registry import register_modality
+        from unibind.schema import Database, Space
 
         f = self.folder
         self.files = {
@@ -206,7 +206,7 @@ class Campaign:
             raise RuntimeError(f"setup: unibind {' '.join(args)} exited {code}")
 
     def _command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "retrieval.cli", "--db", self.url, "--home", str(self.home), "--device", "cpu",
+        return [sys.executable, "-m", "unibind.retrieval.cli", "--db", self.url, "--home", str(self.home), "--device", "cpu",
                 *args]
 
     def _op_args(self, op: str) -> tuple[list[str], str | None]:
@@ -238,7 +238,7 @@ class Campaign:
     def observe(self) -> Model:
         from sqlalchemy import select
 
-        from schema import Database, Item
+        from unibind.schema import Database, Item
 
         corpora = {c["name"]: c["descriptions"] for c in cli_json(self.url, self.home, "corpus", "list")
                    if c["status"] == "complete"}
@@ -287,7 +287,7 @@ class Campaign:
     def check(self, op: str, name: str | None, before: Model) -> tuple[list[str], int]:
         from sqlalchemy import func, select
 
-        from schema import Corpus, CorpusStatus, Database, Description
+        from unibind.schema import Corpus, CorpusStatus, Database, Description
 
         bad: list[str] = []
         repairs = 0

@@ -186,7 +186,7 @@ def unibind_cmd() -> list[str]:
     if exe.exists():
         return [str(exe)]
     found = shutil.which("unibind")
-    return [found] if found else [sys.executable, "-c", "import sys; from retrieval.cli import main; sys.exit(main())"]
+    return [found] if found else [sys.executable, "-c", "import sys; from unibind.retrieval.cli.main import main; sys.exit(main())"]
 
 
 def free_port() -> int:

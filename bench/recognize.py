@@ -86,7 +86,7 @@ def faiss_blas() -> str:
     """FAISS's BLAS and the kernel it picked, and its BLAS threshold: both decide FAISS's flat search speed
     (its bundled OpenBLAS 0.3.15 falls back to 'Prescott' kernels on CPUs it does not know; batches with
     nq * d < distance_compute_blas_threshold skip BLAS)."""
-    from indexer.faiss_runtime import faiss
+    from unibind.indexer.runtime.faiss_lib import faiss
 
     core = "?"
     try:
@@ -113,10 +113,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from indexer.device import select_device
-    from indexer.vectors import normalize
-    from retrieval.engines import make_engine
-    from retrieval.recognition_engine import CentreTable
+    from unibind.indexer.runtime.device import select_device
+    from unibind.indexer.runtime.vectors import normalize
+    from unibind.retrieval.recognition.engines import make_engine
+    from unibind.retrieval.recognition.engine import CentreTable
 
     device = select_device(args.device)
     sync = torch.cuda.synchronize if device.is_cuda else (lambda: None)

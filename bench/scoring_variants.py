@@ -57,12 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-append", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    from indexer.catalog import find_space
-    from indexer.device import select_device
-    from indexer.encoder_factory import build_encoder
-    from retrieval.centre_builder import CentreSpec, load_centres
-    from retrieval.dev_benchmark import make_split
-    from schema import Database
+    from unibind.indexer.store.contents import find_space
+    from unibind.indexer.runtime.device import select_device
+    from unibind.indexer.encoders.factory import build_encoder
+    from unibind.retrieval.centres.builder import CentreSpec, load_centres
+    from unibind.retrieval.evaluation.dev_benchmark import make_split
+    from unibind.schema import Database
 
     db = Database(f"sqlite:///{Path(args.home).resolve() / 'unibind.db'}")
     with db.session() as s:

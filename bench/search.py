@@ -63,8 +63,8 @@ from bench.report import append_rows, command_line, machine, median, now, text_t
 if TYPE_CHECKING:
     from sqlalchemy import Engine, MetaData, Table
 
-    from indexer.faiss_runtime import faiss
-    from indexer.vector_store import VectorStore
+    from unibind.indexer.runtime.faiss_lib import faiss
+    from unibind.indexer.index.vector_store import VectorStore
 
 log = logging.getLogger("bench.search")
 
@@ -136,7 +136,7 @@ class Mixture:
 
     @classmethod
     def draw(cls, rng: np.random.Generator, n_centres: int, dim: int) -> Mixture:
-        from indexer.vectors import normalize
+        from unibind.indexer.runtime.vectors import normalize
 
         common = normalize(rng.standard_normal(dim, dtype=np.float32))[0]  # [d], the shared direction
         g = rng.standard_normal((n_centres, dim), dtype=np.float32) / np.sqrt(dim)
@@ -146,7 +146,7 @@ class Mixture:
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """[n, d] float32 unit vectors, drawn in chunks to bound the temporary memory."""
-        from indexer.vectors import normalize
+        from unibind.indexer.runtime.vectors import normalize
 
         dim = self.centres.shape[1]
         out = np.empty((n, dim), dtype=np.float32)
@@ -171,9 +171,9 @@ def build(
     factory: str, gallery: np.ndarray, args: argparse.Namespace, rng: np.random.Generator
 ) -> tuple[VectorStore, float]:
     """A filled VectorStore and its build time in seconds (train + add)."""
-    from indexer.device import Device
-    from indexer.faiss_runtime import faiss
-    from indexer.vector_store import VectorStore
+    from unibind.indexer.runtime.device import Device
+    from unibind.indexer.runtime.faiss_lib import faiss
+    from unibind.indexer.index.vector_store import VectorStore
 
     store = VectorStore.create(gallery.shape[1], Device(), factory)
     t0 = time.perf_counter()
@@ -199,7 +199,7 @@ def build(
 
 def settings(index: faiss.Index, args: argparse.Namespace) -> Iterator[str]:
     """Set each search setting of the sweep on ``index`` in turn, yielding its description."""
-    from indexer.faiss_runtime import faiss
+    from unibind.indexer.runtime.faiss_lib import faiss
 
     if (ivf := faiss.try_extract_index_ivf(index)) is not None:
         quantizer = faiss.downcast_index(ivf.quantizer)
@@ -289,7 +289,7 @@ def run_search(
 
 
 def items_table(metadata: MetaData) -> Table:
-    """Mirrors ``schema.models.Item`` (the gallery's item rows), defined here so the benchmark does not
+    """Mirrors ``unibind.schema.models.Item`` (the gallery's item rows), defined here so the benchmark does not
     depend on the ORM models."""
     from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, LargeBinary, String, Table, Text
 
@@ -378,7 +378,7 @@ def run_hydrate(args: argparse.Namespace, gallery: np.ndarray, rng: np.random.Ge
     from sqlalchemy import MetaData, create_engine, select
     from sqlalchemy.orm import Session
 
-    from schema.database import id_in
+    from unibind.schema.database import id_in
 
     with fresh_schema(args.pg_url) as url:
         engine = create_engine(url)
@@ -388,7 +388,7 @@ def run_hydrate(args: argparse.Namespace, gallery: np.ndarray, rng: np.random.Ge
             cols = (items.c.id, items.c.uri, items.c.label, items.c.meta)
             wheres = {  # the session's query forms, by the name the table shows
                 "session, id IN (...)": lambda ids: items.c.id.in_(ids),
-                # what the search's hydration uses on PostgreSQL (schema.database.id_in)
+                # what the search's hydration uses on PostgreSQL (unibind.schema.database.id_in)
                 "session, id = ANY(:ids)": lambda ids: id_in(items.c.id, ids, "postgresql"),
             }
             raw = engine.raw_connection()
@@ -440,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     args = parse_args(argv)
 
-    from indexer.faiss_runtime import faiss
+    from unibind.indexer.runtime.faiss_lib import faiss
 
     threads = len(os.sched_getaffinity(0))
     faiss.omp_set_num_threads(threads)

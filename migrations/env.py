@@ -6,9 +6,9 @@ from logging.config import fileConfig
 
 from alembic import context
 
-from schema.base import Base
-from schema.database import check_foreign_keys
-from schema import models  # noqa: F401  (registers the tables on Base.metadata)
+from unibind.schema.base import Base
+from unibind.schema.database import check_foreign_keys
+from unibind.schema import models  # noqa: F401  (registers the tables on Base.metadata)
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("connection") is None:
@@ -18,8 +18,8 @@ target_metadata = Base.metadata
 
 
 def _url() -> str:
-    from schema.database import resolve_database_url
-    from schema.settings import Settings
+    from unibind.schema.database import resolve_database_url
+    from unibind.schema.settings import Settings
 
     db = context.get_x_argument(as_dictionary=True).get("db")
     return resolve_database_url(Settings.resolve(db=db).database_url)
@@ -48,7 +48,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    from schema.database import foreign_keys_off, make_engine
+    from unibind.schema.database import foreign_keys_off, make_engine
 
     engine = make_engine(_url())
     with engine.connect() as conn, foreign_keys_off(conn):

@@ -3,9 +3,9 @@
 Nothing here knows about torch or FAISS: the store keeps vectors as float32 bytes.
 """
 
-from schema.base import Base
-from schema.database import Database, migrate, resolve_database_url
-from schema.models import (
+from unibind.schema.base import Base
+from unibind.schema.database import Database, migrate, resolve_database_url
+from unibind.schema.models import (
     Category,
     Centre,
     CentreMember,

@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from schema.errors import Unavailable
+from unibind.schema.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ class Database:
     @property
     def legacy_key(self) -> str:
         """What named this store's folders before it had an identity: its URL without the password, hashed.
-        Only for adopting such folders (``indexer.data_home``)."""
+        Only for adopting such folders (``unibind.indexer.index.data_home``)."""
         return hashlib.sha256(self.url.render_as_string(hide_password=True).encode()).hexdigest()[:12]
 
     @property
@@ -146,7 +146,7 @@ class Database:
         """The store's UUID, made when it was created and kept in it: the same whatever URL reaches it, and
         carried along by a copy or a backup of the database."""
         if self._identity is None:
-            from schema.store_state import store_identity
+            from unibind.schema.store_state import store_identity
 
             with self.session() as session:
                 self._identity = store_identity(session)

@@ -1,5 +1,5 @@
 """What can go wrong for a user, as types. The CLI maps them to exit codes and the service to HTTP statuses, each
-in one place (``retrieval.cli`` and ``retrieval.service.errors``).
+in one place (``unibind.retrieval.cli.main`` and ``unibind.retrieval.service.errors``).
 
 They subclass ``ValueError`` so code that caught a user mistake as ``ValueError`` keeps working.
 """

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql import expression
 
-from schema.base import Base
+from unibind.schema.base import Base
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT (FAISS ids are int64).
 BigId = BigInteger().with_variant(Integer(), "sqlite")

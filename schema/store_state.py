@@ -13,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from schema.models import StoreState
+from unibind.schema.models import StoreState
 
 ROW = 1
 

@@ -66,7 +66,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def db(db_url: str) -> Iterator["Database"]:  # noqa: F821
-    from schema import Database
+    from unibind.schema import Database
 
     database = Database(db_url)
     yield database
@@ -82,13 +82,13 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def cpu() -> "Device":  # noqa: F821
-    from indexer.device import Device
+    from unibind.indexer.runtime.device import Device
 
     return Device()
 
 
 @pytest.fixture(scope="session")
 def minilm(cpu):  # type: ignore[no-untyped-def]
-    from indexer.encoder_factory import build_encoder
+    from unibind.indexer.encoders.factory import build_encoder
 
     return build_encoder("minilm", cpu)

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from indexer.catalog import delete_corpus
-from indexer.corpus_reader import read_corpus
-from indexer.encoder import Encoder
-from indexer.ingest import IngestConfig, ingest
-from indexer.vectors import from_bytes
-from retrieval.centre_builder import CentreBuilder, CentreSpec, centre_members, load_centres
-from retrieval.centre_strategy import find_template_skeletons, skeleton
-from retrieval.prompt_templates import CLIP_TEMPLATES
-from schema import Centre, CentreMember, Corpus, Database, Description, Space
+from unibind.indexer.store.contents import delete_corpus
+from unibind.indexer.readers.corpus import read_corpus
+from unibind.indexer.encoders.base import Encoder
+from unibind.indexer.store.ingest import IngestConfig, ingest
+from unibind.indexer.runtime.vectors import from_bytes
+from unibind.retrieval.centres.builder import CentreBuilder, CentreSpec, centre_members, load_centres
+from unibind.retrieval.centres.strategies import find_template_skeletons, skeleton
+from unibind.retrieval.centres.prompts import CLIP_TEMPLATES
+from unibind.schema import Centre, CentreMember, Corpus, Database, Description, Space
 from tests.corpus_samples import ANIMALS, VEHICLES, write_json
 
 # descriptions plus filled-in prompt templates, as real knowledge bases mix them

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from retrieval.cli import main
-from schema import Corpus, Database, Description
+from unibind.retrieval.cli.main import main
+from unibind.schema import Corpus, Database, Description
 from tests.corpus_samples import ANIMALS, VEHICLES, write_json, write_jsonl
 
 

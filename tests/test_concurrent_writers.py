@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from indexer.data_home import DataHome
-from retrieval.cli import main
-from schema import Centre, Corpus, CorpusStatus, Database, Description, Head
+from unibind.indexer.index.data_home import DataHome
+from unibind.retrieval.cli.main import main
+from unibind.schema import Centre, Corpus, CorpusStatus, Database, Description, Head
 from tests.corpus_samples import write_json
 from tests.test_gallery import audio_space
 
@@ -28,7 +28,7 @@ def corpus(tag: str, classes: int = 30, per_class: int = 20) -> dict[str, list[s
 
 
 def command(url: str, home: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "retrieval.cli", "--db", url, "--home", str(home), "--device", "cpu", *args]
+    return [sys.executable, "-m", "unibind.retrieval.cli", "--db", url, "--home", str(home), "--device", "cpu", *args]
 
 
 def finish(procs: list[subprocess.Popen[str]], timeout: float = 600) -> list[tuple[int, str]]:
@@ -90,9 +90,9 @@ RECORD = textwrap.dedent("""
     import sys
     from pathlib import Path
     import numpy as np
-    from indexer.head import LinearHead
-    from indexer.head_store import record_head
-    from schema import Database
+    from unibind.indexer.modalities.head import LinearHead
+    from unibind.indexer.modalities.versions import record_head
+    from unibind.schema import Database
 
     url, home, modality, seed = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     db = Database(url)

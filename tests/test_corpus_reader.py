@@ -1,4 +1,4 @@
-"""Tests for indexer.corpus_reader: every format, dedup, line numbers, and the error messages."""
+"""Tests for unibind.indexer.readers.corpus: every format, dedup, line numbers, and the error messages."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer.corpus_reader import (
+from unibind.indexer.readers.corpus import (
     CorpusData,
     CorpusError,
     Record,

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer.encoder_factory import build_encoder
-from indexer.encoder_spec import SPEC_HELP, EncoderSpec, parse_encoder_spec
-from indexer.vectors import normalize
+from unibind.indexer.encoders.factory import build_encoder
+from unibind.indexer.encoders.spec import SPEC_HELP, EncoderSpec, parse_encoder_spec
+from unibind.indexer.runtime.vectors import normalize
 from tiny_models import (  # tests/ is on sys.path (pytest's default import mode)
     TINY_HF_PROJECTION_DIM,
     TINY_OPEN_CLIP_ARCH,
@@ -311,8 +311,8 @@ def test_open_clip_bogus_tag_lists_known_tags(cpu) -> None:  # type: ignore[no-u
 
 HUB_SCRIPT = """
 import sys, time
-from indexer.device import Device
-from indexer.encoder_factory import build_encoder
+from unibind.indexer.runtime.device import Device
+from unibind.indexer.encoders.factory import build_encoder
 start = time.monotonic()
 try:
     build_encoder(sys.argv[1], Device())
@@ -333,7 +333,7 @@ def test_hub_spec_without_offline_flag_fails_fast(spec: str, hint: str, tmp_path
     env["HF_HOME"] = str(tmp_path / "hf_home")  # an empty cache: nothing can be found locally
     env["PYTHONPATH"] = str(REPO)
     probe = subprocess.run(
-        [sys.executable, "-c", "from indexer.hub import hub_reachable; print(hub_reachable())"],
+        [sys.executable, "-c", "from unibind.indexer.encoders.hub import hub_reachable; print(hub_reachable())"],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=30,
     )
     if probe.stdout.strip() != "False":

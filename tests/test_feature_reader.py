@@ -1,4 +1,4 @@
-"""Tests for indexer.feature_reader: round trips of .npy / .pt / .jsonl and every bad input."""
+"""Tests for unibind.indexer.readers.features: round trips of .npy / .pt / .jsonl and every bad input."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from indexer.feature_reader import (
+from unibind.indexer.readers.features import (
     FeatureError,
     FeatureSet,
     parse_row_index,

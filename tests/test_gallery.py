@@ -19,19 +19,19 @@ import numpy as np
 import pytest
 from sqlalchemy import event, func, select
 
-from indexer.data_home import DataHome
-from indexer.device import Device
-from indexer.encoder import Encoder
-from indexer.faiss_runtime import faiss
-from indexer.gallery import NewItem, add_items, gallery_index
-from indexer.head import LinearHead
-from indexer.head_store import record_head
-from indexer.modality import register_modality
-from indexer.projection import load_projection
-from indexer.vector_store import VectorStore
-from retrieval.cli import main
-from retrieval.cross_modal_search import CrossModalSearch, SearchFilter
-from schema import Category, Database, Description, Head, Item, ItemField, Modality, Space
+from unibind.indexer.index.data_home import DataHome
+from unibind.indexer.runtime.device import Device
+from unibind.indexer.encoders.base import Encoder
+from unibind.indexer.runtime.faiss_lib import faiss
+from unibind.indexer.gallery.items import NewItem, add_items, gallery_index
+from unibind.indexer.modalities.head import LinearHead
+from unibind.indexer.modalities.versions import record_head
+from unibind.indexer.modalities.registry import register_modality
+from unibind.indexer.modalities.projection import load_projection
+from unibind.indexer.index.vector_store import VectorStore
+from unibind.retrieval.cli.main import main
+from unibind.retrieval.search.cross_modal import CrossModalSearch, SearchFilter
+from unibind.schema import Category, Database, Description, Head, Item, ItemField, Modality, Space
 from tests.corpus_samples import ANIMALS, VEHICLES, write_json
 
 DIM = 384  # the space: MiniLM's dimension

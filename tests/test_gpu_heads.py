@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexer.head_training import HeadTrainConfig, train_head
-from indexer.vectors import normalize
+from unibind.indexer.training.infonce import HeadTrainConfig, train_head
+from unibind.indexer.runtime.vectors import normalize
 
 pytestmark = pytest.mark.gpu
 
@@ -25,7 +25,7 @@ def synthetic(n: int = 1500, texts: int = 300, d: int = 64, d_in: int = 96, seed
 def test_cuda_training_reaches_the_bar_and_projects_like_torch() -> None:
     import torch
 
-    from indexer.device import select_device
+    from unibind.indexer.runtime.device import select_device
 
     device = select_device("auto")
     if not device.is_cuda:

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from indexer.device import Device
-from indexer.head import LinearHead
-from indexer.head_training import HeadTrainConfig, _own_mask, _split, data_digest, train_head
-from indexer.vectors import normalize
+from unibind.indexer.runtime.device import Device
+from unibind.indexer.modalities.head import LinearHead
+from unibind.indexer.training.infonce import HeadTrainConfig, _own_mask, _split, data_digest, train_head
+from unibind.indexer.runtime.vectors import normalize
 
 CPU = Device()
 T, D, D_IN, N = 400, 64, 96, 2000  # descriptions, text dim, feature dim, samples

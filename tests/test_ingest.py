@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from indexer.catalog import corpus_state, delete_corpus, description_index, reap_abandoned
-from indexer.corpus_reader import read_corpus
-from indexer.description_index import StaleIndexError
-from indexer.encoder import Encoder
-from indexer.ingest import IngestConfig, ingest
-from indexer.vectors import from_bytes
-from retrieval.description_search import DescriptionSearch
-from schema import Corpus, CorpusStatus, Database, Description, IndexFile, Space
+from unibind.indexer.store.contents import corpus_state, delete_corpus, description_index, reap_abandoned
+from unibind.indexer.readers.corpus import read_corpus
+from unibind.indexer.index.descriptions import StaleIndexError
+from unibind.indexer.encoders.base import Encoder
+from unibind.indexer.store.ingest import IngestConfig, ingest
+from unibind.indexer.runtime.vectors import from_bytes
+from unibind.retrieval.search.descriptions import DescriptionSearch
+from unibind.schema import Corpus, CorpusStatus, Database, Description, IndexFile, Space
 from tests.corpus_samples import ANIMALS, VEHICLES, write_json, write_jsonl
 
 
@@ -160,7 +160,7 @@ def test_reap_removes_dead_ingests_only_and_hidden_until_complete(db: Database, 
                                                                    minilm: Encoder) -> None:
     from datetime import datetime, timedelta, timezone
 
-    from indexer.lease import current_owner
+    from unibind.indexer.store.lease import current_owner
 
     _ingest(db, home, write_json(tmp_path / "a.json", ANIMALS), "animals", minilm)
     now = datetime.now(timezone.utc)
@@ -205,7 +205,7 @@ def test_reap_removes_dead_ingests_only_and_hidden_until_complete(db: Database, 
 
 
 def test_no_records_is_an_error(db: Database, home: Path, minilm: Encoder) -> None:
-    from indexer.corpus_reader import CorpusData
+    from unibind.indexer.readers.corpus import CorpusData
 
     empty = CorpusData(path="x.json", format="json", records=[], n_duplicates=0, file_sha256="0" * 64)
     with pytest.raises(ValueError, match="x.json: no descriptions to ingest"):
@@ -222,7 +222,7 @@ def test_ingest_with_tiny_open_clip(db_url: str, home: Path, tmp_path: Path, cap
     """The default encoder family through the CLI: a tiny real open_clip checkpoint defines its own space."""
     import json
 
-    from retrieval.cli import main
+    from unibind.retrieval.cli.main import main
     from tiny_models import make_tiny_open_clip
 
     spec = make_tiny_open_clip(tmp_path / "clip")
@@ -237,7 +237,7 @@ def test_ingest_with_tiny_open_clip(db_url: str, home: Path, tmp_path: Path, cap
 
 
 def test_same_size_file_with_other_ids_is_stale(db: Database, home: Path, tmp_path: Path, minilm: Encoder) -> None:
-    from indexer.vector_store import VectorStore
+    from unibind.indexer.index.vector_store import VectorStore
 
     _ingest(db, home, write_json(tmp_path / "a.json", ANIMALS), "animals", minilm)
     index = description_index(db, _space(db), home, minilm.device)

@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from indexer.catalog import description_index
-from indexer.device import Device
-from retrieval.cli import main
-from schema import Corpus, CorpusStatus, Database, Description, Space
+from unibind.indexer.store.contents import description_index
+from unibind.indexer.runtime.device import Device
+from unibind.retrieval.cli.main import main
+from unibind.schema import Corpus, CorpusStatus, Database, Description, Space
 from tests.corpus_samples import ANIMALS, write_json
 
 BIG = {f"class {i}": [f"Description number {j} of the thing called class {i}, seen from angle {j}." for j in range(60)] for i in range(40)}
 
 
 def _cli(db_url: str, home: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "retrieval.cli", "--db", db_url, "--home", str(home), *args]
+    return [sys.executable, "-m", "unibind.retrieval.cli", "--db", db_url, "--home", str(home), *args]
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from retrieval.service.locks import FairLock, LockedEncoder, SharedLock
+from unibind.retrieval.service.locks import FairLock, LockedEncoder, SharedLock
 
 
 def wait_until(predicate: Any, timeout: float = 10.0) -> None:

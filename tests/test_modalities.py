@@ -25,14 +25,14 @@ from PIL import Image, ImageDraw
 from sqlalchemy import func, select
 
 from conftest import fresh_pg_schema  # tests/ is on sys.path (pytest's default import mode)
-from indexer.catalog import find_space
-from indexer.device import Device
-from indexer.encoder import Encoder
-from indexer.head import LinearHead
-from indexer.projection import load_projection
-from retrieval.centre_builder import CentreSpec, load_centres
-from retrieval.cli import main
-from schema import Centre, CentreMember, Corpus, Database, Description, Head, Item, Modality, Space
+from unibind.indexer.store.contents import find_space
+from unibind.indexer.runtime.device import Device
+from unibind.indexer.encoders.base import Encoder
+from unibind.indexer.modalities.head import LinearHead
+from unibind.indexer.modalities.projection import load_projection
+from unibind.retrieval.centres.builder import CentreSpec, load_centres
+from unibind.retrieval.cli.main import main
+from unibind.schema import Centre, CentreMember, Corpus, Database, Description, Head, Item, Modality, Space
 from tiny_models import TINY_OPEN_CLIP_CONFIG, make_tiny_open_clip
 
 ATOL = 1e-5

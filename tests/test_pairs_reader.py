@@ -1,4 +1,4 @@
-"""Tests for indexer.pairs_reader: training pairs and gallery metadata, and their error messages."""
+"""Tests for unibind.indexer.readers.pairs: training pairs and gallery metadata, and their error messages."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer.pairs_reader import ItemMeta, Pair, PairsError, read_meta, read_pairs
+from unibind.indexer.readers.pairs import ItemMeta, Pair, PairsError, read_meta, read_pairs
 
 
 def write(path: Path, lines: list[object]) -> Path:

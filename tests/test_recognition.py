@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.corpus_reader import read_corpus
-from indexer.encoder import Encoder
-from indexer.ingest import IngestConfig, ingest
-from retrieval.centre_builder import CentreSpec
-from retrieval.cli import main
-from retrieval.dev_benchmark import make_split, mask_class_name
-from retrieval.evaluation import accuracy, read_queries
-from retrieval.recognizer import Recognizer
-from schema import Database
+from unibind.indexer.readers.corpus import read_corpus
+from unibind.indexer.encoders.base import Encoder
+from unibind.indexer.store.ingest import IngestConfig, ingest
+from unibind.retrieval.centres.builder import CentreSpec
+from unibind.retrieval.cli.main import main
+from unibind.retrieval.evaluation.dev_benchmark import make_split, mask_class_name
+from unibind.retrieval.evaluation.accuracy import accuracy, read_queries
+from unibind.retrieval.recognition.recognizer import Recognizer
+from unibind.schema import Database
 from tests.corpus_samples import ANIMALS, VEHICLES, write_json
 
 QUERIES = ["an orange fish in a bowl", "a vehicle that puts out fires", "a striped pet", "two wheels and pedals"]

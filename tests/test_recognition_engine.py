@@ -9,13 +9,13 @@ import re
 import numpy as np
 import pytest
 
-from indexer.device import Device
-from indexer.faiss_runtime import faiss
-from indexer.vectors import normalize
-from retrieval.dense_engine import DenseEngine
-from retrieval.engines import make_engine
-from retrieval.faiss_engine import FaissEngine
-from retrieval.recognition_engine import CentreTable, Recognition, RecognitionEngine, exact_top_k
+from unibind.indexer.runtime.device import Device
+from unibind.indexer.runtime.faiss_lib import faiss
+from unibind.indexer.runtime.vectors import normalize
+from unibind.retrieval.recognition.dense_engine import DenseEngine
+from unibind.retrieval.recognition.engines import make_engine
+from unibind.retrieval.recognition.faiss_engine import FaissEngine
+from unibind.retrieval.recognition.engine import CentreTable, Recognition, RecognitionEngine, exact_top_k
 
 ENGINES = ("faiss", "dense")
 DIM = 32
@@ -442,7 +442,7 @@ def test_real_minilm_sentences(minilm, cpu) -> None:  # type: ignore[no-untyped-
 
 @pytest.mark.gpu
 def test_gpu_engines_equal_brute_force(table, queries) -> None:  # type: ignore[no-untyped-def]
-    from indexer.device import select_device
+    from unibind.indexer.runtime.device import select_device
 
     device = select_device("auto")
     if device.torch == "cpu":

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from schema import Category, Corpus, CorpusStatus, Database, Description, Space, resolve_database_url
-from schema.database import current_revision, head_revision
-from schema.settings import Settings
+from unibind.schema import Category, Corpus, CorpusStatus, Database, Description, Space, resolve_database_url
+from unibind.schema.database import current_revision, head_revision
+from unibind.schema.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +33,7 @@ def test_alembic_check_is_clean(db_url: str) -> None:
 
 
 def test_downgrade_and_upgrade_again(db: Database) -> None:
-    from schema.database import migrate
+    from unibind.schema.database import migrate
 
     migrate(db.engine, "base", downgrade=True)
     assert "descriptions" not in db.table_names()
@@ -99,7 +99,7 @@ def test_sqlite_tables_never_reuse_ids_also_after_migrating(tmp_path: Path) -> N
     (a later migration that rebuilds a table must keep it), and its rows survive the rebuild."""
     from sqlalchemy import text
 
-    from schema.database import migrate
+    from unibind.schema.database import migrate
 
     new = Database(f"sqlite:///{tmp_path / 'new.db'}")
     assert set(INTEGER_KEYED) <= _autoincrement_tables(new)

@@ -16,14 +16,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from indexer.device import Device
-from retrieval.cli import main
-from retrieval.cross_modal_search import CrossModalSearch, SearchFilter
-from retrieval.recognizer import Recognizer
-from retrieval.service.app import create_app
-from retrieval.service.config import ServiceConfig
-from retrieval.service.state import ServiceState
-from schema import Database, Space
+from unibind.indexer.runtime.device import Device
+from unibind.retrieval.cli.main import main
+from unibind.retrieval.search.cross_modal import CrossModalSearch, SearchFilter
+from unibind.retrieval.recognition.recognizer import Recognizer
+from unibind.retrieval.service.app import create_app
+from unibind.retrieval.service.config import ServiceConfig
+from unibind.retrieval.service.state import ServiceState
+from unibind.schema import Database, Space
 from tests.corpus_samples import ANIMALS, VEHICLES, write_json
 from tests.test_gallery import D_IN, audio_space, gallery_rows, reference, write_gallery
 
@@ -327,7 +327,7 @@ def test_image_upload_zero_shot_equals_the_library(tmp_path: Path) -> None:
     """A tiny open_clip space: the uploaded image goes through the tower zero-shot, as the library does it."""
     from PIL import Image
 
-    from indexer.projection import load_projection
+    from unibind.indexer.modalities.projection import load_projection
     from tests.tiny_models import make_tiny_open_clip
 
     spec = make_tiny_open_clip(tmp_path / "model")

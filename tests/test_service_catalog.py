@@ -14,10 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from indexer.device import Device
-from retrieval.service.app import create_app
-from retrieval.service.config import ServiceConfig
-from retrieval.service.state import ServiceState
+from unibind.indexer.runtime.device import Device
+from unibind.retrieval.service.app import create_app
+from unibind.retrieval.service.config import ServiceConfig
+from unibind.retrieval.service.state import ServiceState
 from tests.corpus_samples import ANIMALS
 from tests.image_site import COLOURS, ImageSite, build_image_site, draw
 from tests.test_service import KEY, detail

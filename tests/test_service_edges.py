@@ -15,11 +15,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from indexer.catalog import description_index
-from indexer.device import Device
-from retrieval.service.app import create_app
-from retrieval.service.state import ServiceState
-from schema import Corpus, CorpusStatus, Database, Job, Space
+from unibind.indexer.store.contents import description_index
+from unibind.indexer.runtime.device import Device
+from unibind.retrieval.service.app import create_app
+from unibind.retrieval.service.state import ServiceState
+from unibind.schema import Corpus, CorpusStatus, Database, Job, Space
 from tests.corpus_samples import ANIMALS, VEHICLES, write_json
 from tests.test_service import TEXTS, cli, detail, make_state
 from tests.test_service_jobs import jsonl, upload, wait
@@ -169,7 +169,7 @@ def test_a_chunked_body_is_cut_off_while_it_streams(tmp_path: Path, path: str, c
     limit (the rest is never pulled, let alone spooled) and answers 413."""
     import asyncio
 
-    from retrieval.service.config import ServiceConfig
+    from unibind.retrieval.service.config import ServiceConfig
 
     config = ServiceConfig(database_url=f"sqlite:///{tmp_path / 'x.db'}", home=tmp_path, max_upload_bytes=1000)
     app = create_app(config)  # no lifespan: the limit answers before any route needs the loaded service

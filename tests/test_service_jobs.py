@@ -16,9 +16,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from retrieval.service import jobs
-from retrieval.service.app import create_app
-from schema import Corpus, Database
+from unibind.retrieval.service import jobs
+from unibind.retrieval.service.app import create_app
+from unibind.schema import Corpus, Database
 from tests.corpus_samples import ANIMALS, VEHICLES, write_json
 from tests.test_service import TEXTS, cli, detail, make_state
 
@@ -102,7 +102,7 @@ def test_upload_ingests_in_a_job_and_queries_see_it(served: TestClient) -> None:
 def test_a_failed_job_records_its_one_line_error(served: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     """A user-facing error is recorded as its first line; the server's own trouble as an internal error whose
     details (paths, say) stay in the log."""
-    from schema.errors import Conflict
+    from unibind.schema.errors import Conflict
 
     for raised, expected in ((Conflict("corpus 'vehicles' is being ingested by process 7\nand more detail"),
                               "Conflict: corpus 'vehicles' is being ingested by process 7"),
@@ -121,9 +121,9 @@ def test_a_failed_job_records_its_one_line_error(served: TestClient, monkeypatch
 
 
 def test_ingest_reports_progress_per_chunk(db: Database, home: Path, minilm: Any) -> None:
-    from indexer.corpus_reader import read_corpus_bytes
-    from indexer.device import Device
-    from indexer.ingest import IngestConfig, ingest
+    from unibind.indexer.readers.corpus import read_corpus_bytes
+    from unibind.indexer.runtime.device import Device
+    from unibind.indexer.store.ingest import IngestConfig, ingest
 
     seen: list[tuple[int, int]] = []
     data = read_corpus_bytes(jsonl(VEHICLES), label="v.jsonl", format="jsonl")

@@ -18,10 +18,10 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 
-from indexer.device import Device  # noqa: E402
-from retrieval.service.app import create_app  # noqa: E402
-from retrieval.service.config import ServiceConfig  # noqa: E402
-from retrieval.service.state import ServiceState  # noqa: E402
+from unibind.indexer.runtime.device import Device  # noqa: E402
+from unibind.retrieval.service.app import create_app  # noqa: E402
+from unibind.retrieval.service.config import ServiceConfig  # noqa: E402
+from unibind.retrieval.service.state import ServiceState  # noqa: E402
 from tests.corpus_samples import ANIMALS, write_json  # noqa: E402
 from tests.test_service import KEY, cli  # noqa: E402
 

@@ -17,24 +17,24 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select
 
-from indexer.catalog import description_index
-from indexer.data_home import DataHome
-from indexer.device import Device
-from indexer.encoder import Encoder
-from indexer.gallery import NewItem, add_items, remove_items, reproject
-from indexer.head import LinearHead
-from indexer.head_store import record_head
-from indexer.ingest import IngestConfig, ingest
-from indexer.corpus_reader import read_corpus
-from indexer.projection import load_projection
-from indexer.vectors import from_bytes
-from retrieval.cli import main
-from retrieval.centre_builder import CentreBuilder, CentreSpec
-from retrieval.service.app import create_app
-from retrieval.service.config import ServiceConfig
-from retrieval.service.state import ServiceState
-from schema import Centre, Corpus, CorpusStatus, Database, Description, Head, IndexFile, Item, Modality, Space
-from schema.store_state import catalog_version
+from unibind.indexer.store.contents import description_index
+from unibind.indexer.index.data_home import DataHome
+from unibind.indexer.runtime.device import Device
+from unibind.indexer.encoders.base import Encoder
+from unibind.indexer.gallery.items import NewItem, add_items, remove_items, reproject
+from unibind.indexer.modalities.head import LinearHead
+from unibind.indexer.modalities.versions import record_head
+from unibind.indexer.store.ingest import IngestConfig, ingest
+from unibind.indexer.readers.corpus import read_corpus
+from unibind.indexer.modalities.projection import load_projection
+from unibind.indexer.runtime.vectors import from_bytes
+from unibind.retrieval.cli.main import main
+from unibind.retrieval.centres.builder import CentreBuilder, CentreSpec
+from unibind.retrieval.service.app import create_app
+from unibind.retrieval.service.config import ServiceConfig
+from unibind.retrieval.service.state import ServiceState
+from unibind.schema import Centre, Corpus, CorpusStatus, Database, Description, Head, IndexFile, Item, Modality, Space
+from unibind.schema.store_state import catalog_version
 from bench.kill import dead_rows
 from tests.corpus_samples import ANIMALS, VEHICLES, write_json
 from tests.test_gallery import D_IN, audio_space, gallery_rows, head_weights, write_gallery
@@ -54,7 +54,7 @@ def cli(url: str, home: Path, *args: str) -> int:
 
 def cli_command(url: str, home: Path, *args: str) -> list[str]:
     """The same command as a separate process."""
-    return [sys.executable, "-m", "retrieval.cli", "--db", url, "--home", str(home), "--device", "cpu", *args]
+    return [sys.executable, "-m", "unibind.retrieval.cli", "--db", url, "--home", str(home), "--device", "cpu", *args]
 
 
 def _ingest(db: Database, home: Path, path: Path, name: str, encoder: Encoder, **kw: Any) -> Any:
@@ -162,7 +162,7 @@ def test_every_publish_bumps_the_catalog_version_and_a_failure_does_not(db: Data
         b = s.scalars(select(Corpus.id).where(Corpus.name == "b")).one()
     CentreBuilder(db, space, minilm).build(CentreSpec())
     assert moved()
-    from indexer.catalog import delete_corpus
+    from unibind.indexer.store.contents import delete_corpus
 
     delete_corpus(db, b, home, Device())
     assert moved()
@@ -282,7 +282,7 @@ def test_folders_of_an_older_store_are_adopted(db: Database, home: Path, tmp_pat
     with db.transaction() as s:
         rec = s.scalars(select(IndexFile)).one()
         rec.path = str(legacy / Path(rec.path).name)
-    import indexer.data_home as data_home
+    import unibind.indexer.index.data_home as data_home
 
     data_home._adopted.clear()  # a new process
     index = description_index(db, db_space(db), home, Device())

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from indexer.faiss_runtime import faiss
+from unibind.indexer.runtime.faiss_lib import faiss
 import numpy as np
 import pytest
 
-from indexer.device import Device
-from indexer.vector_store import VectorStore, make_index
-from indexer.vectors import normalize
+from unibind.indexer.runtime.device import Device
+from unibind.indexer.index.vector_store import VectorStore, make_index
+from unibind.indexer.runtime.vectors import normalize
 
 
 def brute_force(x: np.ndarray, ids: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +87,7 @@ def test_bad_inputs(cpu: Device, tmp_path: Path) -> None:
 
 @pytest.mark.gpu
 def test_gpu_replica_matches_cpu(data) -> None:  # type: ignore[no-untyped-def]
-    from indexer.device import select_device
+    from unibind.indexer.runtime.device import select_device
 
     device = select_device("auto")
     if device.faiss_gpu is None:

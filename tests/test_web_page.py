@@ -19,10 +19,10 @@ import httpx
 import pytest
 
 from conftest import IN_CI
-from indexer.device import Device
-from retrieval.service.app import create_app
-from retrieval.service.config import ServiceConfig
-from retrieval.service.state import ServiceState
+from unibind.indexer.runtime.device import Device
+from unibind.retrieval.service.app import create_app
+from unibind.retrieval.service.config import ServiceConfig
+from unibind.retrieval.service.state import ServiceState
 from tests.image_site import ImageSite, build_image_site, live_server
 from tests.test_service import KEY
 

@@ -7,7 +7,7 @@ Reviewed by hand: without AUTOINCREMENT, SQLite gives a new row the largest id i
 newest corpus (or items) handed its ids to the next ones: a cache or a running service holding vectors by id then
 paired old vectors with new text. Each table with an integer key is rebuilt as ``INTEGER PRIMARY KEY
 AUTOINCREMENT`` (copying every row; SQLite then remembers the largest id in ``sqlite_sequence``). Foreign keys
-are switched off around the rebuild by ``schema.database.migrate`` (dropping a parent table with them on would
+are switched off around the rebuild by ``unibind.schema.database.migrate`` (dropping a parent table with them on would
 cascade). PostgreSQL's sequences never go back: nothing to do there.
 """
 

@@ -21,13 +21,13 @@ from starlette.datastructures import UploadFile
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from retrieval.service import catalog, errors, page
-from retrieval.service import payloads as p
-from retrieval.service.config import ServiceConfig
-from retrieval.service.jobs import JobManager, add_routes
-from retrieval.service.metrics import ServiceMetrics
-from retrieval.service.state import ServiceState, Snapshot, service_of
-from retrieval.service.upload import FORM_OVERHEAD, decode_image, read_form_upload
+from unibind.retrieval.service import browse, errors, page
+from unibind.retrieval.service import payloads as p
+from unibind.retrieval.service.config import ServiceConfig
+from unibind.retrieval.service.jobs import JobManager, add_routes
+from unibind.retrieval.service.metrics import ServiceMetrics
+from unibind.retrieval.service.state import ServiceState, Snapshot, service_of
+from unibind.retrieval.service.upload import FORM_OVERHEAD, decode_image, read_form_upload
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
                   "target": {"type": "string"}, "k": {"type": "integer"}, "label": {"type": "string"},
                   "where": {"type": "array", "items": {"type": "string"}, "description": "key=value, repeatable"}}))
     async def search(request: Request) -> list[p.SearchResult]:
-        from retrieval.cross_modal_search import SearchFilter, parse_where
+        from unibind.retrieval.search.cross_modal import SearchFilter, parse_where
 
         q = await parse(request, p.SearchRequest)
         if q.body is not None:
@@ -246,7 +246,7 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
 
     @app.get("/v1/corpora", response_model=list[p.CorpusInfo], tags=["knowledge base"])
     async def corpora(request: Request) -> list[p.CorpusInfo]:
-        from indexer.catalog import corpus_state, list_corpora
+        from unibind.indexer.store.contents import corpus_state, list_corpora
 
         st = service_of(request)
 
@@ -264,8 +264,8 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
     @app.delete("/v1/corpora/{name}", response_model=p.Deleted, tags=["knowledge base"],
                 responses={404: {"model": p.ErrorBody}})
     async def delete(name: str, request: Request) -> p.Deleted:
-        from indexer.catalog import delete_corpus
-        from schema import Corpus, CorpusStatus
+        from unibind.indexer.store.contents import delete_corpus
+        from unibind.schema import Corpus, CorpusStatus
 
         st = service_of(request)
 
@@ -291,7 +291,7 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
              responses={404: {"model": p.ErrorBody}})
     async def centre(name: str, request: Request, strategy: str | None = Query(None), k: int | None = Query(None, ge=1),
                      template: str | None = Query(None)) -> p.CentreView:
-        from retrieval.centre_builder import CentreSpec, centre_members
+        from unibind.retrieval.centres.builder import CentreSpec, centre_members
 
         base = CentreSpec()
         spec = CentreSpec(template=template or base.template, k=k or base.k, strategy=strategy or base.strategy)
@@ -314,6 +314,6 @@ def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> F
         return await run_in_threadpool(work)
 
     add_routes(app, config, jobs)
-    catalog.add_routes(app, config)
+    browse.add_routes(app, config)
     page.add_routes(app)
     return app

@@ -47,7 +47,7 @@ class ServiceConfig:
     def from_settings(cls, db: str | None = None, home: str | os.PathLike[str] | None = None, **overrides: Any) -> ServiceConfig:
         """Data locations as the CLI resolves them; the API key from ``$UNIBIND_API_KEY`` unless given.
         Unknown keys fail."""
-        from schema.settings import Settings
+        from unibind.schema.settings import Settings
 
         known = {f.name for f in fields(cls)} - {"database_url", "home"}
         unknown = sorted(set(overrides) - known)

@@ -1,6 +1,6 @@
 """Every error the service answers, mapped to its HTTP status in one place.
 
-- User mistakes and states of the store are typed (``schema.errors``): invalid input 400, not found 404,
+- User mistakes and states of the store are typed (``unibind.schema.errors``): invalid input 400, not found 404,
   conflict 409 (a stale index names its repair command), busy 503 with ``Retry-After``, unavailable 503.
   Plain ``ValueError`` (a bad value in older code paths) is a 400.
 - A database that cannot be reached or is locked is a 503.
@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from schema.errors import Busy, Conflict, InvalidInput, NotFound, Unavailable, UnibindError
+from unibind.schema.errors import Busy, Conflict, InvalidInput, NotFound, Unavailable, UnibindError
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ Jobs are rows of the store (``schema.Job``): their state outlives the process, a
 answers for them. A job whose process died (a restart, a kill) reads as ``interrupted``; its half-written corpus
 was never visible and goes at the next write. The process renews the lease of its live jobs with a heartbeat.
 
-The ingest publishes the corpus in one commit (``indexer.ingest``); then the job moves the service to a
+The ingest publishes the corpus in one commit (``unibind.indexer.store.ingest``); then the job moves the service to a
 snapshot of the new catalog and only then reports ``done``, so new queries see the corpus without a restart
 while the queries before it answered from the old catalog. The job shares the service's loaded encoder,
 which encodes in slices under the first-come, first-served compute lock, so queries keep running between
@@ -28,15 +28,15 @@ from fastapi import FastAPI, HTTPException, Request
 from sqlalchemy import delete, select, update
 from starlette.concurrency import run_in_threadpool
 
-from indexer.corpus_reader import FORMATS, CorpusData, read_corpus_bytes
-from indexer.ingest import IngestConfig, ingest
-from indexer.lease import Heartbeat, current_owner, is_alive
-from retrieval.service import payloads as p
-from retrieval.service.config import ServiceConfig
-from retrieval.service.state import ServiceState, service_of
-from retrieval.service.upload import read_form_upload
-from schema import Database, Job
-from schema.errors import UnibindError
+from unibind.indexer.readers.corpus import FORMATS, CorpusData, read_corpus_bytes
+from unibind.indexer.store.ingest import IngestConfig, ingest
+from unibind.indexer.store.lease import Heartbeat, current_owner, is_alive
+from unibind.retrieval.service import payloads as p
+from unibind.retrieval.service.config import ServiceConfig
+from unibind.retrieval.service.state import ServiceState, service_of
+from unibind.retrieval.service.upload import read_form_upload
+from unibind.schema import Database, Job
+from unibind.schema.errors import UnibindError
 
 log = logging.getLogger(__name__)
 

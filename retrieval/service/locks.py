@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.encoder import Encoder
+from unibind.indexer.encoders.base import Encoder
 
 SLICE = 128  # texts or images encoded per turn of the lock: about half a second of MiniLM on 2 cores
 

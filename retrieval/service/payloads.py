@@ -47,7 +47,7 @@ class SearchRequest(Query):
 
     def where_terms(self) -> tuple[tuple[str, str], ...]:
         """The filters as the search compares them: strings as they are, other scalars as JSON text."""
-        from indexer.gallery import canonical
+        from unibind.indexer.gallery.items import canonical
 
         return tuple((k, v if isinstance(v, str) else str(canonical(v))) for k, v in self.where.items())
 

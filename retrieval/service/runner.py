@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from retrieval.service.config import API_KEY_ENV, ServiceConfig
+from unibind.retrieval.service.config import API_KEY_ENV, ServiceConfig
 
 log = logging.getLogger(__name__)
 
@@ -18,8 +18,8 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 def cmd_serve(ctx: Any, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from retrieval.service.app import create_app
-    from retrieval.service.state import ServiceState
+    from unibind.retrieval.service.app import create_app
+    from unibind.retrieval.service.state import ServiceState
 
     config = ServiceConfig(database_url=ctx.settings.database_url, home=ctx.home, device=args.device,
                            encoder=args.encoder, host=args.host, port=args.port,

@@ -28,19 +28,19 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from indexer.catalog import find_space
-from indexer.device import Device, select_device
-from indexer.encoder_spec import parse_encoder_spec
-from indexer.encoder import Encoder
-from indexer.encoder_factory import build_encoder
-from indexer.projection import Projection, load_projection
-from retrieval.cross_modal_search import CrossModalSearch
-from retrieval.recognizer import Recognizer
-from retrieval.service.config import ServiceConfig
-from retrieval.service.locks import FairLock, LockedEncoder, SharedLock
-from schema import Corpus, Database, Description, Item, Modality, Space
-from schema.errors import InvalidInput
-from schema.store_state import catalog_version
+from unibind.indexer.store.contents import find_space
+from unibind.indexer.runtime.device import Device, select_device
+from unibind.indexer.encoders.spec import parse_encoder_spec
+from unibind.indexer.encoders.base import Encoder
+from unibind.indexer.encoders.factory import build_encoder
+from unibind.indexer.modalities.projection import Projection, load_projection
+from unibind.retrieval.search.cross_modal import CrossModalSearch
+from unibind.retrieval.recognition.recognizer import Recognizer
+from unibind.retrieval.service.config import ServiceConfig
+from unibind.retrieval.service.locks import FairLock, LockedEncoder, SharedLock
+from unibind.schema import Corpus, Database, Description, Item, Modality, Space
+from unibind.schema.errors import InvalidInput
+from unibind.schema.store_state import catalog_version
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -264,7 +264,7 @@ class ServiceState:
     # -- encoders and the catalog -------------------------------------------------------------------------
     def encoder_for(self, spec: str) -> LockedEncoder:
         """The loaded encoder for ``spec`` (the space's, or an ingest's), loaded once and kept."""
-        from indexer.encoder_factory import parse_encoder_spec
+        from unibind.indexer.encoders.factory import parse_encoder_spec
 
         key = str(parse_encoder_spec(spec))
         with self._encoders_lock:
@@ -282,7 +282,7 @@ class ServiceState:
 
     def corpus_exists(self, name: str, encoder: str) -> bool:
         """Whether the space of ``encoder`` has a complete corpus named ``name``."""
-        from schema import CorpusStatus
+        from unibind.schema import CorpusStatus
 
         with self.db.session() as session:
             return bool(session.scalar(select(func.count(Corpus.id)).join(Space, Space.id == Corpus.space_id).where(
@@ -290,7 +290,7 @@ class ServiceState:
 
     def index_sizes(self) -> list[tuple[str, str, int]]:
         """(space, target, vectors) for the descriptions of each space and each modality's gallery."""
-        from schema import CorpusStatus
+        from unibind.schema import CorpusStatus
 
         with self.db.session() as session:
             rows = [(enc, "descriptions", int(n)) for enc, n in session.execute(

@@ -1,0 +1,84 @@
+"""The frozen-encoder interface: inputs in, L2-normalised float32 vectors out, in batches."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from unibind.indexer.runtime.device import Device
+from unibind.indexer.runtime.vectors import normalize
+
+log = logging.getLogger(__name__)
+
+PROGRESS_MIN_ITEMS = 512  # show a progress bar when encoding at least this many inputs
+
+
+def batched_encode(
+    items: Sequence[Any],
+    encode_batch: Callable[[Sequence[Any]], np.ndarray],
+    *,
+    dim: int,
+    batch_size: int,
+    progress: bool | None,
+    desc: str,
+) -> np.ndarray:
+    """Run ``encode_batch`` over ``items`` in slices; returns normalised [N, dim] float32."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    out = np.empty((len(items), dim), dtype=np.float32)
+    show = len(items) >= PROGRESS_MIN_ITEMS if progress is None else progress
+    with tqdm(total=len(items), desc=desc, unit="item", disable=not show, leave=False) as bar:
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            out[start : start + len(chunk)] = normalize(encode_batch(chunk))
+            bar.update(len(chunk))
+    return out
+
+
+class Encoder(ABC):
+    """A frozen model for one or more modalities. Subclasses implement the ``_*_batch`` methods."""
+
+    spec: str
+    dim: int
+    device: Device
+    modalities: frozenset[str] = frozenset({"text"})
+
+    def encode_text(self, texts: Sequence[str], *, batch_size: int = 256, progress: bool | None = None) -> np.ndarray:
+        """[N] strings → [N, dim] float32, unit rows."""
+        return batched_encode(
+            list(texts), self._text_batch, dim=self.dim, batch_size=batch_size, progress=progress, desc="encode text"
+        )
+
+    def encode_images(self, images: Sequence[Any], *, batch_size: int = 64, progress: bool | None = None) -> np.ndarray:
+        """[N] PIL images (or paths) → [N, dim] float32, unit rows."""
+        if "image" not in self.modalities:
+            raise ValueError(f"encoder {self.spec} has no image tower (modalities: {', '.join(sorted(self.modalities))})")
+        return batched_encode(
+            list(images), self._image_batch, dim=self.dim, batch_size=batch_size, progress=progress, desc="encode images"
+        )
+
+    @abstractmethod
+    def _text_batch(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def _image_batch(self, images: Sequence[Any]) -> np.ndarray:
+        raise NotImplementedError
+
+
+def load_pil(image: Any) -> Any:
+    """A PIL image from a PIL image or a path; unreadable files raise ValueError naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    try:
+        with Image.open(image) as im:
+            return im.convert("RGB")
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"image file not found: {image}") from e
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"{image}: not a readable image ({e})") from e

@@ -1,0 +1,304 @@
+"""A FAISS file that is derived state: recorded in the store, checked against it on load, rebuildable from the
+store's vectors alone, and never changed once written.
+
+How a write goes (every writer: ingest, delete, gallery add/remove, re-projection, rebuild):
+
+1. take the index's exclusive file lock (one writer per index on this host) and note the current record;
+2. compute the new index in memory;
+3. in one transaction whose first statement bumps the catalog version (which serialises publishers across
+   processes and hosts): change the rows, write the index to a *new* file name (temp file, fsync, rename, fsync
+   the folder), check the current record is still the one noted (else another host published meanwhile: Busy),
+   replace the record by the new one;
+4. after the commit, still under the lock, remove every file of this index that no record names.
+
+A reader loads the file its record names. A failed or killed write leaves the old record naming the old file,
+which keeps serving; the new file, named by nothing, goes at the next write.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Select, delete, select
+from sqlalchemy.orm import Session
+from tqdm.auto import tqdm
+
+from unibind.indexer.index.data_home import DataHome, fsync_dir
+from unibind.indexer.runtime.device import Device
+from unibind.indexer.index.vector_store import DEFAULT_FACTORY, VectorStore, sha256_file
+from unibind.indexer.runtime.vectors import from_bytes, ids_digest
+from unibind.schema import Database, IndexFile
+from unibind.schema.errors import Busy, Conflict
+from unibind.schema.store_state import bump_version, lock_catalog
+
+log = logging.getLogger(__name__)
+
+
+READ_CHUNK = 20_000  # rows per fetch when vectors are read back from the store
+_NO_BASE = object()
+
+
+def read_vectors(session: Session, stmt: Select[Any], dim: int, *, total: int, desc: str,
+                 progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(ids [N], vectors [N, dim]) from a ``select(id, vector bytes)``, in chunks, with a progress bar for
+    long reads (over 50,000 rows unless ``progress`` says)."""
+    show = progress if progress is not None else total > 50_000
+    id_parts, vec_parts = [], []
+    with tqdm(total=total, desc=desc, unit="vec", disable=not show, leave=False) as bar:
+        for part in session.execute(stmt.execution_options(yield_per=READ_CHUNK)).partitions():
+            id_parts.append(np.fromiter((r[0] for r in part), dtype=np.int64, count=len(part)))
+            vec_parts.append(from_bytes([r[1] for r in part], dim))
+            bar.update(len(part))
+    if not id_parts:
+        return np.empty(0, dtype=np.int64), np.empty((0, dim), dtype=np.float32)
+    return np.concatenate(id_parts), np.concatenate(vec_parts)
+
+
+class StaleIndexError(Conflict):
+    """The FAISS file does not hold what the store says it should; the message names the command that repairs it."""
+
+
+@dataclass(frozen=True)
+class IndexCheck:
+    path: Path | None
+    n_store: int  # vectors the store says the file should hold
+    n_file: int | None  # vectors in the file (None when it could not be read)
+    problems: list[str] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)  # files of this index no record names (removed by the next write)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class StampedIndex(ABC):
+    """One FAISS index of a space, bound to a database, a data folder and a device."""
+
+    rebuild_command = "unibind index rebuild"
+
+    def __init__(self, db: Database, space_id: int, dim: int, data: DataHome, device: Device, kind: str, stem: str) -> None:
+        self.db = db
+        self.space_id = space_id
+        self.dim = dim
+        self.data = data
+        self.folder = data.index_dir
+        self.device = device
+        self.kind = kind
+        self.stem = stem  # file names: <stem>.<unique>.faiss (no stem has a dot: modality names cannot)
+        self._held = False  # this object holds the exclusive lock (a writer's load() needs no second one)
+        self._base: object = _NO_BASE  # the record id current when the exclusive lock was taken
+
+    # -- locking -------------------------------------------------------------------------------------
+    @contextmanager
+    def lock(self, mode: int = fcntl.LOCK_EX) -> Iterator[None]:
+        """Exclusive: one writer of this index at a time on this host, from reading the current index to the
+        commit of the new record; on leaving, files no record names are removed. Shared (``LOCK_SH``): a reader
+        that loads the file its record names while no writer can remove it."""
+        if self._held:
+            yield
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / f"{self.stem}.lock", "a") as f:
+            fcntl.flock(f, mode)
+            exclusive = mode == fcntl.LOCK_EX
+            try:
+                if exclusive:
+                    self._held = True
+                    with self.db.session() as session:
+                        rec = self.record(session)
+                        self._base = rec.id if rec is not None else None
+                yield
+            finally:
+                if exclusive:
+                    self._held, self._base = False, _NO_BASE
+                    try:
+                        self.collect_garbage()
+                    except Exception as e:  # noqa: BLE001 - leftovers go at the next write
+                        log.warning("could not remove unused files of %s: %s", self.stem, e)
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    # -- what the store says (subclasses) ------------------------------------------------------------
+    @abstractmethod
+    def store_ids(self, session: Session) -> np.ndarray:
+        """The ids the file should hold."""
+
+    @abstractmethod
+    def _stamp_problems(self, session: Session, rec: IndexFile | None) -> list[str]:
+        """How the record disagrees with the store (counts, corpora)."""
+
+    @abstractmethod
+    def build_from_store(self, factory: str | None = None, *, progress: bool | None = None) -> VectorStore:
+        """A new index from the stored vectors (no encoding)."""
+
+    def _corpus_ids(self, session: Session) -> list[int]:
+        return []
+
+    def record(self, session: Session) -> IndexFile | None:
+        stmt = (
+            select(IndexFile)
+            .where(IndexFile.space_id == self.space_id, IndexFile.kind == self.kind)
+            .order_by(IndexFile.id.desc())
+            .limit(1)
+        )
+        return session.scalars(stmt).first()
+
+    def factory(self, session: Session) -> str:
+        rec = self.record(session)
+        return rec.factory if rec is not None else DEFAULT_FACTORY
+
+    @property
+    def path(self) -> Path | None:
+        """The file the current record names (None before the first write)."""
+        with self.db.session() as session:
+            rec = self.record(session)
+            return self.data.resolve(rec.path) if rec is not None else None
+
+    def _problems(self, session: Session, rec: IndexFile | None) -> list[str]:
+        problems = self._stamp_problems(session, rec)
+        if rec is not None:
+            path = self.data.resolve(rec.path)
+            if not path.is_file():
+                problems.append(f"index file {rec.path} is missing")
+            elif path.stat().st_size != rec.file_size:
+                problems.append(f"index file {rec.path} has {path.stat().st_size} bytes, the record says {rec.file_size}")
+        return problems
+
+    # -- load, check ---------------------------------------------------------------------------------
+    def _stale(self, detail: str) -> StaleIndexError:
+        return StaleIndexError(f"the {self.kind_name} index: {detail} — run `{self.rebuild_command}`")
+
+    @property
+    def kind_name(self) -> str:
+        return self.kind
+
+    def load(self) -> VectorStore:
+        """The file after checking it against its record and the store (StaleIndexError when they disagree);
+        an empty index when nothing has been recorded and the store holds nothing."""
+        with self.lock(fcntl.LOCK_SH):  # no writer removes the recorded file while it is read
+            with self.db.session() as session:
+                rec = self.record(session)
+                problems = self._problems(session, rec)
+            if problems:
+                raise self._stale("; ".join(problems))
+            if rec is None:
+                return VectorStore.create(self.dim, self.device, DEFAULT_FACTORY)
+            try:
+                store = VectorStore.load(self.data.resolve(rec.path), self.device, rec.factory)
+            except ValueError as e:
+                raise self._stale(f"the file cannot be read ({str(e).split(': ', 1)[-1]})") from e
+        if store.ntotal != rec.n_vectors or store.dim != self.dim or ids_digest(store.ids()) != rec.ids_sha256:
+            raise self._stale(f"the file holds {store.ntotal} vectors of dim {store.dim}, not the {rec.n_vectors} of "
+                              f"dim {self.dim} with the ids its record names")
+        return store
+
+    def verify(self) -> IndexCheck:
+        """The full check: size, file digest, and the exact id set against the store."""
+        with self.lock(fcntl.LOCK_SH):
+            with self.db.session() as session:
+                rec = self.record(session)
+                problems = self._problems(session, rec)
+                ids = self.store_ids(session)
+            n_file = None
+            path = self.data.resolve(rec.path) if rec is not None else None
+            if rec is not None and path is not None and path.is_file():
+                if sha256_file(path) != rec.file_sha256:
+                    problems.append("file digest differs from the one recorded when it was written")
+                try:
+                    store = VectorStore.load(path, self.device, rec.factory)
+                    n_file = store.ntotal
+                    file_ids = store.ids()
+                    if ids_digest(file_ids) != ids_digest(ids):
+                        missing, extra = np.setdiff1d(ids, file_ids).size, np.setdiff1d(file_ids, ids).size
+                        problems.append(f"ids differ from the store: {missing} missing, {extra} not in the store")
+                except ValueError as e:
+                    problems.append(str(e))
+            orphans = [p.name for p in self._unnamed_files(rec)]
+        return IndexCheck(path=path, n_store=int(ids.size), n_file=n_file, problems=problems, orphans=orphans)
+
+    # -- write ---------------------------------------------------------------------------------------
+    def save(self, session: Session, store: VectorStore, corpus_ids: list[int] | None = None) -> IndexFile:
+        """Write ``store`` to a new file and make the session's transaction replace the record by one naming it.
+
+        Call under ``lock()``, in a transaction that began with ``bump_version`` (the publish it belongs to).
+        Busy when another host published a newer record since the lock was taken."""
+        if not self._held:
+            raise RuntimeError(f"{self.stem}: save() needs the exclusive lock")
+        current = self.record(session)
+        if self._base is not _NO_BASE and (current.id if current is not None else None) != self._base:
+            raise Busy(f"the {self.kind_name} index was changed by another process while this write was prepared; "
+                       "run the command again")
+        path = self.folder / f"{self.stem}.{uuid.uuid4().hex[:16]}.faiss"
+        digest, size = store.save(path)
+        fsync_dir(self.folder)
+        session.execute(delete(IndexFile).where(IndexFile.space_id == self.space_id, IndexFile.kind == self.kind))
+        rec = IndexFile(
+            space_id=self.space_id,
+            kind=self.kind,
+            path=self.data.relative(path),
+            factory=store.factory,
+            n_vectors=store.ntotal,
+            ids_sha256=ids_digest(store.ids()),
+            file_sha256=digest,
+            file_size=size,
+            corpus_ids=sorted(corpus_ids if corpus_ids is not None else self._corpus_ids(session)),
+        )
+        session.add(rec)
+        return rec
+
+    def rebuild(self, factory: str | None = None, *, progress: bool | None = None) -> IndexFile:
+        """Rebuild the file from the store's vectors alone and record it."""
+        with self.lock():
+            store = self.build_from_store(factory, progress=progress)
+            with self.db.transaction() as session:
+                bump_version(session)
+                rec = self.save(session, store)
+        log.info("rebuilt %s: %d vectors, factory %s", rec.path, rec.n_vectors, rec.factory)
+        return rec
+
+    def current_or_rebuilt(self) -> VectorStore:
+        """The checked index, or (when missing or stale) one rebuilt from the store; call under lock()."""
+        try:
+            return self.load()
+        except (FileNotFoundError, ValueError) as e:  # StaleIndexError included
+            log.warning("%s; rebuilding it from the stored vectors", e)
+            return self.build_from_store()
+
+    # -- unused files --------------------------------------------------------------------------------
+    def _unnamed_files(self, rec: IndexFile | None) -> list[Path]:
+        """Files of this index in its folder that ``rec`` does not name: superseded versions, temp files of
+        writes that failed or were killed, a file of the older fixed name."""
+        if not self.folder.is_dir():
+            return []
+        named = self.data.resolve(rec.path).name if rec is not None else None
+        found = [*self.folder.glob(f"{self.stem}.*.faiss"), *self.folder.glob(f".{self.stem}.*.tmp"),
+                 self.folder / f"{self.stem}.faiss"]
+        return sorted(p for p in found if p.is_file() and p.name != named)
+
+    def collect_garbage(self) -> list[str]:
+        """Remove the files of this index that the committed record does not name; call under ``lock()``.
+
+        The catalog lock is held meanwhile: a writer holds it from writing its new file to its commit, so a file
+        whose record is about to commit (on another host sharing the data folder) is never taken. Nothing to remove
+        (the common case) takes no lock."""
+        with self.db.session() as session:
+            if not self._unnamed_files(self.record(session)):
+                return []
+        gone = []
+        with self.db.transaction() as session:
+            lock_catalog(session)
+            for p in self._unnamed_files(self.record(session)):
+                p.unlink(missing_ok=True)
+                gone.append(p.name)
+        if gone:
+            fsync_dir(self.folder)
+            log.info("removed %d unused files of %s", len(gone), self.stem)
+        return gone

@@ -1,0 +1,142 @@
+"""Centre selection strategies: each a small function from a category's candidates to its members.
+
+- ``top``          the paper's rule: the K descriptions closest to the base prompt
+- ``informative``  the default: ``top`` over the descriptions that are not prompt templates (see below)
+- ``prompt``       the base prompt alone (the CLIP zero-shot baseline)
+- ``templates``    the mean of CLIP's 80 prompt templates (CLIP's prompt ensemble)
+- ``all``          every description of the category
+
+Why ``informative``: real knowledge bases mix LLM descriptions with filled-in prompt templates ("a
+bad photo of a tench.", "a sculpture of a tench.", ...). Those are near-paraphrases of the base
+prompt, so they are exactly what ``top`` ranks first: the centre becomes a prompt ensemble and
+loses the knowledge the descriptions carry. A string that, with its category's name masked,
+recurs in many categories carries no knowledge of any one of them; ``informative`` drops such
+strings before ranking (falling back to ``top`` when a category has nothing else).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from unibind.indexer.readers.corpus import normalise_text
+from unibind.indexer.runtime.vectors import normalize
+from unibind.retrieval.centres.prompts import CLIP_TEMPLATES, fill
+
+log = logging.getLogger(__name__)
+
+TEMPLATE_MIN_SHARE = 0.10  # a masked skeleton recurring in >= 10 % of categories (and >= 2) is a template
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """A category's descriptions to choose from."""
+
+    category: str
+    ids: np.ndarray  # [n] description ids
+    texts: list[str]
+    vectors: np.ndarray  # [n, d] unit rows
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The chosen members, best first; ``ids`` entries are None for synthetic vectors."""
+
+    ids: list[int | None]
+    texts: list[str]
+    vectors: np.ndarray  # [m, d]
+    scores: np.ndarray  # [m] cosine to the base prompt
+    notice: str | None = None
+
+
+@dataclass(frozen=True)
+class Context:
+    """What strategies may need beyond the candidates."""
+
+    encode: Callable[[Sequence[str]], np.ndarray]  # texts → unit vectors of the space
+    template_skeletons: frozenset[str] = field(default_factory=frozenset)
+
+
+def skeleton(text: str, category: str) -> str:
+    """The normalised text with the category's name masked as ``{}``."""
+    return normalise_text(text).replace(normalise_text(category), "{}")
+
+
+def find_template_skeletons(pairs: Iterable[tuple[str, str]], n_categories: int) -> frozenset[str]:
+    """Skeletons (name masked) that recur across at least max(2, 10 % of) the categories."""
+    seen: dict[str, set[str]] = defaultdict(set)
+    for category, text in pairs:
+        s = skeleton(text, category)
+        if "{}" in s:
+            seen[s].add(category)
+    need = max(2, math.ceil(TEMPLATE_MIN_SHARE * n_categories))
+    found = frozenset(s for s, cats in seen.items() if len(cats) >= need)
+    log.info("%d template skeletons recur in >= %d of %d categories", len(found), need, n_categories)
+    return found
+
+
+def _ranked(c: Candidates, prompt: np.ndarray, keep: np.ndarray | None, k: int | None) -> Selection:
+    idx = np.arange(len(c.ids)) if keep is None else np.flatnonzero(keep)
+    scores = (c.vectors[idx].astype(np.float64) @ prompt.astype(np.float64))  # [n]
+    order = idx[np.lexsort((c.ids[idx], -scores))]  # best first; ties by description id
+    if k is not None:
+        order = order[:k]
+    notice = None
+    if k is not None and len(idx) < k:
+        notice = f"{c.category!r} has {len(idx)} descriptions to choose from, fewer than K={k}: all are kept"
+    final = c.vectors[order].astype(np.float64) @ prompt.astype(np.float64)
+    return Selection([int(i) for i in c.ids[order]], [c.texts[i] for i in order], c.vectors[order], final, notice)
+
+
+def top(c: Candidates, prompt: np.ndarray, k: int, ctx: Context) -> Selection:
+    return _ranked(c, prompt, None, k)
+
+
+def informative(c: Candidates, prompt: np.ndarray, k: int, ctx: Context) -> Selection:
+    keep = np.array([skeleton(t, c.category) not in ctx.template_skeletons for t in c.texts], dtype=bool)
+    if not keep.any():
+        sel = _ranked(c, prompt, None, k)
+        note = f"{c.category!r}: every description looks like a prompt template; ranking them all"
+        return Selection(sel.ids, sel.texts, sel.vectors, sel.scores, note)
+    return _ranked(c, prompt, keep, k)
+
+
+def all_descriptions(c: Candidates, prompt: np.ndarray, k: int, ctx: Context) -> Selection:
+    return _ranked(c, prompt, None, None)
+
+
+def prompt_only(c: Candidates, prompt: np.ndarray, k: int, ctx: Context) -> Selection:
+    return Selection([None], ["(base prompt)"], prompt[None, :], np.array([1.0]))
+
+
+def templates(c: Candidates, prompt: np.ndarray, k: int, ctx: Context) -> Selection:
+    vectors = ctx.encode([fill(t, c.category) for t in CLIP_TEMPLATES])  # [80, d]
+    mean = normalize(vectors.mean(axis=0))[0]
+    score = float(mean.astype(np.float64) @ prompt.astype(np.float64))
+    return Selection([None], [f"(mean of {len(CLIP_TEMPLATES)} CLIP prompt templates)"], mean[None, :], np.array([score]))
+
+
+Strategy = Callable[[Candidates, np.ndarray, int, Context], Selection]
+
+STRATEGIES: dict[str, Strategy] = {
+    "informative": informative,
+    "top": top,
+    "prompt": prompt_only,
+    "templates": templates,
+    "all": all_descriptions,
+}
+DEFAULT_STRATEGY = "informative"
+# strategies whose members do not depend on the knowledge base: their centres are keyed by no corpora
+KB_FREE = frozenset({"prompt", "templates"})
+
+
+def get_strategy(name: str) -> Strategy:
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise ValueError(f"unknown centre strategy {name!r}; strategies: {', '.join(STRATEGIES)}") from None

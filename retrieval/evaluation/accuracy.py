@@ -1,0 +1,137 @@
+"""Recognition accuracy: top-1 / top-5 of labelled queries, per centre strategy."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from unibind.indexer.runtime.device import Device
+from unibind.indexer.encoders.base import Encoder
+from unibind.retrieval.centres.builder import CentreSpec
+from unibind.retrieval.recognition.recognizer import DEFAULT_TOP_M, Recognizer
+from unibind.schema import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Query:
+    text: str  # the text query, or how a non-text query is shown (its image path, "row N")
+    label: str
+    line: int | None = None
+    input: Path | int | None = None  # image queries: the file; feature queries: the row of the features file
+
+
+@dataclass(frozen=True)
+class EvalRow:
+    strategy: str
+    n: int
+    top1: float
+    top5: float
+    categories: int
+
+
+QUERY_FIELD = {"text": "text", "image": "image", "features": "row"}
+
+
+def read_queries(path: str | Path, *, kind: str = "text", n_rows: int | None = None) -> list[Query]:
+    """JSONL, one ``{"text"|"image"|"row": ..., "label": ...}`` per line (by ``kind``: text, image or features);
+    image paths are relative to the file's folder; rows index a features file of ``n_rows`` rows. Errors name
+    the file and line."""
+    label = str(path)
+    p = Path(path)
+    if kind not in QUERY_FIELD:
+        raise ValueError(f"query kind {kind!r} is not one of {', '.join(QUERY_FIELD)}")
+    if not p.is_file():
+        raise FileNotFoundError(f"queries file not found: {label}")
+    try:
+        lines = p.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{label}: not valid UTF-8 (byte {e.start})") from e
+    key = QUERY_FIELD[kind]
+    out: list[Query] = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{label}:{n}: invalid JSON ({e.msg})") from e
+        if not isinstance(row, dict):
+            raise ValueError(f"{label}:{n}: each line must be a JSON object with {key} and label")
+        others = [f for f in QUERY_FIELD.values() if f != key and f in row]
+        if others:
+            raise ValueError(f"{label}:{n}: field {others[0]!r} does not go with {kind} queries (expected {key!r})")
+        if not isinstance(row.get("label"), str) or not row["label"].strip():
+            raise ValueError(f"{label}:{n}: field 'label' must be a non-empty string")
+        value = row.get(key)
+        if kind == "features":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (n_rows is not None and value >= n_rows):
+                bound = f" below {n_rows} (the features file's rows)" if n_rows is not None else ""
+                raise ValueError(f"{label}:{n}: field 'row' must be an integer >= 0{bound}, got {value!r}")
+            out.append(Query(f"row {value}", row["label"].strip(), n, value))
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{label}:{n}: field {key!r} must be a non-empty string")
+        if kind == "image":
+            image = Path(value) if Path(value).is_absolute() else p.resolve().parent / value
+            if not image.is_file():
+                raise ValueError(f"{label}:{n}: image file not found: {image}")
+            out.append(Query(value, row["label"].strip(), n, image))
+        else:
+            out.append(Query(value.strip(), row["label"].strip(), n))
+    if not out:
+        raise ValueError(f"{label}: no queries")
+    return out
+
+
+def accuracy(predictions: Sequence[Sequence[str]], labels: Sequence[str]) -> tuple[float, float]:
+    """(top-1, top-5) accuracy of ranked predictions."""
+    hits1 = sum(bool(p) and p[0] == y for p, y in zip(predictions, labels))
+    hits5 = sum(y in p[:5] for p, y in zip(predictions, labels))
+    n = max(len(labels), 1)
+    return hits1 / n, hits5 / n
+
+
+def evaluate(
+    db: Database,
+    device: Device,
+    queries: Sequence[Query],
+    strategies: Sequence[str],
+    *,
+    base: CentreSpec | None = None,
+    encoder: str | None = None,
+    engine: str | None = None,
+    top_m: int = DEFAULT_TOP_M,
+    encoder_obj: Encoder | None = None,
+    query_vectors: np.ndarray | None = None,
+    source: str = "queries",
+) -> list[EvalRow]:
+    """Accuracy of each strategy on the same queries (encoded once); categories score the mean of their
+    ``top_m`` best centre members (1: the paper's max)."""
+    base = base or CentreSpec()
+    rows: list[EvalRow] = []
+    vectors = query_vectors
+    for strategy in strategies:
+        kwargs = {"engine": engine} if engine else {}
+        rec = Recognizer(db, device, encoder=encoder, spec=replace(base, strategy=strategy), encoder_obj=encoder_obj,
+                         top_m=top_m, **kwargs)
+        encoder_obj = rec.encoder
+        known = set(rec.categories)
+        unknown = [q for q in queries if q.label not in known]
+        if unknown:
+            q = unknown[0]
+            where = f"{source}:{q.line}" if q.line else source
+            raise ValueError(f"{where}: label {q.label!r} is not a category of the knowledge base ({len(unknown)} such queries)")
+        if vectors is None:
+            vectors = rec.encoder.encode_text([q.text for q in queries])
+        results = rec.recognize_vectors(vectors, k=5)
+        top1, top5 = accuracy([r.labels for r in results], [q.label for q in queries])
+        rows.append(EvalRow(strategy, len(queries), top1, top5, len(known)))
+        log.info("%s: top-1 %.4f, top-5 %.4f on %d queries", strategy, top1, top5, len(queries))
+    return rows
