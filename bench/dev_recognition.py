@@ -4,7 +4,7 @@
                                               [--strategies informative,top,prompt,templates,all] [--no-append]
 
 Queries are held-out CuPL LLM descriptions of the builtin corpus with the class name replaced by "it"
-(retrieval/dev_benchmark.py); they are never ingested. The two corpora of the split are ingested once
+(retrieval/evaluation/dev_benchmark.py); they are never ingested. The two corpora of the split are ingested once
 into the store under --home (default ./unibind-data/dev) and reused by later runs. Prints the table
 and appends dated rows to BENCHMARKS.md (section "recognition dev benchmark (bench/dev_recognition.py)").
 """

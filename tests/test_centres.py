@@ -18,6 +18,7 @@ from unibind.retrieval.centres.builder import CentreBuilder, CentreSpec, centre_
 from unibind.retrieval.centres.strategies import find_template_skeletons, skeleton
 from unibind.retrieval.centres.prompts import CLIP_TEMPLATES
 from unibind.schema import Centre, CentreMember, Corpus, Database, Description, Space
+from unibind.schema.errors import Conflict, InvalidInput, NotFound
 from tests.corpus_samples import ANIMALS, VEHICLES, write_json
 
 # descriptions plus filled-in prompt templates, as real knowledge bases mix them
@@ -135,19 +136,20 @@ def test_prompt_templates_all(db: Database, home: Path, tmp_path: Path, minilm: 
 
 
 def test_spec_validation(db: Database, home: Path, tmp_path: Path, minilm: Encoder) -> None:
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(InvalidInput, match="exactly one"):
         CentreSpec(template="A photo.")
-    with pytest.raises(ValueError, match="unknown centre strategy 'best'"):
+    with pytest.raises(InvalidInput, match="unknown centre strategy 'best'"):
         CentreSpec(strategy="best")
-    with pytest.raises(ValueError, match="K must be >= 1"):
+    with pytest.raises(InvalidInput, match="K must be >= 1"):
         CentreSpec(k=0)
     _ingest(db, home, ANIMALS, "animals", minilm, tmp_path)
     builder = _builder(db, minilm)
-    with pytest.raises(ValueError, match="no complete corpus named 'nope'"):
+    with pytest.raises(NotFound, match="no complete corpus named 'nope'"):  # an unknown corpus
         builder.build(CentreSpec(corpora=("nope",)))
-    with pytest.raises(ValueError, match="unknown category 'tenhc'; did you mean 'tench'"):
+    with pytest.raises(NotFound, match="unknown category 'tenhc'; did you mean 'tench'") as excinfo:
         centre_members(db, builder.space, CentreSpec(), "tenhc")
-    with pytest.raises(ValueError, match="run `unibind centres build`"):
+    assert type(excinfo.value).http_status == 404 and type(excinfo.value).exit_code == 2
+    with pytest.raises(Conflict, match="run `unibind centres build`"):
         load_centres(db, builder.space, CentreSpec())
 
 

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from unibind.indexer.readers.builtin import find_builtin_cupl
 from unibind.indexer.readers.corpus import (
     CorpusData,
     CorpusError,
     Record,
-    find_builtin_cupl,
-    normalise_text,
     read_corpus,
     read_corpus_bytes,
-    text_hash,
 )
+from unibind.indexer.readers.text import normalise_text, text_hash
+from unibind.schema.errors import InvalidInput, NotFound, Unavailable
 
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
@@ -358,7 +358,7 @@ def _clip_benchmark_installed() -> bool:
 
 def test_find_builtin_cupl() -> None:
     if not _clip_benchmark_installed():
-        with pytest.raises(CorpusError, match=r"pip install --no-deps clip-benchmark"):
+        with pytest.raises(Unavailable, match=r"pip install --no-deps clip-benchmark"):
             find_builtin_cupl()
         return
     path = find_builtin_cupl()
@@ -380,3 +380,30 @@ def test_read_builtin_cupl() -> None:
     lines = path.read_text(encoding="utf-8").split("\n")
     for r in data.records[:: len(data.records) // 50]:
         assert r.line is not None and f'"{r.category}"' in lines[r.line - 1]
+
+
+# --------------------------------------------------------------------------- typed errors, suffix table
+
+
+def test_a_bad_corpus_file_is_invalid_input(tmp_path: Path) -> None:
+    """Every reader's error is an InvalidInput (CLI exit 2, HTTP 400), not a bare ValueError."""
+    with pytest.raises(CorpusError) as excinfo:
+        read_corpus(write(tmp_path, "c.json", '{"tench": [1]}'))
+    assert isinstance(excinfo.value, InvalidInput)
+    assert type(excinfo.value).exit_code == 2 and type(excinfo.value).http_status == 400
+
+
+def test_unknown_builtin_is_not_found() -> None:
+    from unibind.indexer.readers.builtin import load_builtin
+
+    with pytest.raises(NotFound, match=r"unknown builtin corpus 'nope'; builtins: cupl-imagenet") as excinfo:
+        load_builtin("nope")
+    assert type(excinfo.value).http_status == 404
+
+
+def test_suffix_table_names_every_format() -> None:
+    from unibind.indexer.readers.corpus import FORMATS, SUFFIXES, format_of
+
+    assert set(SUFFIXES.values()) == set(FORMATS)
+    assert [format_of(n) for n in ("a.JSON", "b.jsonl", "c.ndjson", "d.csv", "e.txt", "f")] == \
+        ["json", "jsonl", "jsonl", "csv", None, None]

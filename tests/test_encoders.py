@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from unibind.indexer.encoders.factory import build_encoder
+from unibind.schema.errors import InvalidInput
 from unibind.indexer.encoders.spec import SPEC_HELP, EncoderSpec, parse_encoder_spec
 from unibind.indexer.runtime.vectors import normalize
 from tiny_models import (  # tests/ is on sys.path (pytest's default import mode)
@@ -179,6 +180,16 @@ def test_open_clip_is_cached_per_spec(tiny_oc, tiny_oc_spec: str, cpu) -> None: 
     assert build_encoder(parse_encoder_spec(tiny_oc_spec), cpu) is tiny_oc
 
 
+def test_an_adopted_encoder_is_the_one_built(tiny_oc, tiny_oc_spec: str) -> None:  # type: ignore[no-untyped-def]
+    """The factory is the process's one encoder cache: an encoder loaded elsewhere joins it for its spec and device."""
+    from unibind.indexer.encoders.factory import adopt_encoder
+    from unibind.indexer.runtime.device import Device
+
+    other = Device(faiss_fp16=True)  # another Device value: not cached yet
+    adopt_encoder(tiny_oc, other)
+    assert build_encoder(tiny_oc_spec, other) is tiny_oc
+
+
 def test_open_clip_text_matches_reference(tiny_oc, oc_reference) -> None:  # type: ignore[no-untyped-def]
     ref_text, _ = oc_reference
     got = tiny_oc.encode_text(TEXTS)
@@ -243,7 +254,7 @@ def test_open_clip_missing_checkpoint(tmp_path: Path, cpu) -> None:  # type: ign
 
 def test_open_clip_unknown_arch_without_config(tmp_path: Path, cpu) -> None:  # type: ignore[no-untyped-def]
     make_tiny_open_clip(tmp_path)
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(InvalidInput) as e:
         build_encoder(f"open_clip:no-such-arch@{tmp_path / 'tiny.pt'}", cpu)
     assert "no-such-arch" in str(e.value)
     assert str(tmp_path / "no-such-arch.json") in str(e.value)

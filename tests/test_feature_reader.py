@@ -16,8 +16,9 @@ from unibind.indexer.readers.features import (
     FeatureSet,
     parse_row_index,
     read_features,
-    read_jsonl,
 )
+from unibind.indexer.readers.jsonio import read_jsonl
+from unibind.schema.errors import InvalidInput
 
 
 def vecs(n: int = 5, d: int = 8, seed: int = 0) -> np.ndarray:
@@ -307,8 +308,8 @@ def test_jsonl_invalid_utf8_names_line_and_offset(tmp_path: Path) -> None:
 def test_read_jsonl_rejects_nan_by_default(tmp_path: Path) -> None:
     p = write_jsonl(tmp_path / "m.jsonl", ['{"a": 1}', '{"a": Infinity}'])
     with pytest.raises(FeatureError, match=re.escape(f"{p}:2: invalid JSON: Infinity is not")):
-        read_jsonl(p, what="metadata")
-    assert read_jsonl(p, what="metadata", allow_nan=True)[0] == (1, {"a": 1})
+        read_jsonl(p, what="metadata", error=FeatureError)
+    assert read_jsonl(p, what="metadata", error=FeatureError, allow_nan=True)[0] == (1, {"a": 1})
 
 
 # --------------------------------------------------------------------------- row indices
@@ -317,11 +318,11 @@ def test_read_jsonl_rejects_nan_by_default(tmp_path: Path) -> None:
 def test_parse_row_index() -> None:
     assert parse_row_index(0, 3, where="p:1") == 0 and parse_row_index(2, 3, where="p:1") == 2
     assert parse_row_index(10**6, None, where="p:1") == 10**6
-    with pytest.raises(ValueError, match=r"^p:4: row index 3 is out of range; the features file "
+    with pytest.raises(InvalidInput, match=r"^p:4: row index 3 is out of range; the features file "
                                          r"has 3 rows \(0\.\.2\)$"):
         parse_row_index(3, 3, where="p:4")
     for bad, shown in ((True, "boolean"), (-1, "-1"), (1.0, "1.0"), ("1", "string"),
                        (None, "null")):
-        with pytest.raises(ValueError, match=re.escape(
+        with pytest.raises(InvalidInput, match=re.escape(
                 f"p:2: row index must be a non-negative integer (got {shown})")):
             parse_row_index(bad, 3, where="p:2")

@@ -27,11 +27,12 @@ from unibind.indexer.gallery.items import NewItem, add_items, gallery_index
 from unibind.indexer.modalities.head import LinearHead
 from unibind.indexer.modalities.versions import record_head
 from unibind.indexer.modalities.registry import register_modality
-from unibind.indexer.modalities.projection import load_projection
+from unibind.indexer.modalities.projection import Projection, load_projection, query_vectors
 from unibind.indexer.index.vector_store import VectorStore
 from unibind.retrieval.cli.main import main
 from unibind.retrieval.search.cross_modal import CrossModalSearch, SearchFilter
 from unibind.schema import Category, Database, Description, Head, Item, ItemField, Modality, Space
+from unibind.schema.errors import InvalidInput, NotFound
 from tests.corpus_samples import ANIMALS, VEHICLES, write_json
 
 DIM = 384  # the space: MiniLM's dimension
@@ -433,6 +434,59 @@ def test_text_query_against_audio_and_descriptions_by_category(db: Database, hom
         mask = cats == category
         _, ref = exact_top(fish, d_ids[mask], d_vecs[mask], k)
         assert [h["id"] for h in hits] == ref[0].tolist()
+
+
+def test_query_vectors_equal_the_exact_projection(db: Database, home: Path, minilm: Encoder) -> None:
+    """The one function that turns a query into vectors of the space (the CLI's and the service's): features go
+    through the active head (the float64 reference), texts are the text encoder's own rows; bad queries are
+    typed errors."""
+    setup = audio_space(db, home)
+    with db.session() as s:
+        space = s.scalars(select(Space)).one()
+    loaded: dict[str, Projection] = {}
+
+    def projection(name: str) -> Projection:
+        if name not in loaded:
+            loaded[name] = load_projection(db, space, name, Device(), home=home, text_encoder=minilm)
+        return loaded[name]
+
+    raw, _ = gallery_rows(7)
+    modality, vectors = query_vectors(projection, features=raw, modality="audio")
+    assert modality == "audio" and vectors.shape == (7, DIM) and vectors.dtype == np.float32
+    np.testing.assert_allclose(vectors, reference(raw, setup.w, setup.b), atol=1e-6)
+    texts = ["a dog barking in the rain", "a quiet purr"]
+    modality, vectors = query_vectors(projection, texts=texts, modality="text")
+    assert modality == "text"
+    np.testing.assert_array_equal(vectors, minilm.encode_text(texts))  # the rows descriptions are stored with
+
+    for kwargs, kind, message in [
+        ({"texts": texts, "features": raw, "modality": "audio"}, InvalidInput, "exactly one kind of query"),
+        ({}, InvalidInput, "exactly one kind of query"),
+        ({"features": raw}, InvalidInput, "feature vectors need their modality"),
+        ({"features": raw, "modality": "text"}, InvalidInput, "modality 'text' does not take feature vectors"),
+        ({"texts": texts, "modality": "audio"}, InvalidInput, "modality 'audio' does not go with texts"),
+        ({"features": raw[:, :5], "modality": "audio", "source": "q.npy"}, InvalidInput,
+         f"q.npy: vectors have 5 dimensions, modality audio expects {D_IN}"),  # a dimension mismatch
+        ({"features": raw, "modality": "sonar"}, NotFound, "unknown modality 'sonar'"),
+    ]:
+        with pytest.raises(kind, match=message):
+            query_vectors(projection, **kwargs)
+
+
+def test_typed_errors_of_search(db: Database, home: Path, added: Added) -> None:
+    with pytest.raises(NotFound, match="unknown modality 'sonar'") as excinfo:
+        searcher(db, home, "sonar")
+    assert type(excinfo.value).http_status == 404
+    with pytest.raises(InvalidInput, match=f"queries have 5 dimensions, the space minilm has {DIM}") as bad:
+        searcher(db, home).search(np.ones((1, 5), dtype=np.float32))
+    assert type(bad.value).http_status == 400 and type(bad.value).exit_code == 2
+    with db.session() as s:
+        modality = s.get(Modality, added[0].modality_id)
+        assert modality is not None
+        from unibind.indexer.modalities.versions import find_head
+
+        with pytest.raises(NotFound, match="modality 'audio' has no head version 9 \\(versions: 1\\)"):
+            find_head(s, modality, 9)
 
 
 # -- 6. re-projection through a newly activated head --------------------------------------------------

@@ -17,7 +17,7 @@ from unibind.indexer.index.descriptions import StaleIndexError
 from unibind.indexer.encoders.base import Encoder
 from unibind.indexer.store.ingest import IngestConfig, ingest
 from unibind.indexer.runtime.vectors import from_bytes
-from unibind.retrieval.search.descriptions import DescriptionSearch
+from unibind.retrieval.search.cross_modal import CrossModalSearch, Hit
 from unibind.schema import Corpus, CorpusStatus, Database, Description, IndexFile, Space
 from tests.corpus_samples import ANIMALS, VEHICLES, write_json, write_jsonl
 
@@ -47,6 +47,15 @@ def _space(db: Database) -> Space:
         return s.scalars(select(Space)).one()
 
 
+def _searcher(db: Database, home: Path, encoder: Encoder) -> CrossModalSearch:
+    return CrossModalSearch(db, home, encoder.device, _space(db), "descriptions")
+
+
+def _search(db: Database, home: Path, encoder: Encoder, texts: list[str], k: int) -> list[list[Hit]]:
+    """The descriptions nearest to each text: the search a user runs (`unibind search-descriptions`)."""
+    return _searcher(db, home, encoder).search(encoder.encode_text(texts), k=k)
+
+
 def _stored(db: Database, corpus: str | None = None) -> dict[int, tuple[str, np.ndarray]]:
     stmt = select(Description.id, Description.text, Description.vector).join(Corpus)
     if corpus:
@@ -69,8 +78,7 @@ def test_round_trip(db: Database, home: Path, tmp_path: Path, minilm: Encoder) -
     assert sorted(store.ids().tolist()) == sorted(stored)  # FAISS ids are the rows' primary keys
     texts = [t for t, _ in stored.values()]
     np.testing.assert_allclose(np.stack([v for _, v in stored.values()]), minilm.encode_text(texts), atol=1e-6)
-    search = DescriptionSearch(db, home, minilm.device)
-    for (i, (text, _)), hits in zip(stored.items(), search.search(texts, k=3)):
+    for (i, (text, _)), hits in zip(stored.items(), _search(db, home, minilm, texts, k=3)):
         assert hits[0].id == i and hits[0].text == text and hits[0].score == pytest.approx(1.0, abs=1e-5)
     assert index.verify().ok
 
@@ -83,10 +91,10 @@ def test_search_equals_numpy_brute_force(db: Database, home: Path, tmp_path: Pat
     queries = ["a red vehicle that puts out fires", "an orange pet fish", "two wheels"]
     q = minilm.encode_text(queries)
     order = np.argsort(-(q @ x.T), axis=1, kind="stable")[:, :5]
-    hits = DescriptionSearch(db, home, minilm.device).search(queries, k=5)
+    hits = _search(db, home, minilm, queries, k=5)
     for row, ref in zip(hits, order):
         assert [h.id for h in row] == ids[ref].tolist()
-    assert hits[0][0].category == "fire truck" and hits[1][0].category == "goldfish"
+    assert hits[0][0].label == "fire truck" and hits[1][0].label == "goldfish"
 
 
 def test_incremental_add_does_not_reencode(db: Database, home: Path, tmp_path: Path, minilm: Encoder) -> None:
@@ -121,8 +129,8 @@ def test_name_conflict_replace_and_delete(db: Database, home: Path, tmp_path: Pa
         kb_id = s.scalars(select(Corpus.id).where(Corpus.name == "kb")).one()
     assert delete_corpus(db, kb_id, home, minilm.device) == 2
     assert sorted(index.load().ids()) == sorted(_stored(db, "vehicles")) and index.verify().ok
-    hits = DescriptionSearch(db, home, minilm.device).search(["A tench is a freshwater fish"], k=20)[0]
-    assert {h.corpus for h in hits} == {"vehicles"}
+    hits = _search(db, home, minilm, ["A tench is a freshwater fish"], k=20)[0]
+    assert {h.meta["corpus"] for h in hits if h.meta} == {"vehicles"} and all(h.meta for h in hits)
 
 
 def test_hnsw_factory_delete_rebuilds(db: Database, home: Path, tmp_path: Path, minilm: Encoder) -> None:
@@ -147,7 +155,7 @@ def test_verify_detects_stale_file_and_rebuild_repairs(db: Database, home: Path,
     check = index.verify()
     assert not check.ok and any("ids differ from the store" in p for p in check.problems)
     with pytest.raises(StaleIndexError, match="unibind index rebuild"):
-        DescriptionSearch(db, home, minilm.device)
+        _searcher(db, home, minilm)
     index.path.unlink()
     assert any("missing" in p for p in index.verify().problems)
     rec = index.rebuild("IVF2,Flat")

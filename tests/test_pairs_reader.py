@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from unibind.indexer.readers.pairs import ItemMeta, Pair, PairsError, read_meta, read_pairs
+from unibind.schema.errors import InvalidInput
 
 
 def write(path: Path, lines: list[object]) -> Path:
@@ -95,7 +96,7 @@ def test_missing_pairs_file(tmp_path: Path) -> None:
 
 def test_unknown_kind(tmp_path: Path) -> None:
     p = write(tmp_path / "p.jsonl", [{"input": 0, "description": "a"}])
-    with pytest.raises(ValueError, match=r"unknown pairs kind 'audio'; use one of image, features"):
+    with pytest.raises(InvalidInput, match=r"unknown pairs kind 'audio'; use one of image, features"):
         read_pairs(p, kind="audio")  # type: ignore[arg-type]
 
 

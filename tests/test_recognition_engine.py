@@ -15,7 +15,7 @@ from unibind.indexer.runtime.vectors import normalize
 from unibind.retrieval.recognition.dense_engine import DenseEngine
 from unibind.retrieval.recognition.engines import make_engine
 from unibind.retrieval.recognition.faiss_engine import FaissEngine
-from unibind.retrieval.recognition.engine import CentreTable, Recognition, RecognitionEngine, exact_top_k
+from unibind.retrieval.recognition.engine import CentreTable, Recognition, RecognitionEngine, score_nominated
 
 ENGINES = ("faiss", "dense")
 DIM = 32
@@ -295,15 +295,15 @@ def test_exact_scores_do_not_depend_on_the_batch(table, queries, top_m: int) -> 
     16,000 pairs in slices, vs. one query at a time, vs. each category's members alone)."""
     B, M = len(queries), table.n_members
     qi, mi = np.repeat(np.arange(B), M), np.tile(np.arange(M), B)
-    together = exact_top_k(table, queries, qi, mi, 50, top_m)
+    together = score_nominated(table, queries, qi, mi, 50, top_m)
     alone = [
-        exact_top_k(table, queries[b : b + 1], np.zeros(M, np.int64), np.arange(M), 50, top_m)[0] for b in range(B)
+        score_nominated(table, queries[b : b + 1], np.zeros(M, np.int64), np.arange(M), 50, top_m)[0] for b in range(B)
     ]
     assert together == alone
     for b in (0, 17):
         for c in range(0, 50, 7):
             rows = np.flatnonzero(table.owner == c)
-            (one,) = exact_top_k(table, queries[b : b + 1], np.zeros(len(rows), np.int64), rows[::-1], 1, top_m)
+            (one,) = score_nominated(table, queries[b : b + 1], np.zeros(len(rows), np.int64), rows[::-1], 1, top_m)
             assert one.scores[0] == together[b].scores[together[b].labels.index(table.names[c])]
 
 
@@ -377,7 +377,7 @@ def test_top_m_validation(table, queries, bad) -> None:  # type: ignore[no-untyp
     with pytest.raises(ValueError, match=message):
         DenseEngine(table, Device(), top_m=bad)
     with pytest.raises(ValueError, match=message):
-        exact_top_k(table, queries, np.zeros(1, np.int64), np.zeros(1, np.int64), 1, bad)
+        score_nominated(table, queries, np.zeros(1, np.int64), np.zeros(1, np.int64), 1, bad)
 
 
 def test_centre_table_validation() -> None:

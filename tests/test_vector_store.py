@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 
 from unibind.indexer.runtime.device import Device
+from unibind.indexer.index.exact import exact_knn
+from unibind.indexer.index.files import sha256_file, write_atomically
 from unibind.indexer.index.vector_store import VectorStore, make_index
 from unibind.indexer.runtime.vectors import normalize
+from unibind.schema.errors import Conflict, InvalidInput
 
 
 def brute_force(x: np.ndarray, ids: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -74,12 +77,12 @@ def test_bad_inputs(cpu: Device, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="needs at least 64 vectors to train, got 10"):
         store.add(np.arange(10), normalize(np.ones((10, 8))))
     flat = VectorStore.create(8, cpu)
-    with pytest.raises(ValueError, match="do not fit an index of dimension 8"):
+    with pytest.raises(InvalidInput, match="do not fit an index of dimension 8"):  # a dimension mismatch
         flat.add(np.arange(2), np.ones((2, 5), dtype=np.float32))
-    with pytest.raises(ValueError, match="k must be >= 1"):
+    with pytest.raises(InvalidInput, match="k must be >= 1"):
         flat.search(normalize(np.ones((1, 8))), 0)
     (tmp_path / "junk.faiss").write_bytes(b"not an index")
-    with pytest.raises(ValueError, match="junk.faiss: not a readable FAISS index"):
+    with pytest.raises(Conflict, match="junk.faiss: not a readable FAISS index"):  # a recorded file gone bad
         VectorStore.load(tmp_path / "junk.faiss", cpu, "Flat")
     with pytest.raises(FileNotFoundError, match="missing.faiss"):
         VectorStore.load(tmp_path / "missing.faiss", cpu, "Flat")
@@ -98,3 +101,29 @@ def test_gpu_replica_matches_cpu(data) -> None:  # type: ignore[no-untyped-def]
     scores, found = store.search(q, 10)
     ref_scores, ref_ids = brute_force(x, ids, q, 10)
     np.testing.assert_array_equal(found, ref_ids)
+
+
+@pytest.mark.parametrize("k", [1, 10, 500, 800])
+def test_exact_knn_equals_brute_force(data, k: int) -> None:  # type: ignore[no-untyped-def]
+    """The library's exact reference (the filtered search's fallback) against float64 NumPy."""
+    x, ids, q = data
+    scores, found = exact_knn(q, ids, x, k)
+    ref_scores, ref_ids = brute_force(x.astype(np.float64), ids, q.astype(np.float64), min(k, len(ids)))
+    assert found.shape == (len(q), min(k, len(ids)))
+    np.testing.assert_array_equal(found, ref_ids)  # random unit vectors: no ties
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
+
+
+def test_write_atomically_replaces_whole_files_only(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "f.bin"
+    digest, size = write_atomically(target, lambda tmp: tmp.write_bytes(b"first"))
+    assert target.read_bytes() == b"first" and size == 5 and digest == sha256_file(target)
+
+    def broken(tmp: Path) -> None:
+        tmp.write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomically(target, broken)
+    assert target.read_bytes() == b"first"  # the old file stands
+    assert [p.name for p in target.parent.iterdir()] == ["f.bin"]  # no temporary file left behind

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from unibind.indexer.runtime.device import Device
 from unibind.indexer.runtime.vectors import normalize
+from unibind.schema.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def batched_encode(
 ) -> np.ndarray:
     """Run ``encode_batch`` over ``items`` in slices; returns normalised [N, dim] float32."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InvalidInput(f"batch_size must be >= 1, got {batch_size}")
     out = np.empty((len(items), dim), dtype=np.float32)
     show = len(items) >= PROGRESS_MIN_ITEMS if progress is None else progress
     with tqdm(total=len(items), desc=desc, unit="item", disable=not show, leave=False) as bar:
@@ -57,7 +58,7 @@ class Encoder(ABC):
     def encode_images(self, images: Sequence[Any], *, batch_size: int = 64, progress: bool | None = None) -> np.ndarray:
         """[N] PIL images (or paths) → [N, dim] float32, unit rows."""
         if "image" not in self.modalities:
-            raise ValueError(f"encoder {self.spec} has no image tower (modalities: {', '.join(sorted(self.modalities))})")
+            raise InvalidInput(f"encoder {self.spec} has no image tower (modalities: {', '.join(sorted(self.modalities))})")
         return batched_encode(
             list(images), self._image_batch, dim=self.dim, batch_size=batch_size, progress=progress, desc="encode images"
         )
@@ -70,7 +71,7 @@ class Encoder(ABC):
 
 
 def load_pil(image: Any) -> Any:
-    """A PIL image from a PIL image or a path; unreadable files raise ValueError naming the file."""
+    """A PIL image from a PIL image or a path; unreadable files raise InvalidInput naming the file."""
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(image, Image.Image):
@@ -81,4 +82,4 @@ def load_pil(image: Any) -> Any:
     except FileNotFoundError as e:
         raise FileNotFoundError(f"image file not found: {image}") from e
     except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"{image}: not a readable image ({e})") from e
+        raise InvalidInput(f"{image}: not a readable image ({e})") from e

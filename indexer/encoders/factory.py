@@ -1,4 +1,9 @@
-"""One factory builds an encoder from a spec string on a given device, and caches it per process."""
+"""One factory builds an encoder from a spec string on a given device, and caches it per process.
+
+This is the process's one cache of loaded encoders: every caller (ingest, recognition, search, the service)
+asks :func:`build_encoder`, so a model is loaded once however many parts use it. An encoder loaded some other
+way (a test fixture, an embedding process) joins the cache with :func:`adopt_encoder`.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,13 @@ log = logging.getLogger(__name__)
 
 _cache: dict[tuple[str, Device], Encoder] = {}
 _lock = threading.Lock()
+
+
+def adopt_encoder(encoder: Encoder, device: Device | None = None) -> None:
+    """Serve ``encoder`` for its spec on ``device`` (default: its own) from now on, instead of loading one."""
+    key = (str(parse_encoder_spec(encoder.spec)), device or encoder.device)
+    with _lock:
+        _cache[key] = encoder
 
 
 def build_encoder(spec: str | EncoderSpec, device: Device) -> Encoder:

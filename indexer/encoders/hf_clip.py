@@ -13,6 +13,7 @@ from unibind.indexer.runtime.device import Device
 from unibind.indexer.encoders.base import Encoder, load_pil
 from unibind.indexer.encoders.spec import EncoderSpec
 from unibind.indexer.encoders.hub import offline_unless_reachable
+from unibind.schema.errors import InvalidInput, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,9 @@ class HFClipEncoder(Encoder):
                 processor = CLIPProcessor.from_pretrained(spec.name)
             except (OSError, ValueError) as e:
                 if local:
-                    raise ValueError(f"{spec.name}: not a transformers CLIP folder ({e})") from e
+                    raise InvalidInput(f"{spec.name}: not a transformers CLIP folder ({e})") from e
                 where = "the model hub is unreachable and the model is not cached" if not reachable else str(e)
-                raise ValueError(
+                raise Unavailable(
                     f"cannot fetch transformers model {spec.name!r}: {where}. Save it with "
                     f"CLIPModel.save_pretrained / CLIPProcessor.save_pretrained on a machine with network access "
                     f"and use --encoder hf:/path/to/folder"

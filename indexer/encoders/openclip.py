@@ -13,6 +13,7 @@ from unibind.indexer.runtime.device import Device
 from unibind.indexer.encoders.base import Encoder, load_pil
 from unibind.indexer.encoders.spec import EncoderSpec
 from unibind.indexer.encoders.hub import offline_unless_reachable
+from unibind.schema.errors import InvalidInput, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def _register_local_config(arch: str, checkpoint: Path) -> None:
         return
     config = checkpoint.parent / f"{arch}.json"
     if not config.is_file():
-        raise ValueError(
+        raise InvalidInput(
             f"open_clip model {arch!r} is neither built in nor described by {config} "
             f"(built-in names: open_clip.list_models(); or put the model config JSON there)"
         )
@@ -45,9 +46,9 @@ def _register_local_config(arch: str, checkpoint: Path) -> None:
     try:
         cfg = json.loads(config.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise ValueError(f"{config}: not a readable open_clip model config ({e})") from e
+        raise InvalidInput(f"{config}: not a readable open_clip model config ({e})") from e
     if not isinstance(cfg, dict) or not all(k in cfg for k in ("embed_dim", "vision_cfg", "text_cfg")):
-        raise ValueError(f"{config}: an open_clip model config needs the keys embed_dim, vision_cfg and text_cfg")
+        raise InvalidInput(f"{config}: an open_clip model config needs the keys embed_dim, vision_cfg and text_cfg")
     open_clip.add_model_config(config)
 
 
@@ -69,10 +70,10 @@ class OpenClipEncoder(Encoder):
             model, _, preprocess = open_clip.create_model_and_transforms(spec.name, pretrained=pretrained, device=device.torch)
         else:
             if spec.name not in open_clip.list_models():
-                raise ValueError(f"open_clip has no model {spec.name!r}; see open_clip.list_models()")
+                raise NotFound(f"open_clip has no model {spec.name!r}; see open_clip.list_models()")
             tags = open_clip.list_pretrained_tags_by_model(spec.name)
             if spec.pretrained not in tags:
-                raise ValueError(
+                raise NotFound(
                     f"open_clip model {spec.name!r} has no pretrained tag {spec.pretrained!r}; known tags: {', '.join(tags) or 'none'}"
                 )
             with offline_unless_reachable() as reachable:
@@ -82,7 +83,7 @@ class OpenClipEncoder(Encoder):
                     )
                 except Exception as e:
                     where = "the model hub is unreachable and the weights are not cached" if not reachable else str(e)
-                    raise ValueError(
+                    raise Unavailable(
                         f"cannot fetch open_clip weights {spec.name}/{spec.pretrained}: {where}. Download the checkpoint "
                         f"on a machine with network access and use --encoder open_clip:{spec.name}@/path/to/checkpoint.bin"
                     ) from e

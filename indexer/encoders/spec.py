@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from unibind.schema.errors import InvalidInput
+
 KINDS = ("open_clip", "hf", "minilm", "st")
 MAX_SPEC_CHARS = 400  # the spaces.encoder column holds 512, and local paths grow when made absolute
 SPEC_HELP = (
@@ -45,22 +47,22 @@ def parse_encoder_spec(spec: str) -> EncoderSpec:
     """Parse and canonicalise a spec (local paths become absolute, so one model has one spec)."""
     s = (spec or "").strip()
     if len(s) > MAX_SPEC_CHARS:
-        raise ValueError(f"encoder spec is {len(s)} characters long; at most {MAX_SPEC_CHARS}")
+        raise InvalidInput(f"encoder spec is {len(s)} characters long; at most {MAX_SPEC_CHARS}")
     if s == "minilm":
         return EncoderSpec(kind="minilm")
     kind, sep, rest = s.partition(":")
     rest = rest.strip()
     if not sep or kind not in KINDS or kind == "minilm" or not rest:
-        raise ValueError(f"encoder spec {spec!r} is not one of: {SPEC_HELP}")
+        raise InvalidInput(f"encoder spec {spec!r} is not one of: {SPEC_HELP}")
     if kind == "open_clip":
         if "@" in rest:
             arch, _, ckpt = rest.partition("@")
             if not arch or not ckpt:
-                raise ValueError(f"encoder spec {spec!r}: expected open_clip:<arch>@<checkpoint-path>")
+                raise InvalidInput(f"encoder spec {spec!r}: expected open_clip:<arch>@<checkpoint-path>")
             return EncoderSpec(kind="open_clip", name=arch, checkpoint=_local(ckpt))
         arch, _, tag = rest.partition("/")
         if not arch or not tag:
-            raise ValueError(
+            raise InvalidInput(
                 f"encoder spec {spec!r}: expected open_clip:<arch>/<pretrained-tag> "
                 "(e.g. open_clip:ViT-B-32/laion2b_s34b_b79k) or open_clip:<arch>@<checkpoint-path>"
             )

@@ -28,7 +28,7 @@ from unibind.indexer.modalities.projection import Projection
 from unibind.indexer.index.vector_store import VectorStore
 from unibind.indexer.runtime.vectors import from_bytes, normalize, to_bytes
 from unibind.schema import Database, Head, Item, ItemField, Modality, ModalityKind
-from unibind.schema.errors import Conflict, NotFound
+from unibind.schema.errors import Conflict, InvalidInput, NotFound
 from unibind.schema.store_state import bump_version
 
 log = logging.getLogger(__name__)
@@ -101,11 +101,11 @@ def add_items(
     """Project ``raw`` [N, input_dim] into the space and add the items; rows and index file in one commit."""
     start = time.perf_counter()
     if projection.modality_id is None:
-        raise ValueError(f"modality {projection.name!r} is not registered")
+        raise NotFound(f"modality {projection.name!r} is not registered")
     if len(items) != len(raw):
         raise ValueError(f"{len(items)} items for {len(raw)} vectors")
     if not len(items):
-        raise ValueError("no items to add")
+        raise InvalidInput("no items to add")
     vectors = projection.project(raw)  # [N, d]
     reap_abandoned(db)
     with db.session() as session:
@@ -172,7 +172,7 @@ def reproject(
             linear = load_head(head, data) if head is not None else None  # there and unchanged, or an error
             n = index.count(session)
             if n and linear is None and not (modality.kind is ModalityKind.IMAGE and modality.encoder == modality.space.encoder):
-                raise ValueError(f"modality {modality.name!r} has no active head to project its {n} items through")
+                raise NotFound(f"modality {modality.name!r} has no active head to project its {n} items through")
             project = linear.project if linear is not None else normalize
             stmt = select(Item.id, Item.raw).where(Item.modality_id == modality_id).order_by(Item.id)
             id_parts, vec_parts = [], []

@@ -54,15 +54,6 @@ class DataHome:
         return path if path.is_absolute() else self.root / path
 
 
-def fsync_dir(folder: Path) -> None:
-    """Make a rename or unlink in ``folder`` durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def adopt(db: Database, data: DataHome) -> None:
     """Move the folders of an older store (named by a URL hash) to the store id and make its paths relative."""
     with db.session() as session:

@@ -32,9 +32,10 @@ from sqlalchemy import Select, delete, select
 from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
 
-from unibind.indexer.index.data_home import DataHome, fsync_dir
+from unibind.indexer.index.data_home import DataHome
+from unibind.indexer.index.files import fsync_dir, sha256_file
 from unibind.indexer.runtime.device import Device
-from unibind.indexer.index.vector_store import DEFAULT_FACTORY, VectorStore, sha256_file
+from unibind.indexer.index.vector_store import DEFAULT_FACTORY, VectorStore
 from unibind.indexer.runtime.vectors import from_bytes, ids_digest
 from unibind.schema import Database, IndexFile
 from unibind.schema.errors import Busy, Conflict
@@ -237,8 +238,7 @@ class StampedIndex(ABC):
             raise Busy(f"the {self.kind_name} index was changed by another process while this write was prepared; "
                        "run the command again")
         path = self.folder / f"{self.stem}.{uuid.uuid4().hex[:16]}.faiss"
-        digest, size = store.save(path)
-        fsync_dir(self.folder)
+        digest, size = store.save(path)  # durable, rename included, before the record names it
         session.execute(delete(IndexFile).where(IndexFile.space_id == self.space_id, IndexFile.kind == self.kind))
         rec = IndexFile(
             space_id=self.space_id,

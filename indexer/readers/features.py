@@ -3,13 +3,12 @@
 Feature modalities (audio, point, video, ...) take vectors made by an external frozen encoder.
 This module loads them as a [N, d] float32 array and validates them; it does not normalise
 (that happens in :func:`unibind.indexer.runtime.vectors.normalize`, after the head). Every user mistake raises
-:class:`FeatureError` (a ``ValueError``) or ``FileNotFoundError`` naming the file, the row or
+:class:`FeatureError` (an ``InvalidInput``) or ``FileNotFoundError`` naming the file, the row or
 line, and the rule broken.
 """
 
 from __future__ import annotations
 
-import codecs
 import json
 import logging
 import os
@@ -21,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from unibind.indexer.readers.corpus import json_kind, reject_constant, reject_duplicate_keys
+from unibind.indexer.readers.jsonio import json_kind, read_jsonl
+from unibind.schema.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ TENSOR_KEYS = ("features", "vectors", "embeddings")  # .pt dict: the key that ho
 _CHUNK_ROWS = 65_536
 
 
-class FeatureError(ValueError):
+class FeatureError(InvalidInput):
     """A features file breaks a rule; the message names the file, row or line, and the rule."""
 
 
@@ -54,49 +54,11 @@ def parse_row_index(value: Any, n: int | None, *, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         shown = value if isinstance(value, (int, float)) and not isinstance(value, bool) \
             else json_kind(value)
-        raise ValueError(f"{where}: row index must be a non-negative integer (got {shown})")
+        raise InvalidInput(f"{where}: row index must be a non-negative integer (got {shown})")
     if n is not None and value >= n:
-        raise ValueError(f"{where}: row index {value} is out of range; the features file has "
+        raise InvalidInput(f"{where}: row index {value} is out of range; the features file has "
                          f"{n} rows (0..{n - 1})")
     return value
-
-
-def read_jsonl(path: str | os.PathLike[str], *, what: str, allow_nan: bool = False,
-               error: type[ValueError] = FeatureError) -> list[tuple[int, Any]]:
-    """(1-based line number, parsed value) for each non-blank line of a UTF-8 JSONL file.
-
-    A UTF-8 BOM is skipped; invalid UTF-8, invalid JSON and repeated keys raise ``error`` naming
-    the line; NaN/Infinity are invalid unless ``allow_nan``. ``what`` names the file kind.
-    """
-    label = os.fspath(path)
-    if not os.path.isfile(label):
-        raise FileNotFoundError(f"{what} file not found: {label}")
-    try:
-        data = Path(label).read_bytes()
-    except OSError as e:
-        raise error(f"{label}: cannot read the file: {e.strerror or e}") from e
-    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
-    try:
-        text = data[bom:].decode("utf-8")
-    except UnicodeDecodeError as e:
-        at = bom + e.start
-        line = data.count(b"\n", 0, at) + 1
-        raise error(f"{label}:{line}: invalid UTF-8 (byte 0x{data[at]:02x} at byte offset {at}); "
-                    f"save the file as UTF-8") from e
-    hooks: dict[str, Any] = {"object_pairs_hook": reject_duplicate_keys}
-    if not allow_nan:
-        hooks["parse_constant"] = reject_constant
-    out: list[tuple[int, Any]] = []
-    for lineno, raw in enumerate(text.split("\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            out.append((lineno, json.loads(raw, **hooks)))
-        except json.JSONDecodeError as e:
-            raise error(f"{label}:{lineno}: invalid JSON: {e.msg} (column {e.colno})") from e
-        except ValueError as e:
-            raise error(f"{label}:{lineno}: invalid JSON: {e}") from e
-    return out
 
 
 def _load_npy(label: str) -> np.ndarray:
@@ -177,7 +139,7 @@ def _load_jsonl(label: str) -> tuple[np.ndarray, list[dict[str, Any]], list[int]
     vectors: list[list[float]] = []
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
-    for lineno, obj in read_jsonl(label, what="features", allow_nan=True):
+    for lineno, obj in read_jsonl(label, what="features", error=FeatureError, allow_nan=True):
         loc = f"{label}:{lineno}"
         if isinstance(obj, list):
             vec, key, rest = obj, "the line", {}

@@ -3,13 +3,12 @@
 A pairs file holds one sample per line: ``{"input": ..., "description": ..., "label": ...}``.
 ``input`` is an image path (relative paths resolve against the pairs file's folder) or, for a
 feature modality, a row index into the ``--features`` file. A metadata file holds one object per
-feature row for ``gallery add``. Every user mistake raises :class:`PairsError` (a ``ValueError``)
+feature row for ``gallery add``. Every user mistake raises :class:`PairsError` (an ``InvalidInput``)
 or ``FileNotFoundError`` naming the file, the line, the field and the rule broken.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -17,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from unibind.indexer.readers.corpus import json_kind, strings_in, unstorable
-from unibind.indexer.readers.features import parse_row_index, read_jsonl
+from unibind.indexer.readers.features import parse_row_index
+from unibind.indexer.readers.jsonio import json_kind, quote, read_jsonl, strings_in
+from unibind.indexer.readers.text import unstorable
+from unibind.schema.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ PAIR_KEYS = ("input", "description", "descriptions", "label", "meta")
 KINDS = ("image", "features")
 
 
-class PairsError(ValueError):
+class PairsError(InvalidInput):
     """A pairs or metadata file breaks a rule; the message names the file, line and field."""
 
 
@@ -47,7 +48,7 @@ class ItemMeta:
 
 
 def _q(s: str) -> str:
-    return json.dumps(s, ensure_ascii=False)
+    return quote(s)
 
 
 def _text_problem(v: Any) -> str | None:
@@ -114,7 +115,7 @@ def read_pairs(path: str | os.PathLike[str], *, kind: Literal["image", "features
     ``kind="image"``: "input" is an image path; when ``check_files`` it must be an existing file.
     """
     if kind not in KINDS:
-        raise ValueError(f"unknown pairs kind {kind!r}; use one of {', '.join(KINDS)}")
+        raise InvalidInput(f"unknown pairs kind {kind!r}; use one of {', '.join(KINDS)}")
     label = os.fspath(path)
     base = Path(label).resolve().parent
     pairs: list[Pair] = []

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
+
+from unibind.schema.errors import InvalidInput, Unavailable
+from unibind.schema.settings import DEVICE_ENV, env_value
 
 log = logging.getLogger(__name__)
 
-DEVICE_ENV = "UNIBIND_DEVICE"
+__all__ = ["DEVICE_ENV", "Device", "select_device"]
 
 
 @dataclass(frozen=True)
@@ -43,21 +45,21 @@ def select_device(preference: str | None = None, *, faiss_fp16: bool = False) ->
 
     ``auto`` uses the first GPU that torch sees, and FAISS's GPU indexes when faiss sees one.
     """
-    pref = (preference or os.environ.get(DEVICE_ENV) or "auto").strip().lower()
+    pref = (preference or env_value("device") or "auto").strip().lower()  # $UNIBIND_DEVICE, read by the settings
     if pref == "cpu":
         return Device()
     if pref not in ("auto", "cuda") and not (pref.startswith("cuda:") and pref[5:].isdigit()):
-        raise ValueError(f"device {preference!r} is not one of auto, cpu, cuda, cuda:N")
+        raise InvalidInput(f"device {preference!r} is not one of auto, cpu, cuda, cuda:N")
     import torch
 
     has_cuda = torch.cuda.is_available()
     if not has_cuda:
         if pref != "auto":
-            raise ValueError(f"device {pref!r} was asked for but torch sees no CUDA GPU")
+            raise Unavailable(f"device {pref!r} was asked for but torch sees no CUDA GPU")
         return Device()
     index = int(pref[5:]) if pref.startswith("cuda:") else 0
     if index >= torch.cuda.device_count():
-        raise ValueError(f"device {pref!r}: torch sees only {torch.cuda.device_count()} GPU(s)")
+        raise Unavailable(f"device {pref!r}: torch sees only {torch.cuda.device_count()} GPU(s)")
     n_faiss = _faiss_gpus()
     faiss_gpu = index if index < n_faiss else None
     device = Device(torch=f"cuda:{index}", faiss_gpu=faiss_gpu, faiss_fp16=faiss_fp16 and faiss_gpu is not None)

@@ -6,26 +6,28 @@ import hashlib
 
 import numpy as np
 
+from unibind.schema.errors import InvalidInput
+
 EPS = 1e-12
 
 
 def normalize(x: np.ndarray) -> np.ndarray:
     """Return ``x`` as C-contiguous float32 with unit-L2 rows (1-D input is treated as one row).
 
-    Raises ValueError on NaN/inf or an all-zero row: such a vector has no direction.
+    Raises InvalidInput on NaN/inf or an all-zero row: such a vector has no direction.
     """
     a = np.asarray(x, dtype=np.float32)
     if a.ndim == 1:
         a = a[None, :]
     if a.ndim != 2:
-        raise ValueError(f"vectors must be 1-D or 2-D, got shape {a.shape}")
+        raise InvalidInput(f"vectors must be 1-D or 2-D, got shape {a.shape}")
     if not np.isfinite(a).all():
         bad = int(np.argwhere(~np.isfinite(a).all(axis=1))[0, 0])
-        raise ValueError(f"vector {bad} contains NaN or inf")
+        raise InvalidInput(f"vector {bad} contains NaN or inf")
     norms = np.linalg.norm(a, axis=1, keepdims=True)  # [N, 1]
     if a.shape[0] and (norms < EPS).any():
         bad = int(np.argwhere(norms[:, 0] < EPS)[0, 0])
-        raise ValueError(f"vector {bad} has zero length and cannot be normalised")
+        raise InvalidInput(f"vector {bad} has zero length and cannot be normalised")
     return np.ascontiguousarray(a / norms, dtype=np.float32)
 
 

@@ -18,7 +18,7 @@ from unibind.indexer.runtime.device import Device
 from unibind.indexer.encoders.spec import parse_encoder_spec
 from unibind.indexer.store.lease import describe_owner, is_alive
 from unibind.schema import Category, Centre, Corpus, CorpusStatus, Database, Description, IndexFile, Modality, Space
-from unibind.schema.errors import NotFound
+from unibind.schema.errors import InvalidInput, NotFound
 from unibind.schema.store_state import bump_version, lock_catalog
 
 log = logging.getLogger(__name__)
@@ -34,13 +34,13 @@ def find_space(session: Session, encoder: str | None) -> Space:
         space = session.scalars(select(Space).where(Space.encoder == spec)).first()
         if space is None:
             known = ", ".join(session.scalars(select(Space.encoder))) or "none yet"
-            raise ValueError(f"no space for encoder {spec!r} (spaces: {known}); ingest a corpus with it first")
+            raise NotFound(f"no space for encoder {spec!r} (spaces: {known}); ingest a corpus with it first")
         return space
     spaces = list(session.scalars(select(Space).order_by(Space.id)))
     if not spaces:
-        raise ValueError("the knowledge base is empty: ingest a corpus first (unibind ingest FILE --name N --encoder SPEC)")
+        raise InvalidInput("the knowledge base is empty: ingest a corpus first (unibind ingest FILE --name N --encoder SPEC)")
     if len(spaces) > 1:
-        raise ValueError(f"several spaces exist ({', '.join(s.encoder for s in spaces)}): name one with --encoder")
+        raise InvalidInput(f"several spaces exist ({', '.join(s.encoder for s in spaces)}): name one with --encoder")
     return spaces[0]
 
 
@@ -53,7 +53,7 @@ def find_corpus(session: Session, name: str, space: Space | None = None) -> Corp
         names = ", ".join(session.scalars(select(Corpus.name).order_by(Corpus.name))) or "none"
         raise NotFound(f"no corpus named {name!r} (corpora: {names})")
     if len(found) > 1:
-        raise ValueError(f"corpus {name!r} exists in several spaces: name the space with --encoder")
+        raise InvalidInput(f"corpus {name!r} exists in several spaces: name the space with --encoder")
     return found[0]
 
 
@@ -206,6 +206,6 @@ def drop_space_if_unused(session: Session, space_id: int) -> bool:
         for model in (Corpus, Modality, IndexFile)
     )
     if not used:
-        bump_version(session)  # a space leaves the catalog
+        bump_version(session)  # a space goes: the catalog version moves
         session.execute(delete(Space).where(Space.id == space_id))
     return not used

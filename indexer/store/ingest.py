@@ -44,7 +44,7 @@ from unibind.indexer.store.lease import Heartbeat, current_owner, describe_owner
 from unibind.indexer.index.vector_store import make_index
 from unibind.indexer.runtime.vectors import to_bytes
 from unibind.schema import Category, Corpus, CorpusStatus, Database, Description, Space
-from unibind.schema.errors import Conflict
+from unibind.schema.errors import Conflict, InvalidInput
 from unibind.schema.store_state import bump_version, lock_catalog
 
 log = logging.getLogger(__name__)
@@ -69,13 +69,13 @@ class IngestConfig:
     def __post_init__(self) -> None:
         name = self.name.strip() if isinstance(self.name, str) else ""
         if not name or len(name) > MAX_NAME_CHARS or any(ord(c) < 32 for c in name) or name.startswith("~"):
-            raise ValueError(
+            raise InvalidInput(
                 f"corpus name {self.name!r} must be 1-{MAX_NAME_CHARS} printable characters, not starting with '~'"
             )
         if self.factory is not None and not 0 < len(self.factory) <= 200:
-            raise ValueError(f"FAISS factory string must be 1-200 characters, got {len(self.factory)}")
+            raise InvalidInput(f"FAISS factory string must be 1-200 characters, got {len(self.factory)}")
         if self.batch_size < 1 or self.chunk_size < 1:
-            raise ValueError("batch_size and chunk_size must be >= 1")
+            raise InvalidInput("batch_size and chunk_size must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def _space(session: Session, encoder: Encoder) -> tuple[Space, bool]:
         session.flush()
         return space, True
     if space.dim != encoder.dim:
-        raise ValueError(f"space {encoder.spec!r} has dim {space.dim} but the encoder now gives {encoder.dim}")
+        raise Conflict(f"space {encoder.spec!r} has dim {space.dim} but the encoder now gives {encoder.dim}")
     return space, False
 
 
@@ -180,7 +180,7 @@ def ingest(
     corpus is replaced)."""
     t0 = time.perf_counter()
     if not data.records:
-        raise ValueError(f"{data.path}: no descriptions to ingest")
+        raise InvalidInput(f"{data.path}: no descriptions to ingest")
     encoder = encoder or build_encoder(config.encoder, device)
     if config.factory:
         make_index(encoder.dim, config.factory)  # a bad factory string fails before anything is encoded

@@ -32,6 +32,7 @@ from unibind.indexer.readers.pairs import Pair, read_pairs
 from unibind.indexer.modalities.projection import default_image_encoder, ensure_image_modality
 from unibind.schema import Database, Space
 from unibind.schema.store_state import lock_catalog
+from unibind.schema.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -83,28 +84,28 @@ def train_modality_head(
     started = time.perf_counter()
     name = check_name(job.modality)
     if name == TEXT:
-        raise ValueError("the text modality is the space itself: it has no head to train")
+        raise InvalidInput("the text modality is the space itself: it has no head to train")
     with db.session() as session:
         existing = get_modality(session, space, name)
         if existing is None and name not in (IMAGE, *WELL_KNOWN_FEATURES):
             find_modality(session, space, name)  # raises: unknown modality, with the hint to register it
     if name == IMAGE:
         if job.features is not None:
-            raise ValueError("--features is for feature modalities; image pairs name image files in \"input\"")
+            raise InvalidInput("--features is for feature modalities; image pairs name image files in \"input\"")
         given = default_image_encoder(space, job.image_encoder) if job.image_encoder else None
         spec = existing.encoder if existing is not None and existing.encoder else default_image_encoder(space, given)
         if given is not None and given != spec:
-            raise ValueError(f"modality 'image' of space {space.encoder} uses the image encoder {spec}, not {given}: "
-                             "its head versions must share one tower")
+            raise InvalidInput(f"modality 'image' of space {space.encoder} uses the image encoder {spec}, not {given}: "
+                               "its head versions must share one tower")
         pairs = read_pairs(job.pairs, kind="image")
         inputs, sample_texts = _group_samples(pairs)
         image_encoder = build_encoder(spec, device)
         raw = image_encoder.encode_images(inputs, progress=progress)  # [N, d_img]
     else:
         if job.features is None:
-            raise ValueError(f"modality {name!r} takes feature vectors: give them with --features FILE")
+            raise InvalidInput(f"modality {name!r} takes feature vectors: give them with --features FILE")
         if job.image_encoder:
-            raise ValueError("--image-encoder applies to the image modality only")
+            raise InvalidInput("--image-encoder applies to the image modality only")
         fs = read_features(job.features, dim=existing.input_dim if existing is not None else None, modality=name)
         pairs = read_pairs(job.pairs, kind="features", n_rows=len(fs))
         inputs, sample_texts = _group_samples(pairs)

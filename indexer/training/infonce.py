@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from unibind.indexer.runtime.device import Device
 from unibind.indexer.modalities.head import LinearHead
 from unibind.indexer.runtime.vectors import normalize
+from unibind.schema.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +52,12 @@ class HeadTrainConfig:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if f.type == "bool" and not isinstance(v, bool):
-                raise ValueError(f"{f.name} must be true or false, got {v!r}")
+                raise InvalidInput(f"{f.name} must be true or false, got {v!r}")
             if f.type == "int" and (isinstance(v, bool) or not isinstance(v, int)):
-                raise ValueError(f"{f.name} must be an integer, got {v!r}")
+                raise InvalidInput(f"{f.name} must be an integer, got {v!r}")
             if f.type == "float":
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                    raise ValueError(f"{f.name} must be a finite number, got {v!r}")
+                    raise InvalidInput(f"{f.name} must be a finite number, got {v!r}")
                 object.__setattr__(self, f.name, float(v))
         checks = [
             ("temperature", 1 / 100 <= self.temperature <= 10, "in [0.01, 10]"),
@@ -70,13 +71,13 @@ class HeadTrainConfig:
         ]
         for name, ok, rule in checks:
             if not ok:
-                raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+                raise InvalidInput(f"{name} must be {rule}, got {getattr(self, name)!r}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> HeadTrainConfig:
         unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
-            raise ValueError(f"unknown head training option(s): {', '.join(unknown)}")
+            raise InvalidInput(f"unknown head training option(s): {', '.join(unknown)}")
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,29 +119,29 @@ def _check_inputs(features: np.ndarray, text_vectors: np.ndarray, text_ids: Sequ
     """Validated (features [N, d_in], unit text vectors [T, d], offsets, flat ids, groups [N])."""
     x = np.ascontiguousarray(features, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 1:
-        raise ValueError(f"features must be [N, d_in] with N >= 2, got shape {x.shape}")
+        raise InvalidInput(f"features must be [N, d_in] with N >= 2, got shape {x.shape}")
     bad = np.argwhere(~np.isfinite(x).all(axis=1))
     if len(bad):
-        raise ValueError(f"features row {int(bad[0, 0])} contains NaN or inf")
+        raise InvalidInput(f"features row {int(bad[0, 0])} contains NaN or inf")
     if np.ndim(text_vectors) != 2:
-        raise ValueError(f"text_vectors must be [T, d], got shape {np.shape(text_vectors)}")
+        raise InvalidInput(f"text_vectors must be [T, d], got shape {np.shape(text_vectors)}")
     try:
         z = normalize(text_vectors)
     except ValueError as e:
-        raise ValueError(f"text_vectors: {e}") from e
+        raise InvalidInput(f"text_vectors: {e}") from e
     if len(text_ids) != len(x):
-        raise ValueError(f"text_ids has {len(text_ids)} entries, features have {len(x)} rows")
+        raise InvalidInput(f"text_ids has {len(text_ids)} entries, features have {len(x)} rows")
     offsets, flat = _csr(text_ids)
     empty = np.flatnonzero(offsets[1:] == offsets[:-1])
     if len(empty):
-        raise ValueError(f"sample {int(empty[0])} has no descriptions (every sample needs at least one)")
+        raise InvalidInput(f"sample {int(empty[0])} has no descriptions (every sample needs at least one)")
     out = np.flatnonzero((flat < 0) | (flat >= len(z)))
     if len(out):
         sample = int(np.searchsorted(offsets, out[0], side="right") - 1)
-        raise ValueError(f"sample {sample}: text id {int(flat[out[0]])} is out of range (0..{len(z) - 1})")
+        raise InvalidInput(f"sample {sample}: text id {int(flat[out[0]])} is out of range (0..{len(z) - 1})")
     g = np.arange(len(x)) if groups is None else np.asarray(groups)
     if g.shape != (len(x),):
-        raise ValueError(f"groups has {len(g)} entries, features have {len(x)} rows")
+        raise InvalidInput(f"groups has {len(g)} entries, features have {len(x)} rows")
     return x, z, offsets, flat, g
 
 
@@ -150,7 +151,7 @@ def _split(n: int, val_fraction: float, groups: np.ndarray, rng: np.random.Gener
         return rng.permutation(n), np.empty(0, dtype=np.int64)
     uniq, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
     if len(uniq) < 2:
-        raise ValueError("groups: all samples are in one group, so no validation split can be held out")
+        raise InvalidInput("groups: all samples are in one group, so no validation split can be held out")
     order = rng.permutation(len(uniq))
     target = min(n - 1, max(1, round(val_fraction * n)))
     taken = np.cumsum(counts[order]) <= target
@@ -212,8 +213,8 @@ def train_head(
     rng = np.random.default_rng(config.seed)
     train_idx, val_idx = _split(len(x_np), config.val_fraction, g_np, rng)
     if len(train_idx) < 2:
-        raise ValueError(f"{len(x_np)} samples leave {len(train_idx)} to train on after the validation split "
-                         f"(val_fraction {config.val_fraction}); InfoNCE needs at least 2 per batch")
+        raise InvalidInput(f"{len(x_np)} samples leave {len(train_idx)} to train on after the validation split "
+                           f"(val_fraction {config.val_fraction}); InfoNCE needs at least 2 per batch")
     val_picks = _draw(offsets, flat, rng)[val_idx]  # [n_val], fixed so val loss is comparable across epochs
     dev = device.torch
     X = torch.from_numpy(x_np).to(dev)  # [N, d_in]

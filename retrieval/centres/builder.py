@@ -29,7 +29,7 @@ from unibind.indexer.runtime.vectors import from_bytes, normalize, to_bytes
 from unibind.retrieval.centres.strategies import KB_FREE, Candidates, Context, find_template_skeletons, get_strategy
 from unibind.retrieval.centres.prompts import BASE_PROMPT, fill
 from unibind.schema import Category, Centre, CentreMember, Corpus, CorpusStatus, Database, Description, Space
-from unibind.schema.errors import Conflict
+from unibind.schema.errors import Conflict, InvalidInput, NotFound
 from unibind.schema.store_state import bump_version
 
 log = logging.getLogger(__name__)
@@ -51,10 +51,10 @@ class CentreSpec:
     def __post_init__(self) -> None:
         fill(self.template, "x")  # validates the template
         if len(self.template) > MAX_TEMPLATE_CHARS:
-            raise ValueError(f"prompt template is {len(self.template)} characters long; at most {MAX_TEMPLATE_CHARS}")
+            raise InvalidInput(f"prompt template is {len(self.template)} characters long; at most {MAX_TEMPLATE_CHARS}")
         get_strategy(self.strategy)
         if self.k < 1:
-            raise ValueError(f"K must be >= 1, got {self.k}")
+            raise InvalidInput(f"K must be >= 1, got {self.k}")
 
 
 class CorporaChanged(Conflict):
@@ -79,12 +79,12 @@ def selected_corpora(session: Session, space: Space, names: Sequence[str] | None
     )
     if names is None:
         if not rows:
-            raise ValueError(f"space {space.encoder!r} has no complete corpus: ingest one first")
+            raise NotFound(f"space {space.encoder!r} has no complete corpus: ingest one first")
         return rows
     by_name = {n: i for i, n in rows.items()}
     missing = [n for n in names if n not in by_name]
     if missing:
-        raise ValueError(f"no complete corpus named {', '.join(map(repr, missing))} in space {space.encoder!r} (corpora: {', '.join(sorted(by_name)) or 'none'})")
+        raise NotFound(f"no complete corpus named {', '.join(map(repr, missing))} in space {space.encoder!r} (corpora: {', '.join(sorted(by_name)) or 'none'})")
     return {by_name[n]: n for n in names}
 
 
@@ -126,12 +126,12 @@ class CentreBuilder:
 
     def __init__(self, db: Database, space: Space, encoder: Encoder) -> None:
         if encoder.spec != space.encoder:
-            raise ValueError(f"encoder {encoder.spec!r} does not define space {space.encoder!r}")
+            raise InvalidInput(f"encoder {encoder.spec!r} does not define space {space.encoder!r}")
         self.db, self.space, self.encoder = db, space, encoder
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Encode texts, reusing stored vectors of identical descriptions in this space (no re-encoding)."""
-        from unibind.indexer.readers.corpus import text_hash
+        from unibind.indexer.readers.text import text_hash
 
         texts = list(texts)
         wanted = set(texts)
@@ -265,7 +265,7 @@ def load_centres(
         centre_cat = {cid: cat for cid, cat, key in session.execute(stmt) if (cat, key) in wanted}
         missing = len(keys) - len(centre_cat)
         if missing:
-            raise ValueError(f"{missing} of {len(keys)} categories have no current centre: run `unibind centres build`")
+            raise Conflict(f"{missing} of {len(keys)} categories have no current centre: run `unibind centres build`")
         names = sorted(keys[c][0] for c in centre_cat.values())
         position = {name: i for i, name in enumerate(names)}
         rows = session.execute(
@@ -286,7 +286,7 @@ def centre_members(db: Database, space: Space, spec: CentreSpec, category: str) 
 
             close = difflib.get_close_matches(category, list(by_name), n=3)
             hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise ValueError(f"unknown category {category!r}{hint}")
+            raise NotFound(f"unknown category {category!r}{hint}")
         cat, key = by_name[category]
         centre = session.scalars(
             select(Centre).where(

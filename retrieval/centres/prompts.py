@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unibind.schema.errors import InvalidInput
+
 BASE_PROMPT = "A photo of a {}."
 
 CLIP_TEMPLATES: tuple[str, ...] = (
@@ -31,5 +33,5 @@ CLIP_TEMPLATES: tuple[str, ...] = (
 def fill(template: str, category: str) -> str:
     """The prompt for ``category``; a template must hold exactly one ``{}``."""
     if template.count("{}") != 1:
-        raise ValueError(f"prompt template {template!r} must contain exactly one '{{}}' for the category name")
+        raise InvalidInput(f"prompt template {template!r} must contain exactly one '{{}}' for the category name")
     return template.replace("{}", category)

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from unibind.indexer.readers.corpus import normalise_text
+from unibind.indexer.readers.text import normalise_text
 from unibind.indexer.runtime.vectors import normalize
 from unibind.retrieval.centres.prompts import CLIP_TEMPLATES, fill
+from unibind.schema.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -139,4 +140,4 @@ def get_strategy(name: str) -> Strategy:
     try:
         return STRATEGIES[name]
     except KeyError:
-        raise ValueError(f"unknown centre strategy {name!r}; strategies: {', '.join(STRATEGIES)}") from None
+        raise InvalidInput(f"unknown centre strategy {name!r}; strategies: {', '.join(STRATEGIES)}") from None

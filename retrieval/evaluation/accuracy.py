@@ -15,6 +15,7 @@ from unibind.indexer.encoders.base import Encoder
 from unibind.retrieval.centres.builder import CentreSpec
 from unibind.retrieval.recognition.recognizer import DEFAULT_TOP_M, Recognizer
 from unibind.schema import Database
+from unibind.schema.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +47,13 @@ def read_queries(path: str | Path, *, kind: str = "text", n_rows: int | None = N
     label = str(path)
     p = Path(path)
     if kind not in QUERY_FIELD:
-        raise ValueError(f"query kind {kind!r} is not one of {', '.join(QUERY_FIELD)}")
+        raise InvalidInput(f"query kind {kind!r} is not one of {', '.join(QUERY_FIELD)}")
     if not p.is_file():
         raise FileNotFoundError(f"queries file not found: {label}")
     try:
         lines = p.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as e:
-        raise ValueError(f"{label}: not valid UTF-8 (byte {e.start})") from e
+        raise InvalidInput(f"{label}: not valid UTF-8 (byte {e.start})") from e
     key = QUERY_FIELD[kind]
     out: list[Query] = []
     for n, line in enumerate(lines, 1):
@@ -61,32 +62,32 @@ def read_queries(path: str | Path, *, kind: str = "text", n_rows: int | None = N
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{label}:{n}: invalid JSON ({e.msg})") from e
+            raise InvalidInput(f"{label}:{n}: invalid JSON ({e.msg})") from e
         if not isinstance(row, dict):
-            raise ValueError(f"{label}:{n}: each line must be a JSON object with {key} and label")
+            raise InvalidInput(f"{label}:{n}: each line must be a JSON object with {key} and label")
         others = [f for f in QUERY_FIELD.values() if f != key and f in row]
         if others:
-            raise ValueError(f"{label}:{n}: field {others[0]!r} does not go with {kind} queries (expected {key!r})")
+            raise InvalidInput(f"{label}:{n}: field {others[0]!r} does not go with {kind} queries (expected {key!r})")
         if not isinstance(row.get("label"), str) or not row["label"].strip():
-            raise ValueError(f"{label}:{n}: field 'label' must be a non-empty string")
+            raise InvalidInput(f"{label}:{n}: field 'label' must be a non-empty string")
         value = row.get(key)
         if kind == "features":
             if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (n_rows is not None and value >= n_rows):
                 bound = f" below {n_rows} (the features file's rows)" if n_rows is not None else ""
-                raise ValueError(f"{label}:{n}: field 'row' must be an integer >= 0{bound}, got {value!r}")
+                raise InvalidInput(f"{label}:{n}: field 'row' must be an integer >= 0{bound}, got {value!r}")
             out.append(Query(f"row {value}", row["label"].strip(), n, value))
             continue
         if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"{label}:{n}: field {key!r} must be a non-empty string")
+            raise InvalidInput(f"{label}:{n}: field {key!r} must be a non-empty string")
         if kind == "image":
             image = Path(value) if Path(value).is_absolute() else p.resolve().parent / value
             if not image.is_file():
-                raise ValueError(f"{label}:{n}: image file not found: {image}")
+                raise InvalidInput(f"{label}:{n}: image file not found: {image}")
             out.append(Query(value, row["label"].strip(), n, image))
         else:
             out.append(Query(value.strip(), row["label"].strip(), n))
     if not out:
-        raise ValueError(f"{label}: no queries")
+        raise InvalidInput(f"{label}: no queries")
     return out
 
 
@@ -127,7 +128,7 @@ def evaluate(
         if unknown:
             q = unknown[0]
             where = f"{source}:{q.line}" if q.line else source
-            raise ValueError(f"{where}: label {q.label!r} is not a category of the knowledge base ({len(unknown)} such queries)")
+            raise InvalidInput(f"{where}: label {q.label!r} is not a category of the knowledge base ({len(unknown)} such queries)")
         if vectors is None:
             vectors = rec.encoder.encode_text([q.text for q in queries])
         results = rec.recognize_vectors(vectors, k=5)

@@ -27,6 +27,7 @@ from unibind.retrieval.centres.builder import CentreSpec
 from unibind.retrieval.evaluation.accuracy import EvalRow, Query, evaluate
 from unibind.retrieval.recognition.recognizer import DEFAULT_TOP_M
 from unibind.schema import Corpus, CorpusStatus, Database, Space
+from unibind.schema.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,10 @@ def make_split(classes: int | None = None, holdout: int = 10, seed: int = 0) -> 
     table = cupl_classes()
     if classes is not None:
         if classes < 1:
-            raise ValueError(f"--classes must be >= 1, got {classes}")
+            raise InvalidInput(f"--classes must be >= 1, got {classes}")
         table = dict(list(table.items())[:classes])
     if not 1 <= holdout < CUPL_LLM_PER_CLASS:
-        raise ValueError(f"--holdout must be between 1 and {CUPL_LLM_PER_CLASS - 1}, got {holdout}")
+        raise InvalidInput(f"--holdout must be between 1 and {CUPL_LLM_PER_CLASS - 1}, got {holdout}")
     rng = random.Random(seed)
     descriptions, templates, queries = {}, {}, []
     for name, strings in table.items():

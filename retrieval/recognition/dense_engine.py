@@ -1,5 +1,5 @@
 """The dense recognition engine: torch ``[B, d] x [K, C, d] -> max over K -> top over C``, on the GPU when
-torch has one. See retrieval/recognition_engine.py for the two-step design."""
+torch has one. See retrieval/recognition/engine.py for the two-step design."""
 
 from __future__ import annotations
 

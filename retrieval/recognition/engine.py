@@ -11,7 +11,7 @@ engines. Two engines answer behind one interface, in two steps, so that they ret
    score) - tol (for m = 1: >= T - tol, which holds for the category's best member). FAISS gets
    there with a nearest-neighbour search over all members; the dense engine with one matrix product
    per chunk and a max over each category's members.
-2. *score exactly* (shared, :func:`exact_top_k`): each nominated (query, member) pair gets a float64
+2. *score exactly* (shared, :func:`score_nominated`): each nominated (query, member) pair gets a float64
    dot product of the float32 vectors, computed row by row so its value never depends on which other
    pairs came along; a category's score is the mean of its min(m, |C|) best nominated members, summed
    best first; candidates are sorted by (-score, name) and the first k kept.
@@ -42,6 +42,7 @@ import numpy as np
 
 from unibind.indexer.runtime.device import Device
 from unibind.indexer.runtime.vectors import normalize
+from unibind.schema.errors import InvalidInput, NotFound
 log = logging.getLogger(__name__)
 
 NEAR_TIE = 1e-4  # float32 scores of unit vectors are within ~1e-6 of exact: candidates within this of the k-th
@@ -127,17 +128,17 @@ class CentreTable:
     def positions(self, labels: Sequence[str]) -> np.ndarray:
         """Sorted unique category positions of ``labels``; unknown names fail with a suggestion."""
         if isinstance(labels, str):
-            raise ValueError(f"labels must be a list of category names, not the string {labels!r}")
+            raise InvalidInput(f"labels must be a list of category names, not the string {labels!r}")
         labels = list(labels)
         if not labels:
-            raise ValueError("labels is empty: give at least one category name, or None for all categories")
+            raise InvalidInput("labels is empty: give at least one category name, or None for all categories")
         found = []
         for label in labels:
             pos = self._position.get(label) if isinstance(label, str) else None
             if pos is None:
                 close = difflib.get_close_matches(str(label), self.names, n=3)
                 hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-                raise ValueError(f"unknown label {label!r}{hint}")
+                raise NotFound(f"unknown label {label!r}{hint}")
             found.append(pos)
         return np.unique(np.asarray(found, dtype=np.int64))
 
@@ -151,11 +152,11 @@ class Recognition:
 def check_top_m(top_m: object) -> int:
     """``top_m`` validated: an integer >= 1 (1 = the paper's max)."""
     if isinstance(top_m, bool) or not isinstance(top_m, (int, np.integer)) or top_m < 1:
-        raise ValueError(f"top_m must be an integer >= 1 (1 = the paper's max), got {top_m!r}")
+        raise InvalidInput(f"top_m must be an integer >= 1 (1 = the paper's max), got {top_m!r}")
     return int(top_m)
 
 
-def exact_top_k(
+def score_nominated(
     table: CentreTable, queries: np.ndarray, qi: np.ndarray, mi: np.ndarray, k: int, top_m: int = 1
 ) -> list[Recognition]:
     """The shared exact step: float64 scores of nominated (query, member) pairs, per category the mean of
@@ -219,11 +220,11 @@ class RecognitionEngine(ABC):
     def recognize(self, queries: np.ndarray, k: int = 5, labels: Sequence[str] | None = None) -> list[Recognition]:
         """Top-k categories of each query ([B, d], or [d] for one), restricted to ``labels`` if given."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be an integer >= 1, got {k!r}")
+            raise InvalidInput(f"k must be an integer >= 1, got {k!r}")
         q = np.asarray(queries)
         if q.ndim not in (1, 2) or q.shape[-1] != self.table.dim:
-            raise ValueError(f"queries of shape {q.shape} do not fit centres of dimension {self.table.dim}: "
-                             f"expected [B, {self.table.dim}] or [{self.table.dim}]")
+            raise InvalidInput(f"queries of shape {q.shape} do not fit centres of dimension {self.table.dim}: "
+                               f"expected [B, {self.table.dim}] or [{self.table.dim}]")
         q = normalize(q)  # [B, d] float32, unit rows: the one place queries are normalised
         allowed = None if labels is None else self.table.positions(labels)
         if allowed is not None and len(allowed) == self.table.n_categories:
@@ -233,7 +234,7 @@ class RecognitionEngine(ABC):
             return []
         kk = min(int(k), n_allowed)
         qi, mi = self._nominate(q, kk, allowed)
-        return exact_top_k(self.table, q, qi, mi, kk, self.top_m)
+        return score_nominated(self.table, q, qi, mi, kk, self.top_m)
 
     @abstractmethod
     def _nominate(self, q: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,5 @@
 """The FAISS recognition engine: a nearest-neighbour search over all centre members (ids = member rows);
-a category's first hit is its best member. See retrieval/recognition_engine.py for the two-step design."""
+a category's first hit is its best member. See retrieval/recognition/engine.py for the two-step design."""
 
 from __future__ import annotations
 

@@ -22,10 +22,12 @@ from unibind.indexer.store.contents import description_index
 from unibind.indexer.runtime.device import Device
 from unibind.indexer.gallery.items import canonical, gallery_index
 from unibind.indexer.modalities.registry import find_modality
+from unibind.indexer.index.exact import exact_knn
 from unibind.indexer.index.vector_store import VectorStore
 from unibind.indexer.runtime.vectors import from_bytes, normalize
 from unibind.schema import Category, Corpus, CorpusStatus, Database, Description, Item, ItemField, Space
 from unibind.schema.database import id_in
+from unibind.schema.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ def parse_where(terms: Sequence[str] | None) -> tuple[tuple[str, str], ...]:
     for term in terms or ():
         key, sep, value = term.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--where {term!r}: expected key=value")
+            raise InvalidInput(f"--where {term!r}: expected key=value")
         out.append((key.strip(), value))
     return tuple(out)
 
@@ -68,17 +70,6 @@ class Hit:
     uri: str | None  # items
     text: str | None  # descriptions
     meta: dict[str, Any] | None
-
-
-def exact_top_k(queries: np.ndarray, ids: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The reference: [B, d] queries against [N, d] vectors → (scores [B, k], ids [B, k]), best first."""
-    k = min(k, len(ids))
-    sims = queries @ vectors.T  # [B, N]
-    part = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < len(ids) else np.tile(np.arange(len(ids)), (len(queries), 1))
-    top = np.take_along_axis(sims, part, axis=1)  # [B, k]
-    order = np.argsort(-top, axis=1, kind="stable")
-    cols = np.take_along_axis(part, order, axis=1)
-    return np.take_along_axis(sims, cols, axis=1), ids[cols]
 
 
 class CrossModalSearch:
@@ -149,10 +140,10 @@ class CrossModalSearch:
     def search(self, queries: np.ndarray, k: int = 10, flt: SearchFilter | None = None) -> list[list[Hit]]:
         """[B, d] vectors of the space → the k best hits per query (fewer only when fewer items match)."""
         if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+            raise InvalidInput(f"k must be >= 1, got {k}")
         queries = normalize(queries)  # [B, d]
         if queries.shape[1] != self.space.dim:
-            raise ValueError(f"queries have {queries.shape[1]} dimensions, the space {self.space.encoder} has {self.space.dim}")
+            raise InvalidInput(f"queries have {queries.shape[1]} dimensions, the space {self.space.encoder} has {self.space.dim}")
         flt = flt or SearchFilter()
         empty: list[list[Hit]] = [[] for _ in range(len(queries))]
         if self.store.ntotal == 0:
@@ -170,7 +161,7 @@ class CrossModalSearch:
                 if short.size:  # an approximate index missed matching items: answer those queries exactly
                     log.debug("%d of %d filtered queries answered exactly", short.size, len(queries))
                     vec_ids, vectors = self._vectors(session, allowed)
-                    scores[short], ids[short] = exact_top_k(queries[short], vec_ids, vectors, want)
+                    scores[short], ids[short] = exact_knn(queries[short], vec_ids, vectors, want)
         rows = self._hydrate({int(i) for i in ids.ravel() if i >= 0})
         return [
             [Hit(int(i), float(s), *rows[int(i)]) for s, i in zip(srow, irow) if int(i) in rows]
