@@ -27,12 +27,14 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
+	$(UNIBIND) config
 	$(UNIBIND) ingest --builtin cupl-imagenet --classes $(DEMO_CLASSES) --encoder minilm --replace
 	$(UNIBIND) corpus list
 	$(UNIBIND) categories --corpus cupl-imagenet | tail -n 6
-	$(UNIBIND) search-descriptions "a freshwater fish with olive-green scales" -k 5
-	$(UNIBIND) search-descriptions "a large bird of prey with a white head" -k 5
-	$(UNIBIND) search-descriptions "a small shark that lives near coral reefs" -k 5
+	$(UNIBIND) search --target descriptions -k 5 \
+	  --text "a freshwater fish with olive-green scales" \
+	  --text "a large bird of prey with a white head" \
+	  --text "a small shark that lives near coral reefs"
 	$(UNIBIND) index verify
 	$(UNIBIND) centres build
 	$(UNIBIND) centres show "bald eagle" | head -n 8

@@ -101,7 +101,7 @@ def test_bad_files_leave_nothing_written(run, db_url: str, tmp_path: Path, name:
         (["ingest", "--builtin", "cupl-imagenet", "--classes", "0", "--encoder", "minilm"], "--classes must be >= 1"),
         (["ingest", "--encoder", "minilm"], "give a corpus FILE or --builtin NAME"),
         (["corpus", "show", "nope"], "no corpus named 'nope'"),
-        (["corpus", "delete"], "needs a corpus NAME"),
+        (["corpus", "delete"], "the following arguments are required: NAME (see `unibind corpus delete --help`)"),
         (["search-descriptions", "hello"], "the knowledge base is empty"),
         (["index", "verify"], "the knowledge base is empty"),
         (["ingest", "--builtin", "cupl-imagenet", "--classes", "1", "--encoder", "minilm", "--factory", "Bogus"], "factory string 'Bogus'"),

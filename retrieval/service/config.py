@@ -7,26 +7,29 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-API_KEY_ENV = "UNIBIND_API_KEY"
-MAX_PORT = 65535
+from unibind.schema import settings as defaults
+from unibind.schema.settings import API_KEY_ENV, MAX_PORT, Settings
+
+__all__ = ["API_KEY_ENV", "MAX_PORT", "ServiceConfig"]
 
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    """Validated at construction; ``from_settings`` fills the data locations the CLI way."""
+    """Validated at construction; ``from_settings`` fills it from :class:`Settings` (flag > environment > default),
+    the way every command is configured."""
 
     database_url: str
     home: Path
     device: str | None = None  # auto, cpu, cuda, cuda:N (None: $UNIBIND_DEVICE or auto)
     encoder: str | None = None  # the space to serve (None: the only one)
-    max_batch: int = 64  # queries per request
-    max_k: int = 100
-    max_labels: int = 1000
-    max_upload_bytes: int = 10 * 1024 * 1024
-    max_image_pixels: int = 25_000_000
+    max_batch: int = defaults.DEFAULT_MAX_BATCH  # queries per request
+    max_k: int = defaults.DEFAULT_MAX_K
+    max_labels: int = defaults.DEFAULT_MAX_LABELS
+    max_upload_bytes: int = int(defaults.DEFAULT_MAX_UPLOAD_MB * 1024 * 1024)
+    max_image_pixels: int = defaults.DEFAULT_MAX_IMAGE_PIXELS
     api_key: str | None = None
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = defaults.DEFAULT_HOST
+    port: int = defaults.DEFAULT_PORT
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -44,15 +47,18 @@ class ServiceConfig:
             raise ValueError("host must not be empty")
 
     @classmethod
-    def from_settings(cls, db: str | None = None, home: str | os.PathLike[str] | None = None, **overrides: Any) -> ServiceConfig:
-        """Data locations as the CLI resolves them; the API key from ``$UNIBIND_API_KEY`` unless given.
-        Unknown keys fail."""
-        from unibind.schema.settings import Settings
-
+    def from_settings(cls, db: str | None = None, home: str | os.PathLike[str] | None = None, *,
+                      settings: Settings | None = None, **overrides: Any) -> ServiceConfig:
+        """Every field from ``settings`` (default: resolved from ``db``, ``home`` and the environment, as the CLI
+        resolves them), then ``overrides``. Unknown keys fail."""
         known = {f.name for f in fields(cls)} - {"database_url", "home"}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ValueError(f"unknown service setting(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        settings = Settings.resolve(db=db, home=home)
-        overrides.setdefault("api_key", os.environ.get(API_KEY_ENV) or None)
-        return cls(database_url=settings.database_url, home=settings.home, **overrides)
+        s = settings or Settings.resolve(db=db, home=home)
+        values: dict[str, Any] = {
+            "device": s.device, "encoder": s.encoder, "max_batch": s.max_batch, "max_k": s.max_k,
+            "max_labels": s.max_labels, "max_upload_bytes": int(s.max_upload_mb * 1024 * 1024),
+            "max_image_pixels": s.max_image_pixels, "api_key": s.api_key, "host": s.host, "port": s.port,
+        }
+        return cls(database_url=s.database_url, home=s.home, **{**values, **overrides})

@@ -1,0 +1,118 @@
+"""``unibind eval recognition|dev``: recognition accuracy per centre strategy."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from unibind.retrieval.cli.centres import add_centre_options, add_top_m_option, centre_spec
+from unibind.retrieval.cli.context import Context
+from unibind.retrieval.cli.output import emit_json, format_table
+from unibind.retrieval.cli.parser import add_group, add_leaf, common
+from unibind.schema.errors import InvalidInput
+
+ALL_STRATEGIES = "informative,top,prompt,templates,all"
+
+
+def _strategies(raw: str) -> list[str]:
+    from unibind.retrieval.centres.strategies import get_strategy
+
+    strategies = [s.strip() for s in raw.split(",") if s.strip()]
+    if not strategies:
+        raise InvalidInput("--strategies needs at least one strategy name (comma-separated)")
+    for s in strategies:
+        get_strategy(s)
+    return strategies
+
+
+def _eval_vectors(ctx: Context, args: argparse.Namespace, queries: list[Any]) -> Any:
+    """Query vectors of image or feature queries through the modality's projection (None for text)."""
+    import numpy as np
+
+    from unibind.indexer.modalities.projection import load_projection
+    from unibind.indexer.readers.features import read_features
+
+    if args.modality in (None, "text"):
+        return None
+    projection = load_projection(ctx.db, ctx.space(), args.modality, ctx.device, home=ctx.home)
+    if args.modality == "image":
+        return projection.images([q.input for q in queries], progress=True)
+    fs = read_features(args.features, dim=projection.input_dim, modality=args.modality)
+    return projection.features(fs.vectors[np.asarray([q.input for q in queries], dtype=np.int64)], args.features)
+
+
+def _print(table: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        emit_json(table)
+        return
+    keys = list(table[0])
+    print(format_table(keys, [[f"{row[k] * 100:.2f} %" if k.startswith("top") else row[k] for k in keys]
+                              for row in table]))
+
+
+def cmd_recognition(ctx: Context, args: argparse.Namespace) -> int:
+    from unibind.retrieval.evaluation.accuracy import evaluate, read_queries
+
+    strategies = _strategies(args.strategies)
+    kind = "text" if args.modality in (None, "text") else "image" if args.modality == "image" else "features"
+    if kind == "features" and not args.features:
+        raise InvalidInput(f"eval recognition --modality {args.modality} needs --features FILE (the rows \"row\" names)")
+    if kind != "features" and args.features:
+        raise InvalidInput("--features goes with --modality NAME of a feature modality")
+    n_rows = None
+    if kind == "features":
+        from unibind.indexer.readers.features import read_features
+
+        n_rows = len(read_features(args.features, modality=args.modality))
+    queries = read_queries(args.queries, kind=kind, n_rows=n_rows)
+    vectors = _eval_vectors(ctx, args, queries)
+    rows = evaluate(ctx.db, ctx.device, queries, strategies, base=centre_spec(args), encoder=ctx.encoder,
+                    engine=args.engine, top_m=args.top_m, source=args.queries, query_vectors=vectors)
+    _print([{"strategy": r.strategy, "queries": r.n, "categories": r.categories, "top1": r.top1, "top5": r.top5}
+            for r in rows], args.json)
+    return 0
+
+
+def cmd_dev(ctx: Context, args: argparse.Namespace) -> int:
+    from unibind.indexer.encoders.factory import build_encoder
+    from unibind.retrieval.evaluation.dev_benchmark import run_dev_benchmark
+
+    strategies = _strategies(args.strategies)
+    encoder = build_encoder(ctx.default_encoder(), ctx.device)
+    rows = run_dev_benchmark(ctx.db, ctx.device, ctx.home, encoder, strategies, classes=args.classes,
+                             holdout=args.holdout, seed=args.seed, k=args.centre_size, engine=args.engine,
+                             top_m=args.top_m)
+    _print([{"kb": v, "strategy": r.strategy, "queries": r.n, "categories": r.categories, "top1": r.top1,
+             "top5": r.top5} for v, r in rows], args.json)
+    return 0
+
+
+def _shared(sp: argparse.ArgumentParser) -> None:
+    from unibind.retrieval.recognition.recognizer import DEFAULT_ENGINE
+
+    sp.add_argument("--strategies", default=ALL_STRATEGIES, help=f"comma-separated (default {ALL_STRATEGIES})")
+    sp.add_argument("--engine", default=DEFAULT_ENGINE, choices=["faiss", "dense"], help=f"default {DEFAULT_ENGINE}")
+    add_top_m_option(sp)
+    add_centre_options(sp, strategy=False)
+
+
+def add_commands(sub: Any) -> None:
+    group = add_group(sub, "eval", "recognition accuracy per strategy: on a queries file, or the dev benchmark")
+    sp = add_leaf(group, "recognition", "top-1 / top-5 per strategy on a labelled queries file", cmd_recognition, [
+        "unibind eval recognition --queries queries.jsonl",
+        "unibind eval recognition --queries q.jsonl --modality image --strategies informative,top",
+        "unibind eval recognition --queries q.jsonl --modality audio --features clips.npy",
+    ])
+    sp.add_argument("--queries", required=True, metavar="FILE.jsonl",
+                    help="JSONL with {\"text\"|\"image\"|\"row\": ..., \"label\": ...} per line")
+    sp.add_argument("--modality", help="the queries' modality: text (default), image, or a feature modality")
+    sp.add_argument("--features", help="feature modality: the file whose rows the queries name")
+    _shared(sp)
+    common(sp)
+    sp = add_leaf(group, "dev", "the dev benchmark: held-out LLM descriptions of the builtin corpus as queries",
+                  cmd_dev, ["unibind eval dev --encoder minilm", "unibind eval dev --encoder minilm --classes 100 --json"])
+    sp.add_argument("--classes", type=int, help="the first N builtin classes (default all 998)")
+    sp.add_argument("--holdout", type=int, default=10, help="held-out LLM descriptions per class (default 10)")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the hold-out draw (default 0)")
+    _shared(sp)
+    common(sp, "encoder spec (default: $UNIBIND_ENCODER, the only space's encoder, or open_clip ViT-B-32)")

@@ -1,0 +1,109 @@
+"""``unibind index verify|rebuild``: the description indexes against the store, and their repair."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from unibind.retrieval.cli.context import Context
+from unibind.retrieval.cli.output import emit_json
+from unibind.retrieval.cli.parser import add_group, add_leaf, common
+from unibind.schema.errors import InvalidInput
+
+
+def _spaces(ctx: Context) -> list[Any]:
+    from sqlalchemy import select
+
+    from unibind.indexer.store.contents import find_space
+    from unibind.schema import Space
+
+    with ctx.db.session() as session:
+        spaces = [find_space(session, ctx.encoder)] if ctx.encoder else list(session.scalars(select(Space).order_by(Space.id)))
+    if not spaces:
+        raise InvalidInput("the knowledge base is empty: nothing to verify or rebuild")
+    return spaces
+
+
+def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
+    from unibind.indexer.store.contents import description_index
+
+    results, failed = [], False
+    for space in _spaces(ctx):
+        check = description_index(ctx.db, space, ctx.home, ctx.device).verify()
+        failed |= not check.ok
+        results.append({"space": space.encoder, "path": str(check.path) if check.path else None, "ok": check.ok,
+                        "store": check.n_store, "file": check.n_file, "problems": check.problems,
+                        "unused_files": check.orphans})
+    if args.json:
+        emit_json(results)
+    else:
+        for r in results:
+            state = "ok" if r["ok"] else "STALE"
+            print(f"{state}  {r['space']}: {r['file']} vectors in {r['path']}, {r['store']} descriptions in the store")
+            for p in r["problems"]:
+                print(f"      - {p}")
+            if r["unused_files"]:
+                print(f"      {len(r['unused_files'])} unused index files (removed by the next write or index rebuild)")
+        if failed:
+            print("run `unibind index rebuild` to rebuild from the stored vectors", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_rebuild(ctx: Context, args: argparse.Namespace) -> int:
+    from unibind.indexer.index.data_home import DataHome
+    from unibind.indexer.modalities.versions import collect_head_files
+    from unibind.indexer.store.contents import description_index, prune_centres, reap_abandoned
+    from unibind.schema.store_state import lock_catalog
+
+    spaces = _spaces(ctx)
+    # dead rows first: ingests whose process died, then centres and files nothing names
+    purged = reap_abandoned(ctx.db)
+    heads_removed = collect_head_files(ctx.db, DataHome(ctx.db, ctx.home))
+    results = []
+    for space in spaces:
+        index = description_index(ctx.db, space, ctx.home, ctx.device)
+        with ctx.db.transaction() as session:
+            lock_catalog(session)  # unreachable centres serve no query: nothing visible changes
+            centres = prune_centres(session, space.id)
+        rec = index.rebuild(args.factory, progress=True)
+        _collect_gallery_files(ctx, space)
+        results.append({"space": space.encoder, "path": str(index.data.resolve(rec.path)), "vectors": rec.n_vectors,
+                        "factory": rec.factory, "purged_incomplete": purged, "dead_centres": centres,
+                        "unused_head_files": heads_removed})
+        purged, heads_removed = [], []
+    if args.json:
+        emit_json(results)
+    else:
+        for r in results:
+            extra = f"; removed interrupted ingests {', '.join(r['purged_incomplete'])}" if r["purged_incomplete"] else ""
+            extra += f"; removed {r['dead_centres']} dead centres" if r["dead_centres"] else ""
+            extra += f"; removed {len(r['unused_head_files'])} unused head files" if r["unused_head_files"] else ""
+            print(f"rebuilt {r['path']}: {r['vectors']} vectors ({r['factory']}){extra}")
+    return 0
+
+
+def _collect_gallery_files(ctx: Context, space: Any) -> None:
+    """Remove the gallery index files no record names (what killed gallery writes left)."""
+    from unibind.indexer.gallery.items import gallery_index
+    from unibind.indexer.modalities.registry import list_modalities
+
+    with ctx.db.session() as session:
+        modalities = list_modalities(session, space)
+        for m in modalities:
+            _ = m.space
+    for m in modalities:
+        with gallery_index(ctx.db, ctx.home, ctx.device, m).lock():
+            pass  # leaving the writer's lock removes the files no record names
+
+
+def add_commands(sub: Any) -> None:
+    group = add_group(sub, "index", "verify the FAISS files against the store, or rebuild them from stored vectors")
+    sp = add_leaf(group, "verify", "does each FAISS file hold exactly what the store says? (exit 1 when not)",
+                  cmd_verify, ["unibind index verify", "unibind index verify --encoder minilm --json"])
+    common(sp, "only this encoder's space (default: $UNIBIND_ENCODER; every space)")
+    sp = add_leaf(group, "rebuild", "rebuild the description indexes from the stored vectors (no re-encoding) and "
+                                    "remove what killed processes left", cmd_rebuild,
+                  ["unibind index rebuild", "unibind index rebuild --factory HNSW32"])
+    sp.add_argument("--factory", help="a FAISS factory string (default: the current one)")
+    common(sp, "only this encoder's space (default: $UNIBIND_ENCODER; every space)")

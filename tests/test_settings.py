@@ -1,0 +1,171 @@
+"""One settings object: flag > environment > default for every UNIBIND_* variable, the source of each value,
+every command and ``serve`` configured the same way, and ``unibind config`` never printing a secret."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from unibind.retrieval.cli.context import settings_from_args
+from unibind.retrieval.cli.main import build_parser, main
+from unibind.retrieval.service.config import ServiceConfig
+from unibind.schema.errors import InvalidInput
+from unibind.schema.settings import DEFAULT_MAX_K, SPEC_BY_NAME, SPECS, Settings
+from tests.corpus_samples import ANIMALS, write_json
+
+ROOT = Path(__file__).resolve().parent.parent
+ALL_ENV = [s.env for s in SPECS]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ALL_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_every_field_has_one_spec_and_every_variable_in_the_code_is_a_setting() -> None:
+    assert {f.name for f in fields(Settings)} - {"sources"} == set(SPEC_BY_NAME)
+    assert len(set(ALL_ENV)) == len(ALL_ENV)
+    found: dict[str, list[str]] = {}
+    for folder in ("schema", "indexer", "retrieval", "migrations"):
+        for path in (ROOT / folder).rglob("*.py"):
+            text = path.read_text()
+            for name in re.findall(r"UNIBIND_[A-Z0-9_]+", text):
+                found.setdefault(name, []).append(str(path.relative_to(ROOT)))
+            if path.name != "settings.py":  # the environment is read in one place
+                assert not re.search(r"(environ|getenv)\W.*UNIBIND_|(environ|getenv)\W.*_ENV\b", text), path
+    assert set(found) <= set(ALL_ENV), {k: v for k, v in found.items() if k not in ALL_ENV}
+
+
+def test_flag_beats_environment_beats_default(tmp_path: Path) -> None:
+    env = {"UNIBIND_HOME": str(tmp_path / "env-home"), "UNIBIND_DEVICE": "CPU", "UNIBIND_PORT": "9001",
+           "UNIBIND_MAX_UPLOAD_MB": "2.5", "UNIBIND_FP16": "yes", "UNIBIND_ENCODER": "minilm"}
+    s = Settings.resolve(environ=env, port=9002, encoder="st:/models/x")
+    assert (s.home, s.device, s.port, s.max_upload_mb, s.fp16, s.encoder) == (
+        (tmp_path / "env-home").resolve(), "cpu", 9002, 2.5, True, "st:/models/x")
+    assert s.database_url == f"sqlite:///{(tmp_path / 'env-home').resolve() / 'unibind.db'}"
+    assert dict(s.sources) == {
+        "home": "environment", "database_url": "default", "device": "environment", "fp16": "environment",
+        "encoder": "flag", "api_key": "default", "host": "default", "port": "flag", "max_batch": "default",
+        "max_k": "default", "max_labels": "default", "max_upload_mb": "environment", "max_image_pixels": "default"}
+    d = Settings.resolve(environ={})
+    assert (d.home, d.device, d.fp16, d.encoder, d.port, d.max_k) == (
+        (Path.cwd() / "unibind-data").resolve(), "auto", False, None, 8000, DEFAULT_MAX_K)
+    assert Settings.resolve(environ={"UNIBIND_ENCODER": ""}).source("encoder") == "default"  # empty = unset
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"UNIBIND_PORT": "eighty"}, "$UNIBIND_PORT must be an integer, got 'eighty'"),
+    ({"UNIBIND_PORT": "70000"}, "$UNIBIND_PORT must be an integer in 0..65535, got 70000"),
+    ({"UNIBIND_MAX_K": "0"}, "$UNIBIND_MAX_K must be an integer >= 1, got 0"),
+    ({"UNIBIND_MAX_UPLOAD_MB": "-1"}, "$UNIBIND_MAX_UPLOAD_MB must be a number > 0, got '-1'"),
+    ({"UNIBIND_FP16": "maybe"}, "$UNIBIND_FP16 must be one of 1, true, yes, on, 0, false, no, off; got 'maybe'"),
+    ({"UNIBIND_DEVICE": "gpu"}, "$UNIBIND_DEVICE: device 'gpu' is not one of auto, cpu, cuda, cuda:N"),
+    ({"UNIBIND_HOST": "  "}, "$UNIBIND_HOST must not be blank"),
+])
+def test_a_bad_variable_is_named(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        Settings.resolve(environ=env)
+    assert str(info.value) == needle
+
+
+def test_a_bad_flag_is_named() -> None:
+    with pytest.raises(InvalidInput, match=r"^--device: device 'tpu' is not one of auto, cpu, cuda, cuda:N$"):
+        Settings.resolve(device="tpu")
+    with pytest.raises(InvalidInput, match=r"^--port must be an integer in 0\.\.65535, got -1$"):
+        Settings.resolve(port=-1)
+
+
+def test_config_shows_sources_and_never_a_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("UNIBIND_API_KEY", "k3y-s3cret")
+    monkeypatch.setenv("UNIBIND_ENCODER", "minilm")
+    monkeypatch.setenv("UNIBIND_MAX_K", "7")
+    url = "postgresql+psycopg://alice:pa55word@db.example:5432/unibind"
+    assert main(["--db", url, "--home", str(tmp_path), "--device", "cpu", "config", "--json"]) == 0
+    out = capsys.readouterr().out
+    shown = json.loads(out)
+    assert "k3y-s3cret" not in out and "pa55word" not in out
+    assert shown["api_key"] == {"value": "****", "source": "environment", "env": "UNIBIND_API_KEY", "flag": None}
+    assert shown["database_url"] == {"value": "postgresql+psycopg://alice:***@db.example:5432/unibind",
+                                     "source": "flag", "env": "UNIBIND_DATABASE_URL", "flag": "--db"}
+    assert (shown["encoder"]["value"], shown["encoder"]["source"]) == ("minilm", "environment")
+    assert (shown["device"]["value"], shown["device"]["source"]) == ("cpu", "flag")
+    assert (shown["max_k"]["value"], shown["max_k"]["source"]) == (7, "environment")
+    assert (shown["port"]["value"], shown["port"]["source"]) == (8000, "default")
+    assert shown["home"]["value"] == str(tmp_path.resolve())
+    assert main(["--db", url, "--home", str(tmp_path), "config"]) == 0
+    table = capsys.readouterr().out
+    assert "k3y-s3cret" not in table and "pa55word" not in table
+    rows = {line.split()[0]: line for line in table.splitlines()[2:]}
+    assert "****" in rows["api_key"] and "$UNIBIND_API_KEY" in rows["api_key"]
+    assert "flag --db" in rows["database_url"] and " default " in rows["port"]
+    assert not (tmp_path / "unibind.db").exists()  # config opens nothing
+
+
+def test_config_never_shows_an_unparseable_url(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--db", "not a url with pa55word", "config", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "pa55word" not in out and json.loads(out)["database_url"]["value"].startswith("(not a valid")
+
+
+def test_a_bad_variable_fails_every_command_in_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("UNIBIND_DEVICE", "gpu")
+    assert main(["config"]) == 2
+    err = capsys.readouterr().err
+    assert err == "unibind: error: $UNIBIND_DEVICE: device 'gpu' is not one of auto, cpu, cuda, cuda:N\n"
+
+
+def test_serve_takes_the_same_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``unibind serve`` builds its ServiceConfig from the settings: flags, else UNIBIND_*, else the defaults."""
+    for name, value in {"UNIBIND_API_KEY": "k", "UNIBIND_ENCODER": "minilm", "UNIBIND_PORT": "9100",
+                        "UNIBIND_MAX_K": "7", "UNIBIND_MAX_UPLOAD_MB": "2", "UNIBIND_DEVICE": "cpu",
+                        "UNIBIND_HOME": str(tmp_path)}.items():
+        monkeypatch.setenv(name, value)
+    args = build_parser().parse_args(["serve", "--port", "9200", "--max-labels", "5"])
+    config = ServiceConfig.from_settings(settings=settings_from_args(args))
+    assert (config.api_key, config.encoder, config.port, config.max_k, config.max_labels, config.max_upload_bytes,
+            config.device, config.host, config.home) == ("k", "minilm", 9200, 7, 5, 2 * 2**20, "cpu", "127.0.0.1",
+                                                         tmp_path.resolve())
+    assert config.database_url == f"sqlite:///{tmp_path.resolve() / 'unibind.db'}"
+
+
+COMMANDS_THAT_READ_A_SPACE = [
+    ["corpus", "list"], ["corpus", "show", "x"], ["corpus", "delete", "x"], ["categories"], ["index", "verify"],
+    ["index", "rebuild"], ["search", "--text", "a fish", "--target", "descriptions"], ["search-descriptions", "a fish"],
+    ["recognize", "--text", "a fish"], ["centres", "build"], ["centres", "show", "tench"], ["modality", "list"],
+    ["modality", "add", "lidar", "--dim", "4"], ["head", "list"], ["head", "show", "--modality", "audio"],
+    ["gallery", "list"], ["gallery", "verify"], ["gallery", "rebuild"],
+    ["gallery", "remove", "--modality", "audio", "--all"],
+]
+
+
+@pytest.mark.parametrize("argv", COMMANDS_THAT_READ_A_SPACE, ids=[" ".join(a) for a in COMMANDS_THAT_READ_A_SPACE])
+def test_unibind_encoder_reaches_every_command(argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """With $UNIBIND_ENCODER naming a space that does not exist, every command says so: the variable is honoured
+    wherever --encoder is."""
+    monkeypatch.setenv("UNIBIND_ENCODER", "st:/no/such/model")
+    assert main(["--home", str(tmp_path), "--device", "cpu", *argv]) == 2
+    assert "no space for encoder 'st:/no/such/model'" in capsys.readouterr().err
+
+
+def test_ingest_and_eval_take_the_encoder_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["--home", str(tmp_path / "h"), "--device", "cpu"]
+    monkeypatch.setenv("UNIBIND_ENCODER", "minilm")
+    assert main([*base, "ingest", str(write_json(tmp_path / "a.json", ANIMALS)), "--name", "animals"]) == 0
+    assert "with minilm" in capsys.readouterr().out
+    queries = tmp_path / "q.jsonl"
+    queries.write_text(json.dumps({"text": "a small orange fish in a bowl", "label": "goldfish"}) + "\n")
+    monkeypatch.setenv("UNIBIND_ENCODER", "st:/no/such/model")  # eval's space is the variable's too
+    assert main([*base, "eval", "recognition", "--queries", str(queries), "--strategies", "top"]) == 2
+    assert "no space for encoder 'st:/no/such/model'" in capsys.readouterr().err
+    assert main([*base, "eval", "recognition", "--queries", str(queries), "--strategies", "top",
+                 "--encoder", "minilm", "--json"]) == 0  # the flag beats the variable
+    assert json.loads(capsys.readouterr().out)[0]["queries"] == 1
