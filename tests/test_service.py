@@ -185,10 +185,10 @@ def test_centre_errors(world: World, path: str, status: int, message: str) -> No
     ({"features": [[0.0] * D_IN]}, 422, "features need a modality"),
     ({"texts": TEXTS, "bogus": 1}, 422, "bogus"),
     ({"texts": TEXTS, "k": 0}, 422, "greater than or equal to 1"),
-    ({"features": [[0.0] * D_IN], "modality": "sonar"}, 400, "sonar"),
+    ({"features": [[0.0] * D_IN], "modality": "sonar"}, 404, "unknown modality 'sonar'"),
     ({"features": [[0.0] * 3], "modality": "audio"}, 400, "modality audio expects 16"),
     ({"features": [[0.0] * D_IN], "modality": "text"}, 400, "does not take feature vectors"),
-    ({"texts": TEXTS, "labels": ["tenchh"]}, 400, "tenchh"),
+    ({"texts": TEXTS, "labels": ["tenchh"]}, 404, "unknown label 'tenchh'"),
     ({"texts": TEXTS, "labels": []}, 422, "at least 1 item"),
     ({"features": [[0.0] * D_IN, [0.0]], "modality": "audio"}, 400, ""),
     ({"texts": TEXTS, "k": 10**30}, 400, "k must be between"),
@@ -202,7 +202,7 @@ def test_recognize_errors(world: World, body: dict[str, Any], status: int, messa
 
 def test_search_errors_and_bad_json(world: World) -> None:
     r = world.client.post("/v1/search", json={"texts": TEXTS, "target": "sonar"})
-    assert r.status_code == 400 and "sonar" in detail(r)
+    assert r.status_code == 404 and "unknown modality 'sonar'" in detail(r)
     r = world.client.post("/v1/search", json={"texts": TEXTS, "k": 1000})
     assert r.status_code == 400 and "k must be between" in detail(r)
     r = world.client.post("/v1/search", json={"texts": TEXTS, "where": {"n": [3]}})
@@ -217,14 +217,11 @@ def test_image_uploads_and_their_limits(world: World) -> None:
         def post(path: str, data: bytes, **form: str) -> Any:
             return client.post(path, files={"image": ("q.png", data, "image/png")}, data=form)
 
-        r = post("/v1/recognize", png(20, 20))  # 400 pixels, header checked before decoding
-        assert r.status_code == 413 and "20x20 = 400 pixels, more than the limit of 100" in detail(r)
         r = post("/v1/recognize", np.random.default_rng(0).bytes(5000))
         assert r.status_code == 413 and "larger than the limit of 4000 bytes" in detail(r)
-        r = post("/v1/search", b"definitely not an image")
-        assert r.status_code == 400 and "not a readable image" in detail(r)
-        r = post("/v1/recognize", png(5, 5), k="3")  # valid, but a MiniLM space has no image tower
-        assert r.status_code == 400 and "no image tower" in detail(r)
+        for data in (png(5, 5), png(20, 20), b"definitely not an image"):  # a MiniLM space has no image tower:
+            r = post("/v1/recognize", data, k="3")  # it says so before it decodes anything (limits: below)
+            assert r.status_code == 409 and "no image tower and no active image head" in detail(r)
         r = post("/v1/recognize", png(5, 5), k="many")
         assert r.status_code == 422 and "'k' must be an integer" in detail(r)
         r = post("/v1/search", png(5, 5), k="500")
@@ -237,15 +234,41 @@ def test_api_key(world: World) -> None:
     config = ServiceConfig(database_url=world.url, home=world.home, api_key=KEY)
     with TestClient(create_app(config, state=world.state)) as client:
         assert client.get("/healthz").status_code == 200
-        for path in ("/v1/corpora", "/metrics", "/openapi.json", "/v1/categories/tench/centre"):
+        for path in ("/v1/corpora", "/metrics", "/v1/categories/tench/centre"):
             r = client.get(path)
             assert r.status_code == 401 and "API key" in detail(r), path
+            assert r.headers["WWW-Authenticate"] == "Bearer"
         assert client.get("/v1/corpora", headers={"X-API-Key": "wrong"}).status_code == 401
         assert client.post("/v1/recognize", json={"texts": TEXTS}).status_code == 401
         assert client.get("/v1/corpora", headers={"X-API-Key": KEY}).status_code == 200
         assert client.get("/v1/corpora", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
         r = client.post("/v1/recognize", json={"texts": TEXTS}, headers={"X-API-Key": KEY})
         assert r.status_code == 200 and len(r.json()) == 3
+
+
+def test_docs_load_with_a_key_and_declare_it(world: World) -> None:
+    """With a key, /docs and the schema still load; the schema declares both ways of sending the key on every
+    route but /healthz, so Swagger UI's "Authorize" sends it (the same call a browser's "Try it out" makes)."""
+    config = ServiceConfig(database_url=world.url, home=world.home, api_key=KEY)
+    with TestClient(create_app(config, state=world.state)) as client:
+        docs = client.get("/docs")
+        assert docs.status_code == 200 and "swagger-ui" in docs.text and "/openapi.json" in docs.text
+        schema = client.get("/openapi.json")
+        assert schema.status_code == 200
+        doc = schema.json()
+        assert doc["components"]["securitySchemes"] == {
+            "APIKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "the service's key ($UNIBIND_API_KEY)"},
+            "Bearer": {"type": "http", "scheme": "bearer", "description": "the service's key as a bearer token"}}
+        for path, operations in doc["paths"].items():
+            for method, operation in operations.items():
+                expected = None if path == "/healthz" else [{"APIKey": []}, {"Bearer": []}]
+                assert operation.get("security") == expected, (method, path)
+                if expected:
+                    assert "401" in operation["responses"], (method, path)
+        r = client.get("/v1/categories", headers={"X-API-Key": KEY})  # what "Authorize" then sends
+        assert r.status_code == 200 and [c["name"] for c in r.json()][:2] == ["bicycle", "fire truck"]
+    without = create_app(ServiceConfig(database_url=world.url, home=world.home)).openapi()
+    assert "securitySchemes" not in without.get("components", {})  # no key: nothing to authorize
 
 
 def test_metrics_count_requests_and_index_sizes(world: World) -> None:
@@ -318,8 +341,9 @@ def test_empty_knowledge_base_starts_and_answers_4xx(tmp_path: Path) -> None:
         assert client.get("/healthz").json() == {"status": "ok"}
         assert client.get("/v1/corpora").json() == []
         r = client.post("/v1/recognize", json={"texts": TEXTS})
-        assert r.status_code == 400 and "the knowledge base is empty" in detail(r)
-        assert client.get("/v1/categories/tench/centre").status_code == 400
+        assert r.status_code == 409 and "the knowledge base is empty" in detail(r)
+        r = client.get("/v1/categories/tench/centre")
+        assert r.status_code == 409 and "the knowledge base is empty" in detail(r)
         assert client.get("/metrics").status_code == 200
 
 
@@ -334,11 +358,16 @@ def test_image_upload_zero_shot_equals_the_library(tmp_path: Path) -> None:
     url, home = f"sqlite:///{tmp_path / 'clip.db'}", tmp_path / "home"
     cli(url, home, "ingest", str(write_json(tmp_path / "a.json", ANIMALS)), "--name", "kb", "--encoder", spec)
     data = png(24, 16)
-    config = ServiceConfig(database_url=url, home=home, device="cpu")
+    config = ServiceConfig(database_url=url, home=home, device="cpu", max_image_pixels=24 * 16)
     with TestClient(create_app(config)) as client:
         rec = client.post("/v1/recognize", files={"image": ("red.png", data, "image/png")}, data={"k": "2", "labels": "tench, goldfish"})
         found = client.post("/v1/search", files={"image": ("red.png", data, "image/png")},
                             data={"k": "3", "where": "corpus=kb", "label": "goldfish"})
+        # the limits of a space that takes images: the pixels read from the header, before decoding
+        r = client.post("/v1/recognize", files={"image": ("big.png", png(20, 20), "image/png")})
+        assert r.status_code == 413 and "20x20 = 400 pixels, more than the limit of 384" in detail(r)
+        r = client.post("/v1/search", files={"image": ("q.png", b"definitely not an image", "image/png")})
+        assert r.status_code == 400 and "not a readable image" in detail(r)
     assert rec.status_code == 200 and found.status_code == 200, (rec.text, found.text)
     db = Database(url)
     try:

@@ -44,7 +44,7 @@ def test_the_served_space_is_fixed_at_start(served: tuple[str, Path, ServiceStat
     assert r.status_code == 200, r.text
     assert client.get("/v1/info").json()["space"] == "minilm"
     r = upload(client, jsonl(VEHICLES), name="more", encoder=spec)
-    assert r.status_code == 400 and "this service serves the space minilm" in detail(r) and spec in detail(r)
+    assert r.status_code == 409 and "this service serves the space minilm" in detail(r) and spec in detail(r)
     r = client.delete("/v1/corpora/other")  # a corpus of another space is not this service's to delete
     assert r.status_code == 404 and detail(r) == "no corpus named 'other'"
     db = Database(url)

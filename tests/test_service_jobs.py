@@ -148,8 +148,8 @@ def test_bad_uploads_are_4xx_and_write_nothing(served: TestClient, db_url: str) 
     assert r.status_code == 400 and "must be 1-200 printable characters" in detail(r)
     r = upload(client, jsonl(VEHICLES), "v.jsonl", replace="maybe")
     assert r.status_code == 422 and "'replace' must be true or false" in detail(r)
-    r = upload(client, jsonl(VEHICLES), "v.jsonl", encoder="no-such-encoder:x")
-    assert r.status_code == 400, r.text
+    r = upload(client, jsonl(VEHICLES), "v.jsonl", encoder="no-such-encoder:x")  # not the served space's
+    assert r.status_code == 409 and "this service serves the space minilm" in detail(r), r.text
     r = upload(client, b"", "empty.jsonl")
     assert r.status_code == 400 and "is empty" in detail(r)
     r = client.post("/v1/corpora", data={"name": "x"}, files={"other": ("x.jsonl", b"{}", "text/plain")})
@@ -261,7 +261,7 @@ def test_queries_answer_from_the_old_catalog_while_the_new_one_is_built(served: 
 
 def test_queries_run_side_by_side_and_a_deletion_waits_for_them(served: TestClient, db_url: str, home: Path,
                                                                 tmp_path: Path) -> None:
-    """The catalog lock: held shared (a query in flight), other queries still run and a deletion waits; once it
+    """The deletion gate: held shared (a query in flight), other queries still run and a deletion waits; once it
     runs, queries sent after it never see the deleted corpus."""
     state = served.app.state.service  # type: ignore[attr-defined]
     cli(db_url, home, "ingest", str(write_json(tmp_path / "boats.json", BOATS)), "--name", "boats")
@@ -270,7 +270,7 @@ def test_queries_run_side_by_side_and_a_deletion_waits_for_them(served: TestClie
     release = threading.Event()
 
     def long_query() -> None:
-        with state.catalog.shared():  # a query that has started and not finished
+        with state.deletion_gate.shared():  # a query that has started and not finished
             in_flight.set()
             release.wait(30)
 
@@ -283,7 +283,7 @@ def test_queries_run_side_by_side_and_a_deletion_waits_for_them(served: TestClie
     deleter = threading.Thread(target=lambda: results.update(delete=served.delete("/v1/corpora/boats")))
     deleter.start()
     deadline = time.monotonic() + 30
-    while state.catalog._writers_waiting != 1:  # the deletion has arrived and waits ...
+    while state.deletion_gate._writers_waiting != 1:  # the deletion has arrived and waits ...
         assert time.monotonic() < deadline and deleter.is_alive()
         time.sleep(0.005)
     assert "delete" not in results and n_corpora(db_url) == 2  # ... without having deleted anything
@@ -304,7 +304,7 @@ def test_a_replacing_upload_waits_for_queries_in_flight(served: TestClient, db_u
     in_flight = threading.Event()
 
     def long_query() -> None:
-        with state.catalog.shared():
+        with state.deletion_gate.shared():
             in_flight.set()
             release.wait(30)
 
@@ -314,7 +314,7 @@ def test_a_replacing_upload_waits_for_queries_in_flight(served: TestClient, db_u
     r = upload(served, jsonl(BOATS), "kb.jsonl", name="kb", replace="true")
     assert r.status_code == 202, r.text
     deadline = time.monotonic() + 60
-    while state.catalog._writers_waiting != 1:  # encoded and written, the publish waits for the reader
+    while state.deletion_gate._writers_waiting != 1:  # encoded and written, the publish waits for the reader
         assert time.monotonic() < deadline, served.get(r.json()["status_url"]).json()
         time.sleep(0.005)
     job = served.get(r.json()["status_url"]).json()

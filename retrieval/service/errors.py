@@ -1,36 +1,70 @@
 """Every error the service answers, mapped to its HTTP status in one place.
 
-- User mistakes and states of the store are typed (``unibind.schema.errors``): invalid input 400, not found 404,
-  conflict 409 (a stale index names its repair command), busy 503 with ``Retry-After``, unavailable 503.
-  Plain ``ValueError`` (a bad value in older code paths) is a 400.
+- User mistakes and states of the store are typed (``unibind.schema.errors``); each type carries its status as
+  ``http_status``: invalid input 400, not found 404, conflict 409 (a stale index names its repair command),
+  busy 503 with ``Retry-After``, unavailable 503. The service adds kinds of its own: no or a wrong API key
+  (401), a body or file over a limit (413), a body that is not of a media type the route reads (415) and a
+  form field of the wrong type (422). Plain ``ValueError`` (older code paths of the library) is a 400.
+- A body that breaks its schema is a 422 listing what is wrong (FastAPI's format), unless the rule it breaks
+  is a configured limit: then it is that limit's typed error, with its own status and one-line message.
 - A database that cannot be reached or is locked is a 503.
 - Anything else — an ``OSError`` such as a missing file on the server included — is a 500 whose body carries
   only a request id (also in the ``X-Request-ID`` header of every response), never a traceback or a server
   path; the log has the traceback under that id.
+
+Routes document the statuses they can answer with :func:`responses`, so the OpenAPI schema lists each one
+with its body.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from starlette.exceptions import HTTPException
 
-from unibind.schema.errors import Busy, Conflict, InvalidInput, NotFound, Unavailable, UnibindError
+from unibind.retrieval.service.payloads import ErrorBody
+from unibind.schema.errors import Busy, InvalidInput, UnibindError
 
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 RETRY_AFTER_SECONDS = 5
-STATUS: tuple[tuple[type[UnibindError], int], ...] = (
-    (InvalidInput, 400), (NotFound, 404), (Conflict, 409), (Busy, 503), (Unavailable, 503),
-)
+VALUE_ERROR_STATUS = 400  # a bare ValueError from an older code path of the library
 
 
-class BodyTooLarge(Exception):
+class Unauthorized(UnibindError):
+    """No API key, or the wrong one."""
+
+    http_status: ClassVar[int] = 401
+
+
+class TooLarge(InvalidInput):
+    """A request body, an upload, an image or a batch over one of the service's limits."""
+
+    http_status: ClassVar[int] = 413
+
+
+class UnsupportedMediaType(InvalidInput):
+    """A request body of a media type the route does not read."""
+
+    http_status: ClassVar[int] = 415
+
+
+class MalformedField(InvalidInput):
+    """A form field whose value is not of its type (an integer, a boolean)."""
+
+    http_status: ClassVar[int] = 422
+
+
+class BodyTooLarge(TooLarge):
     """A request body over the service's limit (raised while it streams in, before it is parsed)."""
 
     def __init__(self, limit: int) -> None:
@@ -38,13 +72,51 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
+DESCRIPTIONS = {
+    400: "a bad value: the message names the field and the rule",
+    401: "no API key, or the wrong one",
+    404: "an unknown corpus, category, modality, item or job",
+    409: "the knowledge base's state does not allow it now (empty, another space, a stale index: the message "
+         "names the command that repairs it)",
+    413: "over a limit: the request body, an upload, an image's pixels or the queries in one request",
+    415: "the body is not of a media type the route reads",
+    422: "a malformed body or parameter: FastAPI's list of what is wrong, or one line for a form field",
+    500: "an internal error: the body holds only a request id, the server log the rest",
+    503: "the database is unreachable or busy, or a model cannot be loaded (with Retry-After when a retry helps)",
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of a route that can answer ``statuses`` (500 and 503 are always possible)."""
+    return {status: {"model": ErrorBody, "description": DESCRIPTIONS[status]}
+            for status in sorted({*statuses, 500, 503})}
+
+
 def status_of(error: BaseException) -> int:
-    for kind, status in STATUS:
-        if isinstance(error, kind):
-            return status
+    """The HTTP status of an error the service answers."""
+    if isinstance(error, UnibindError):
+        return type(error).http_status
+    if isinstance(error, ValidationError):  # a model the service built itself: its bug, not the user's
+        return 500
     if isinstance(error, ValueError):
-        return 400
+        return VALUE_ERROR_STATUS
     return 500
+
+
+def typed_in(error: ValidationError) -> UnibindError | None:
+    """The first typed error a model's validator raised inside ``error`` (a configured limit broken), if any."""
+    for detail in error.errors(include_url=False):
+        cause = (detail.get("ctx") or {}).get("error")
+        if isinstance(cause, UnibindError):
+            return cause
+    return None
+
+
+def as_request_error(error: ValidationError, where: str = "body") -> Exception:
+    """A validation error of the request's ``where`` as the service answers it: a typed error raised by a
+    validator (a configured limit), else a 422 listing what is wrong."""
+    return typed_in(error) or RequestValidationError([
+        {**issue, "loc": (where, *issue["loc"])} for issue in error.errors(include_url=False, include_context=False)])
 
 
 def request_id(request: Request) -> str:
@@ -60,18 +132,33 @@ def _json(status: int, detail: Any, request: Request, headers: dict[str, str] | 
                         headers={REQUEST_ID_HEADER: request_id(request), **(headers or {})})
 
 
+def allowed_methods(app: FastAPI, path: str) -> str:
+    """The ``Allow`` header of ``path``: every method the schema documents for it (routes of one path may sit
+    in different routers, and the router answers only with the first one's methods)."""
+    methods: list[str] = []
+    for template, operations in app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)), path):
+            methods += [m.upper() for m in operations]
+    return ", ".join(methods)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
 
-    @app.exception_handler(BodyTooLarge)
-    async def _too_large(request: Request, e: BodyTooLarge) -> JSONResponse:
-        return _json(413, str(e), request)
+    @app.exception_handler(HTTPException)  # FastAPI's own: 404 for no route, 405 for a method the path lacks
+    async def _http(request: Request, e: HTTPException) -> JSONResponse:
+        headers = dict(e.headers or {})
+        if e.status_code == 405:
+            headers["Allow"] = allowed_methods(app, request.url.path) or headers.get("Allow", "")
+        return _json(e.status_code, e.detail, request, headers)
 
     @app.exception_handler(ValueError)  # UnibindError and its kinds included
     async def _user_error(request: Request, e: ValueError) -> JSONResponse:
-        status = status_of(e)
-        retry = {"Retry-After": str(RETRY_AFTER_SECONDS)} if isinstance(e, Busy) else None
-        return _json(status, str(e), request, retry)
+        if status_of(e) == 500:
+            return await _internal(request, e)
+        headers = ({"Retry-After": str(RETRY_AFTER_SECONDS)} if isinstance(e, Busy)
+                   else {"WWW-Authenticate": "Bearer"} if isinstance(e, Unauthorized) else None)
+        return _json(status_of(e), str(e), request, headers)
 
     @app.exception_handler(SQLAlchemyError)
     async def _db_error(request: Request, e: SQLAlchemyError) -> JSONResponse:

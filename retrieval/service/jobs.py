@@ -1,6 +1,6 @@
-"""Background ingestion: ``POST /v1/corpora`` checks an uploaded corpus file at once (a bad file is a 400
-naming its line or field, and nothing is written), then ingests it in a job, one at a time per process;
-``GET /v1/jobs/{id}`` reports the job's state and progress, ``GET /v1/jobs`` the newest jobs.
+"""Background ingestion: an uploaded corpus (``POST /v1/corpora``, checked before it gets here) is ingested in a
+job, one at a time per process; ``GET /v1/jobs/{id}`` reports the job's state and progress, ``GET /v1/jobs``
+the newest jobs.
 
 Jobs are rows of the store (``schema.Job``): their state outlives the process, and any replica of the service
 answers for them. A job whose process died (a restart, a kill) reads as ``interrupted``; its half-written corpus
@@ -21,27 +21,20 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
 from sqlalchemy import delete, select, update
-from starlette.concurrency import run_in_threadpool
 
-from unibind.indexer.readers.corpus import FORMATS, CorpusData, read_corpus_bytes
+from unibind.indexer.readers.corpus import CorpusData
 from unibind.indexer.store.ingest import IngestConfig, ingest
 from unibind.indexer.store.lease import Heartbeat, current_owner, is_alive
 from unibind.retrieval.service import payloads as p
-from unibind.retrieval.service.config import ServiceConfig
-from unibind.retrieval.service.state import ServiceState, service_of
-from unibind.retrieval.service.upload import read_form_upload
+from unibind.retrieval.service.state import ServiceState
 from unibind.schema import Database, Job
 from unibind.schema.errors import UnibindError
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
-TRUE, FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"", "0", "false", "no", "off"})
 MAX_JOBS_KEPT = 1000  # finished jobs beyond this are forgotten, oldest first
 LIVE = ("queued", "running")
 INTERRUPTED = "interrupted"
@@ -52,7 +45,8 @@ def view(job: Job) -> p.JobView:
     state = job.state
     if state in LIVE and not is_alive(job.owner, job.heartbeat_at):
         state = INTERRUPTED
-    return p.JobView(id=job.id, state=state, progress=p.JobProgress(done=job.done, total=job.total),
+    progress = p.JobProgress(done=job.done, total=job.total)
+    return p.JobView(id=job.id, state=state, progress=progress,  # type: ignore[arg-type]
                      corpus=job.corpus, error=job.error, started_at=job.started_at, finished_at=job.finished_at)
 
 
@@ -68,7 +62,7 @@ def _move_on(state: ServiceState, job_id: str) -> None:
 def _replacing(state: ServiceState, job_id: str) -> Iterator[None]:
     """Around a replacing publish (it removes the old corpus): like a deletion, it waits for the queries in
     flight and moves the service on before new queries start."""
-    with state.catalog.exclusive():
+    with state.deletion_gate.exclusive():
         yield
         _move_on(state, job_id)
 
@@ -77,7 +71,7 @@ class JobManager:
     """Ingestion jobs of one process: run one at a time on a worker thread, recorded in the store."""
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unibind-job")
+        self._pool: ThreadPoolExecutor | None = None  # made by open(): an app's lifespan may run more than once
         self._db: Database | None = None
         self._owner = current_owner()
         self._heartbeat: Heartbeat | None = None
@@ -86,6 +80,7 @@ class JobManager:
         """Bind to the store: jobs left queued or running by a process that died are marked interrupted, and a
         heartbeat keeps this process's jobs alive."""
         self._db = db
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unibind-job")
         with db.transaction() as session:
             stale = [j for j in session.scalars(select(Job).where(Job.state.in_(LIVE)))
                      if not is_alive(j.owner, j.heartbeat_at)]
@@ -134,6 +129,8 @@ class JobManager:
             old = list(session.scalars(finished))
             if old:
                 session.execute(delete(Job).where(Job.id.in_(old)))
+        if self._pool is None:
+            raise RuntimeError("the job manager is not open (JobManager.open)")
         self._pool.submit(self._run, job_id, state, data, config)
         return job_id
 
@@ -169,72 +166,10 @@ class JobManager:
             log.error("ingest job %s: could not record its end (%s): %s", job_id, "failed" if error else "done", e)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
         if self._heartbeat is not None:
             self._heartbeat.__exit__(None, None, None)
             self._heartbeat = None
 
-
-def _flag(form: dict[str, Any], key: str) -> bool:
-    raw = str(form.get(key) or "").strip().lower()
-    if raw in TRUE or raw in FALSE:
-        return raw in TRUE
-    raise HTTPException(422, f"form field {key!r} must be true or false, got {form.get(key)!r}")
-
-
-def _format(form: dict[str, Any], filename: str) -> str:
-    given = str(form.get("format") or "").strip().lower()
-    if given:
-        if given not in FORMATS:
-            raise HTTPException(400, f"unknown format {given!r}; use one of {', '.join(FORMATS)}")
-        return given
-    found = SUFFIXES.get(Path(filename).suffix.lower())
-    if found is None:
-        raise HTTPException(400, f"cannot tell the format of {filename!r} from its extension: give the form field "
-                                 f"'format' ({', '.join(FORMATS)})")
-    return found
-
-
-def add_routes(app: FastAPI, config: ServiceConfig, jobs: JobManager) -> None:
-    """``POST /v1/corpora`` and ``GET /v1/jobs/{id}`` on ``app``."""
-
-    @app.post("/v1/corpora", status_code=202, response_model=p.JobAccepted, tags=["knowledge base"],
-              openapi_extra=p.corpus_upload(), responses={404: {"model": p.ErrorBody}, 409: {"model": p.ErrorBody},
-                                                          413: {"model": p.ErrorBody}})
-    async def upload_corpus(request: Request) -> p.JobAccepted:
-        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-            raise HTTPException(415, "upload the corpus as multipart/form-data with the file in the field 'file'")
-        data, filename, form = await read_form_upload(request, "file", "the corpus file", config.max_upload_bytes, 16)
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        filename = filename or "corpus"
-        fmt = _format(fields, filename)
-        key = fields.get("key") or None
-        name = fields.get("name") or Path(filename).stem
-        replace = _flag(fields, "replace")
-        st = service_of(request)
-
-        def check() -> tuple[CorpusData, IngestConfig]:
-            corpus = read_corpus_bytes(data, label=filename, format=fmt, key=key)  # CorpusError: a 400
-            encoder = st.check_upload_encoder(fields.get("encoder") or None)  # the served space's, and no other
-            ingest_config = IngestConfig(name=name, encoder=encoder, source=fields.get("source") or None,
-                                         replace=replace, progress=False)
-            if not replace and st.corpus_exists(ingest_config.name.strip(), encoder):
-                raise HTTPException(409, f"corpus {ingest_config.name.strip()!r} already exists: send replace=true, "
-                                         f"or delete it first")
-            return corpus, ingest_config
-
-        corpus, ingest_config = await run_in_threadpool(check)
-        job_id = await run_in_threadpool(jobs.submit, st, corpus, ingest_config)
-        return p.JobAccepted(job=job_id, status_url=f"/v1/jobs/{job_id}")
-
-    @app.get("/v1/jobs", response_model=list[p.JobView], tags=["knowledge base"])
-    async def job_list() -> list[p.JobView]:
-        return await run_in_threadpool(jobs.recent)
-
-    @app.get("/v1/jobs/{job_id}", response_model=p.JobView, tags=["knowledge base"],
-             responses={404: {"model": p.ErrorBody}})
-    async def job_status(job_id: str) -> p.JobView:
-        job = await run_in_threadpool(jobs.get, job_id[:64])
-        if job is None:
-            raise HTTPException(404, f"no job {job_id!r}")
-        return job

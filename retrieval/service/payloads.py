@@ -1,55 +1,20 @@
-"""Request and response bodies of the HTTP API (pydantic: they are the OpenAPI schema at /docs)."""
+"""Response bodies of the HTTP API (pydantic: they are the OpenAPI schema at /docs). The request bodies, whose
+limits come from the service's configuration, are built in ``unibind.retrieval.service.queries``."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-
-class Query(BaseModel):
-    """One kind of query per request: ``texts``, or ``features`` with their ``modality``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    texts: list[str] | None = Field(None, description="text queries", min_length=1)
-    features: list[list[float]] | None = Field(None, description="feature vectors [B, d_in] of a feature modality",
-                                               min_length=1)
-    modality: str | None = Field(None, description="the modality of `features` (audio, point, ...); text for texts")
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> Query:
-        if (self.texts is None) == (self.features is None):
-            raise ValueError("give exactly one of texts or features")
-        if self.features is not None and not self.modality:
-            raise ValueError("features need a modality (audio, point, ...)")
-        if self.texts is not None and self.modality not in (None, "text"):
-            raise ValueError(f"modality {self.modality!r} does not go with texts")
-        return self
-
-    @property
-    def size(self) -> int:
-        return len(self.texts if self.texts is not None else self.features or [])
+from pydantic import AfterValidator, BaseModel, Field
 
 
-class RecognizeRequest(Query):
-    k: int = Field(5, ge=1, description="categories per query")
-    labels: list[str] | None = Field(None, min_length=1, description="restrict the answer to these categories")
+def _utc(value: datetime) -> datetime:
+    """A time from the store as an RFC 3339 date-time: SQLite keeps no offset, and the store writes UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
-class SearchRequest(Query):
-    target: str = Field("descriptions", description="`descriptions`, or a modality whose gallery to search")
-    k: int = Field(10, ge=1, description="hits per query")
-    label: str | None = Field(None, description="only items with this label (descriptions: this category)")
-    where: dict[str, str | bool | int | float | None] = Field(
-        default_factory=dict, description="metadata key = value filters, all must hold (scalars compare as JSON writes them)")
-
-    def where_terms(self) -> tuple[tuple[str, str], ...]:
-        """The filters as the search compares them: strings as they are, other scalars as JSON text."""
-        from unibind.indexer.gallery.items import canonical
-
-        return tuple((k, v if isinstance(v, str) else str(canonical(v))) for k, v in self.where.items())
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 
 class Recognition(BaseModel):
@@ -75,15 +40,15 @@ class SearchResult(BaseModel):
 class CorpusInfo(BaseModel):
     name: str
     space: str
-    status: str = Field(description="complete; ingesting (its process lives); or interrupted (its process died: "
+    status: Literal["complete", "ingesting", "interrupted"] = Field(description="complete; ingesting (its process lives); or interrupted (its process died: "
                                     "the next write removes its rows)")
     descriptions: int
     categories: int
     duplicates: int
     source: str | None
     origin: str | None
-    created_at: datetime
-    completed_at: datetime | None
+    created_at: UtcDatetime
+    completed_at: UtcDatetime | None
 
 
 class Deleted(BaseModel):
@@ -119,12 +84,13 @@ class JobProgress(BaseModel):
 
 class JobView(BaseModel):
     id: str
-    state: str = Field(description="queued, running, done, failed, or interrupted (its service process stopped)")
+    state: Literal["queued", "running", "done", "failed", "interrupted"] = Field(
+        description="queued, running, done, failed, or interrupted (its service process stopped)")
     progress: JobProgress
     corpus: str
     error: str | None
-    started_at: datetime | None
-    finished_at: datetime | None
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
 
 
 class Limits(BaseModel):
@@ -137,7 +103,7 @@ class Limits(BaseModel):
 
 class ModalityInfo(BaseModel):
     name: str
-    kind: str = Field(description="text, image or features")
+    kind: Literal["text", "image", "features"] = Field(description="text, image or features")
     input_dim: int
     items: int = Field(description="gallery items")
     head: int | None = Field(description="the active head's version (None: zero-shot or none)")
@@ -160,31 +126,20 @@ class CategoryInfo(BaseModel):
 
 
 class Health(BaseModel):
-    status: str = "ok"
+    status: Literal["ok"] = "ok"
+
+
+class ValidationIssue(BaseModel):
+    """One thing wrong with a request (FastAPI's format)."""
+
+    type: str
+    loc: list[str | int]
+    msg: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
 
 
 class ErrorBody(BaseModel):
-    detail: Any
+    """Every error's body: one line, or (a 422 from the schema) the list of what is wrong."""
 
-
-def json_or_image(model: type[BaseModel], extra: dict[str, Any]) -> dict[str, Any]:
-    """The OpenAPI request body of a route that takes ``model`` as JSON, or a multipart image upload."""
-    return {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": model.model_json_schema()},
-        "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
-            "image": {"type": "string", "format": "binary"}, **extra}}},
-    }}}
-
-
-def corpus_upload() -> dict[str, Any]:
-    """The OpenAPI request body of ``POST /v1/corpora``: a corpus file and its ingest options."""
-    text = {"type": "string"}
-    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": ["file"], "properties": {
-            "file": {"type": "string", "format": "binary", "description": "the corpus: .json, .jsonl or .csv"},
-            "name": {**text, "description": "the corpus name (default: the file name's stem)"},
-            "source": {**text, "description": "where the corpus comes from (free text)"},
-            "format": {"type": "string", "enum": ["json", "jsonl", "csv"], "description": "default: the extension"},
-            "key": {**text, "description": "JSON only: the key holding the category table"},
-            "replace": {"type": "boolean", "description": "replace a corpus of the same name"},
-            "encoder": {**text, "description": "the space's encoder (default: the served space)"}}}}}}}
+    detail: str | list[ValidationIssue]

@@ -12,8 +12,10 @@
 - Queries run side by side, in worker threads off the event loop. Encoder calls hold one first-come,
   first-served lock (``compute``: a fast tokenizer is not thread-safe), in slices, so an ingest job's
   encoding lets queries in between; on a GPU all compute holds it. A deletion in this process takes the
-  catalog lock exclusively: it waits for the queries in flight and, before new ones start, moves the
-  service to the new snapshot.
+  deletion gate exclusively: it waits for the queries in flight and, before new ones start, moves the
+  service to the new snapshot. (The store's own catalog version and lock are ``unibind.schema.store_state``.)
+- A query becomes vectors of the space through the library's one function for it
+  (``unibind.indexer.modalities.projection.query_vectors``), with the snapshot's projections.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
-import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -32,14 +33,14 @@ from unibind.indexer.store.contents import find_space
 from unibind.indexer.runtime.device import Device, select_device
 from unibind.indexer.encoders.spec import parse_encoder_spec
 from unibind.indexer.encoders.base import Encoder
-from unibind.indexer.encoders.factory import build_encoder
+from unibind.indexer.encoders.factory import adopt_encoder, build_encoder
 from unibind.indexer.modalities.projection import Projection, load_projection
 from unibind.retrieval.search.cross_modal import CrossModalSearch
 from unibind.retrieval.recognition.recognizer import Recognizer
 from unibind.retrieval.service.config import ServiceConfig
 from unibind.retrieval.service.locks import FairLock, LockedEncoder, SharedLock
 from unibind.schema import Corpus, Database, Description, Item, Modality, Space
-from unibind.schema.errors import InvalidInput
+from unibind.schema.errors import Conflict, InvalidInput
 from unibind.schema.store_state import catalog_version
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,9 @@ class Snapshot:
             with self._state.build_lock:
                 if self._space is None:
                     spec = self._state.served_spec()
+                    if spec is None:
+                        raise Conflict("the knowledge base is empty: ingest a corpus first (POST /v1/corpora, or "
+                                       "unibind ingest FILE --name N --encoder SPEC)")
                     with self._state.db.session() as session:
                         self._space = find_space(session, spec)
         return self._space
@@ -111,6 +115,14 @@ class Snapshot:
             st.db, self.space(), modality, st.device, home=st.config.home,
             text_encoder=self.encoder()))  # type: ignore[arg-type]
 
+    def check_takes_images(self) -> None:
+        """Conflict when the space cannot take image queries (no image tower, no active image head)."""
+        space = self.space()
+        with self._state.db.session() as session:
+            if not takes_images(session, space):
+                raise Conflict(f"space {space.encoder} has no image tower and no active image head: it takes no "
+                               "image queries (train a head: unibind heads train --modality image --pairs PAIRS.jsonl)")
+
     def build_like(self, previous: Snapshot) -> None:
         """Build now the parts ``previous`` had loaded, so queries never wait for them (a part the new catalog
         cannot have, such as a recognizer after the last corpus went, is left for the queries to report)."""
@@ -123,21 +135,6 @@ class Snapshot:
             except ValueError as e:
                 log.warning("the new catalog: %s", e)
 
-    def vectors(self, *, texts: list[str] | None = None, features: list[list[float]] | None = None,
-                modality: str | None = None, images: list[Any] | None = None) -> np.ndarray:
-        """[B, d] unit vectors of the space for one kind of query (blocking: call from a worker thread)."""
-        if texts is not None:  # the encoder's unit rows, as the Recognizer and the CLI get them
-            return self.encoder().encode_text(list(texts))
-        if images is not None:
-            projection = self.projection("image")
-            with self._state.compute:  # an image tower of its own (--image-encoder) is not wrapped
-                return projection.project(projection.encoder.encode_images(images))  # type: ignore[union-attr]
-        if modality in (None, "text", "image"):
-            raise ValueError(f"modality {modality!r} does not take feature vectors: send texts or an image")
-        projection = self.projection(modality)
-        with self._state.compute:
-            return projection.features(np.asarray(features, dtype=np.float32), "features")
-
 
 class ServiceState:
     """The long-lived objects of one running service."""
@@ -147,9 +144,7 @@ class ServiceState:
         self.db = db or Database(config.database_url)
         self.device = device or select_device(config.device)
         self.compute = FairLock()  # encoder calls; all compute on a GPU
-        self.catalog = SharedLock()  # queries: shared; a deletion in this process: exclusive
-        self._encoders: dict[str, LockedEncoder] = {}  # by spec: kept across snapshots (a model does not change)
-        self._encoders_lock = threading.Lock()
+        self.deletion_gate = SharedLock()  # queries: shared; a deletion or a replacing upload here: exclusive
         self.build_lock = threading.RLock()  # builds of snapshot parts (centres, indexes), one at a time
         self._snapshot: Snapshot | None = None
         self._rebuild = threading.Lock()  # one new snapshot at a time
@@ -160,8 +155,7 @@ class ServiceState:
 
     def preload_encoder(self, encoder: Encoder) -> None:
         """Use an already loaded encoder for its spec (tests, or an embedding process that has one)."""
-        with self._encoders_lock:
-            self._encoders[encoder.spec] = LockedEncoder(encoder, self.compute)
+        adopt_encoder(encoder, self.device)
 
     # -- start-up -----------------------------------------------------------------------------------------
     def warm(self) -> None:
@@ -195,6 +189,8 @@ class ServiceState:
         """The encoder an upload ingests with: the served space's; a different one is refused (one service serves
         one space), and with an empty knowledge base the upload's encoder becomes the served space."""
         spec = self.served_spec()
+        if spec is not None and given is not None and given.strip() != spec:  # this service serves no other space
+            given = self._other_spec(given, spec)
         given_spec = str(parse_encoder_spec(given)) if given else None
         if spec is None:
             if given_spec is None:
@@ -203,10 +199,18 @@ class ServiceState:
                 self._spec = self._spec or given_spec
                 spec = self._spec
         if given_spec is not None and given_spec != spec:
-            raise InvalidInput(f"this service serves the space {spec}; a corpus for {given_spec} must be ingested "
-                               f"with `unibind ingest --encoder {given_spec}` (or served by a service started with "
-                               f"--encoder {given_spec})")
+            raise Conflict(f"this service serves the space {spec}; a corpus for {given_spec} must be ingested "
+                           f"with `unibind ingest --encoder {given_spec}` (or served by a service started with "
+                           f"--encoder {given_spec})")
         return spec
+
+    @staticmethod
+    def _other_spec(given: str, spec: str) -> str:
+        """``given`` canonical when it parses; an unparseable spec names no space this service serves either."""
+        try:
+            return str(parse_encoder_spec(given))
+        except ValueError:
+            raise Conflict(f"this service serves the space {spec}; {given!r} is not an encoder spec of it") from None
 
     def release_unmade_space(self) -> None:
         """After an upload failed on what was an empty knowledge base: the space it named was not made, so the next
@@ -251,8 +255,8 @@ class ServiceState:
 
     @contextmanager
     def query(self) -> Iterator[Snapshot]:
-        """A query's snapshot, held with the catalog lock shared (a deletion in this process waits for it)."""
-        with self.catalog.shared():
+        """A query's snapshot, held with the deletion gate shared (a deletion in this process waits for it)."""
+        with self.deletion_gate.shared():
             yield self.snapshot()
 
     def device_work(self) -> AbstractContextManager[Any]:
@@ -263,15 +267,9 @@ class ServiceState:
 
     # -- encoders and the catalog -------------------------------------------------------------------------
     def encoder_for(self, spec: str) -> LockedEncoder:
-        """The loaded encoder for ``spec`` (the space's, or an ingest's), loaded once and kept."""
-        from unibind.indexer.encoders.factory import parse_encoder_spec
-
-        key = str(parse_encoder_spec(spec))
-        with self._encoders_lock:
-            if key not in self._encoders:
-                log.info("loading encoder %s on %s", key, self.device.describe())
-                self._encoders[key] = LockedEncoder(build_encoder(key, self.device), self.compute)
-            return self._encoders[key]
+        """The loaded encoder for ``spec`` (the space's, or an ingest's), behind the compute lock; the factory's
+        one cache loads it once and keeps it."""
+        return LockedEncoder(build_encoder(spec, self.device), self.compute)
 
     def served_space(self, session: Session) -> Space | None:
         """The served space; None while it does not exist yet (an empty knowledge base)."""
@@ -307,6 +305,18 @@ class ServiceState:
         if recognizer is not None:
             rows.append((recognizer.space.encoder, "centres", int(len(recognizer.table.vectors))))
         return rows
+
+
+def takes_images(session: Session, space: Space) -> bool:
+    """Whether image uploads can be queried in ``space``: it has an image tower, or an active image head."""
+    from unibind.indexer.modalities.projection import has_image_tower
+    from unibind.indexer.modalities.registry import IMAGE, get_modality
+    from unibind.indexer.modalities.versions import active_head
+
+    if has_image_tower(space.encoder):
+        return True
+    modality = get_modality(session, space, IMAGE)
+    return modality is not None and active_head(session, modality) is not None
 
 
 def service_of(request: Any) -> ServiceState:

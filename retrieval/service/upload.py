@@ -1,12 +1,16 @@
-"""Image uploads: size and pixel limits checked before the image is decoded in full."""
+"""Uploads: a multipart body's one file, read with the size limit, and images checked for their pixel count
+before they are decoded in full."""
 
 from __future__ import annotations
 
 import io
 from typing import Any
 
-from fastapi import HTTPException, Request
+from fastapi import Request
 from starlette.datastructures import FormData, UploadFile  # what request.form() holds (fastapi's is a subclass)
+
+from unibind.retrieval.service.errors import MalformedField, TooLarge
+from unibind.schema.errors import InvalidInput
 
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and small fields on top of the file itself
 
@@ -17,21 +21,21 @@ async def read_form_upload(request: Request, field: str, what: str, max_bytes: i
     413 when the declared body or the file is over ``max_bytes``, 422 when the field holds no file."""
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > max_bytes + FORM_OVERHEAD:
-        raise HTTPException(413, f"request body of {length} bytes is larger than the upload limit of {max_bytes} bytes")
+        raise TooLarge(f"request body of {length} bytes is larger than the upload limit of {max_bytes} bytes")
     form = await request.form(max_files=1, max_fields=max_fields)
     upload = form.get(field)
     if not isinstance(upload, UploadFile):
-        raise HTTPException(422, f"multipart requests need {what} in the field '{field}'")
+        raise MalformedField(f"multipart requests need {what} in the field '{field}'")
     return await read_upload(upload, max_bytes), upload.filename or "", form
 
 
 async def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
-    """The upload's bytes; 413 when it holds more than ``max_bytes``."""
+    """The upload's bytes; 413 when it holds more than ``max_bytes``, 400 when it is empty."""
     data = await upload.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise HTTPException(413, f"upload {upload.filename!r} is larger than the limit of {max_bytes} bytes")
+        raise TooLarge(f"upload {upload.filename!r} is larger than the limit of {max_bytes} bytes")
     if not data:
-        raise HTTPException(400, f"upload {upload.filename!r} is empty")
+        raise InvalidInput(f"upload {upload.filename!r} is empty")
     return data
 
 
@@ -43,14 +47,16 @@ def decode_image(data: bytes, name: str, max_pixels: int) -> Any:
     try:
         image = Image.open(io.BytesIO(data))  # lazy: reads the header only
     except Image.DecompressionBombError as e:
-        raise HTTPException(413, f"image {name!r} has too many pixels ({e})") from e
+        raise TooLarge(f"image {name!r} has too many pixels ({e})") from e
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise HTTPException(400, f"image {name!r} is not a readable image ({e})") from e
+        raise InvalidInput(f"image {name!r} is not a readable image ({e})") from e
     width, height = image.size
     if width * height > max_pixels:
-        raise HTTPException(413, f"image {name!r} has {width}x{height} = {width * height} pixels, more than the "
-                                 f"limit of {max_pixels}")
+        raise TooLarge(f"image {name!r} has {width}x{height} = {width * height} pixels, more than the "
+                       f"limit of {max_pixels}")
     try:
         return image.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise HTTPException(400, f"image {name!r} could not be decoded ({e})") from e
+    except Image.DecompressionBombError as e:
+        raise TooLarge(f"image {name!r} has too many pixels ({e})") from e
+    except (OSError, ValueError) as e:
+        raise InvalidInput(f"image {name!r} could not be decoded ({e})") from e

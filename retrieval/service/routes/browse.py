@@ -8,7 +8,7 @@ import io
 from email.utils import formatdate
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from fastapi import Path as PathParam
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
@@ -16,12 +16,14 @@ from starlette.concurrency import run_in_threadpool
 from unibind.indexer.store.contents import list_categories
 from unibind.indexer.modalities.versions import active_head
 from unibind.indexer.modalities.registry import list_modalities
-from unibind.indexer.modalities.projection import has_image_tower
 from unibind.retrieval.service import payloads as p
 from unibind.retrieval.service.config import ServiceConfig
-from unibind.retrieval.service.state import service_of
+from unibind.retrieval.service.dependencies import State
+from unibind.retrieval.service.state import takes_images
+from unibind.retrieval.service.errors import TooLarge, responses
 from unibind.retrieval.service.upload import decode_image
 from unibind.schema import Corpus, CorpusStatus, Item, ModalityKind
+from unibind.schema.errors import InvalidInput, NotFound
 
 THUMBNAIL_SIZES = (16, 1024)  # smallest and largest edge a client may ask for
 FILE_SCHEME = "file://"
@@ -48,15 +50,15 @@ def thumbnail(data: bytes, name: str, size: int, max_pixels: int) -> bytes:
     return out.getvalue()
 
 
-def add_routes(app: FastAPI, config: ServiceConfig) -> None:
-    """``GET /v1/info``, ``GET /v1/categories`` and ``GET /v1/items/{id}/thumbnail`` on ``app``."""
+def router(config: ServiceConfig) -> APIRouter:
+    """``GET /v1/info``, ``GET /v1/categories`` and ``GET /v1/items/{id}/thumbnail``."""
+    api = APIRouter()
 
     limits = p.Limits(max_batch=config.max_batch, max_k=config.max_k, max_labels=config.max_labels,
                       max_upload_bytes=config.max_upload_bytes, max_image_pixels=config.max_image_pixels)
 
-    @app.get("/v1/info", response_model=p.Info, tags=["knowledge base"])
-    async def info(request: Request) -> p.Info:
-        st = service_of(request)
+    @api.get("/v1/info", response_model=p.Info, tags=["knowledge base"], responses=responses())
+    async def info(st: State) -> p.Info:
 
         def work() -> p.Info:
             with st.db.session() as session:
@@ -66,10 +68,9 @@ def add_routes(app: FastAPI, config: ServiceConfig) -> None:
                                   limits=limits)
                 counts: dict[int, int] = {m: n for m, n in session.execute(
                     select(Item.modality_id, func.count(Item.id)).group_by(Item.modality_id))}
-                modalities, image_head = [], False
+                modalities = []
                 for m in list_modalities(session, space):
                     head = active_head(session, m)
-                    image_head |= m.kind == ModalityKind.IMAGE and head is not None
                     modalities.append(p.ModalityInfo(name=m.name, kind=m.kind.value, input_dim=m.input_dim,
                                                      items=int(counts.get(m.id, 0)),
                                                      head=head.version if head is not None else None))
@@ -77,14 +78,13 @@ def add_routes(app: FastAPI, config: ServiceConfig) -> None:
                     Corpus.space_id == space.id, Corpus.status == CorpusStatus.COMPLETE)) or 0
                 return p.Info(space=space.encoder, dim=space.dim, corpora=int(n_corpora),
                               categories=len(list_categories(session, space=space)),
-                              image_queries=image_head or has_image_tower(space.encoder), modalities=modalities,
+                              image_queries=takes_images(session, space), modalities=modalities,
                               limits=limits)
 
         return await run_in_threadpool(work)
 
-    @app.get("/v1/categories", response_model=list[p.CategoryInfo], tags=["knowledge base"])
-    async def categories(request: Request) -> list[p.CategoryInfo]:
-        st = service_of(request)
+    @api.get("/v1/categories", response_model=list[p.CategoryInfo], tags=["knowledge base"], responses=responses())
+    async def categories(st: State) -> list[p.CategoryInfo]:
 
         def work() -> list[p.CategoryInfo]:
             with st.db.session() as session:
@@ -96,40 +96,39 @@ def add_routes(app: FastAPI, config: ServiceConfig) -> None:
 
         return await run_in_threadpool(work)
 
-    @app.get("/v1/items/{item_id}/thumbnail", tags=["query"], response_class=Response,
-             responses={200: {"content": {"image/jpeg": {}}, "description": "a JPEG thumbnail"},
-                        404: {"model": p.ErrorBody}, 413: {"model": p.ErrorBody}})
-    async def item_thumbnail(request: Request, item_id: int = PathParam(ge=1, le=MAX_ID),
+    @api.get("/v1/items/{item_id}/thumbnail", tags=["query"], response_class=Response,
+             responses={200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+                              "description": "a JPEG thumbnail"}, **responses(400, 404, 413, 422)})
+    async def item_thumbnail(st: State, item_id: int = PathParam(ge=1, le=MAX_ID),
                              size: int = Query(256, ge=THUMBNAIL_SIZES[0], le=THUMBNAIL_SIZES[1],
                                                description="the longer edge in pixels")) -> Response:
-        st = service_of(request)
-
         def work() -> Response:
             with st.db.session() as session:
                 item = session.get(Item, item_id)
                 if item is None:
-                    raise HTTPException(404, f"no item with id {item_id}")
+                    raise NotFound(f"no item with id {item_id}")
                 if item.modality.kind != ModalityKind.IMAGE:
-                    raise HTTPException(400, f"item {item_id} is a {item.modality.name} item; only image items "
-                                             f"have thumbnails")
+                    raise InvalidInput(f"item {item_id} is a {item.modality.name} item; only image items have "
+                                       f"thumbnails")
                 uri = item.uri
             path = item_image_path(uri)
             if path is None:
-                raise HTTPException(404, f"item {item_id}'s image is not a local file ({uri!r}): fetch it from its URI")
+                raise NotFound(f"item {item_id}'s image is not a local file ({uri!r}): fetch it from its URI")
             try:
                 if not path.is_file():
-                    raise HTTPException(404, f"item {item_id}'s image file {str(path)!r} is missing (or not a file)")
+                    raise NotFound(f"item {item_id}'s image file {str(path)!r} is missing (or not a file)")
                 with path.open("rb") as fh:
                     data = fh.read(config.max_upload_bytes + 1)
                 modified = path.stat().st_mtime
             except OSError as e:
-                raise HTTPException(404, f"item {item_id}'s image file {str(path)!r} cannot be read "
-                                         f"({e.strerror or e})") from e
+                raise NotFound(f"item {item_id}'s image file {str(path)!r} cannot be read ({e.strerror or e})") from e
             if len(data) > config.max_upload_bytes:
-                raise HTTPException(413, f"item {item_id}'s image file is larger than the upload limit of "
-                                         f"{config.max_upload_bytes} bytes")
+                raise TooLarge(f"item {item_id}'s image file is larger than the upload limit of "
+                               f"{config.max_upload_bytes} bytes")
             return Response(thumbnail(data, path.name, size, config.max_image_pixels), media_type="image/jpeg",
                             headers={"Cache-Control": "private, max-age=300",
                                      "Last-Modified": formatdate(modified, usegmt=True)})
 
         return await run_in_threadpool(work)
+
+    return api
