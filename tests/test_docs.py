@@ -1,0 +1,126 @@
+"""The repository explains itself: README, docs and docstrings point only at files that exist in it.
+
+Every relative Markdown link in README.md and docs/ resolves to a file of the repository; every source path the
+prose names (``indexer/runtime/device.py``, ``retrieval/service/``, ``tests/test_x.py``, ...) exists, so a module
+that moves cannot leave its old path behind; and nothing refers to files outside the repository.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+SOURCE_FOLDERS = ("schema", "indexer", "retrieval", "migrations")
+PATH_ROOTS = (*SOURCE_FOLDERS, "bench", "tests", "docs")
+# a repository path as prose writes it: a known top folder, then folders, then perhaps a file name
+PATH = re.compile(rf"(?<![\w./$<-])((?:{'|'.join(PATH_ROOTS)})/(?:[\w-]+/)*(?:[\w-]+(?:\.\w+)?)?)(?![\w/<*-])")
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+OUTSIDE = ("../shared", "shared/", "DESIGN.md")
+
+
+def python_files() -> list[Path]:
+    found = [p for folder in (*SOURCE_FOLDERS, "bench") for p in sorted((ROOT / folder).rglob("*.py"))]
+    return [p for p in found if "__pycache__" not in p.parts]
+
+
+def test_the_documentation_pages_exist_and_the_readme_links_them() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for page in ("docs/method.md", "docs/architecture.md", "docs/store.md"):
+        assert (ROOT / page).is_file(), f"{page} is missing"
+        assert f"]({page})" in readme, f"README.md does not link {page}"
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_relative_links_resolve_inside_the_repository(doc: Path) -> None:
+    bad = []
+    for n, line in enumerate(doc.read_text().splitlines(), 1):
+        for target in LINK.findall(line):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue  # a URL or an anchor of the same page
+            path = (doc.parent / target.split("#")[0]).resolve()
+            if not path.is_relative_to(ROOT):
+                bad.append(f"{doc.name}:{n}: {target} points outside the repository")
+            elif not path.exists():
+                bad.append(f"{doc.name}:{n}: {target} does not exist")
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_source_paths_in_the_docs_exist(doc: Path) -> None:
+    bad = []
+    for n, line in enumerate(doc.read_text().splitlines(), 1):
+        for path in PATH.findall(line):
+            if not (ROOT / path).exists():
+                bad.append(f"{doc.name}:{n}: {path} does not exist (moved? name its new path)")
+    assert not bad, "\n".join(bad)
+
+
+def test_source_paths_in_docstrings_and_comments_exist() -> None:
+    bad = []
+    for py in python_files():
+        for n, line in enumerate(py.read_text().splitlines(), 1):
+            for path in PATH.findall(line):
+                if path.endswith(".py") and not (ROOT / path).exists():
+                    bad.append(f"{py.relative_to(ROOT)}:{n}: {path} does not exist (moved? name its new path)")
+    assert not bad, "\n".join(bad)
+
+
+def test_nothing_points_outside_the_repository() -> None:
+    bad = []
+    for f in [*DOCS, *python_files()]:
+        for n, line in enumerate(f.read_text().splitlines(), 1):
+            for word in OUTSIDE:
+                if word in line:
+                    bad.append(f"{f.relative_to(ROOT)}:{n}: {word!r}: the repository must explain itself")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_method_page_states_the_code_s_defaults() -> None:
+    """docs/method.md quotes the defaults of the code it describes; each quote is checked against the constant."""
+    import math
+
+    from unibind.indexer.training.infonce import MAX_LOGIT_SCALE, HeadTrainConfig
+    from unibind.retrieval.centres.builder import DEFAULT_K
+    from unibind.retrieval.centres.prompts import BASE_PROMPT, CLIP_TEMPLATES
+    from unibind.retrieval.centres.strategies import DEFAULT_STRATEGY, STRATEGIES, TEMPLATE_MIN_SHARE
+    from unibind.retrieval.recognition.engine import LOW_PRECISION_NEAR_TIE, NEAR_TIE
+    from unibind.retrieval.recognition.recognizer import DEFAULT_TOP_M
+    from unibind.retrieval.search.cross_modal import DEFAULT_NPROBE
+
+    page = " ".join((ROOT / "docs" / "method.md").read_text().split())  # line breaks do not matter
+    c = HeadTrainConfig()
+    quotes = {
+        "default $K = 50$": DEFAULT_K == 50,
+        "A photo of a } c\\text{.”": BASE_PROMPT == "A photo of a {}.",
+        "CLIP's 80 templates": len(CLIP_TEMPLATES) == 80,
+        "`informative` (default)": DEFAULT_STRATEGY == "informative",
+        "\\max(2, \\lceil 0.1\\,|C| \\rceil)": TEMPLATE_MIN_SHARE == 0.1,
+        "With $m = 1$, the default": DEFAULT_TOP_M == 1,
+        "$\\epsilon = 10^{-4}$": NEAR_TIE == 1e-4,
+        "$4 \\cdot 10^{-3}$": LOW_PRECISION_NEAR_TIE == 4e-3,
+        "temperature $\\tau$ (default 0.07)": c.temperature == 0.07 and not c.learn_temperature,
+        "$\\lambda \\le \\log 100$": MAX_LOGIT_SCALE == math.log(100.0),
+        "learning rate $10^{-3}$, weight decay 0.01": c.lr == 1e-3 and c.weight_decay == 0.01,
+        "batches of $B$ (default 256)": c.batch_size == 256,
+        "By default the loss is $\\mathcal{L}_{v \\to t}$": not c.symmetric,
+        "validation split (10 %": c.val_fraction == 0.1,
+        "5 epochs without improvement (at most 100)": c.patience == 5 and c.max_epochs == 100,
+        "IVF probes 8 lists": DEFAULT_NPROBE == 8,
+    }
+    for name in STRATEGIES:
+        quotes[f"| `{name}`"] = True
+    missing = [q for q in quotes if q not in page]
+    wrong = [q for q, holds in quotes.items() if not holds]
+    assert not missing, f"docs/method.md no longer says: {missing}"
+    assert not wrong, f"docs/method.md says what the code no longer does: {wrong}"
+
+
+def test_the_architecture_page_describes_every_subpackage() -> None:
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    missing = [f"{top}/{p.name}" for top in ("indexer", "retrieval") for p in sorted((ROOT / top).iterdir())
+               if (p / "__init__.py").exists() and f"| `{p.name}` |" not in page]
+    assert not missing, f"docs/architecture.md has no row for {missing}"
