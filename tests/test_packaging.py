@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -16,8 +17,12 @@ FOLDERS = ("schema", "indexer", "retrieval", "migrations")
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # built from a copy: setuptools' build/ folder in a checkout keeps modules that have since moved away
+    src = tmp_path_factory.mktemp("src") / "unibind"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "unibind-data", "__pycache__", ".pytest_cache", ".schemathesis"))
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out), str(src)],
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -45,6 +50,9 @@ def test_the_wheel_holds_every_source_file_and_data_file(wheel: Path) -> None:
                 if name not in names:
                     missing.append(name)
     assert not missing, f"not in the wheel (add the package to pyproject's packages list): {missing}"
+    extra = sorted(n for n in names if n.startswith("unibind/") and n.endswith(".py")
+                   and not (ROOT / n.removeprefix("unibind/")).is_file())
+    assert not extra, f"in the wheel but not in the checkout: {extra}"
 
 
 @pytest.mark.slow
