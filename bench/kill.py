@@ -96,7 +96,7 @@ def dead_rows(url: str, home: Path) -> dict[str, int]:
     of an older set, index records beyond one per index, files in the store's folders that no record names."""
     from sqlalchemy import func, select
 
-    from unibind.indexer.store.contents import ALL_CORPORA, complete_corpus_ids, corpora_key
+    from unibind.indexer.store.centre_keys import ALL_CORPORA, complete_corpus_ids, corpora_key
     from unibind.indexer.index.data_home import DataHome
     from unibind.schema import Centre, Corpus, CorpusStatus, Database, Description, Head, IndexFile, Space
 

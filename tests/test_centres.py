@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from unibind.indexer.store.contents import delete_corpus
+from unibind.indexer.store.removal import delete_corpus
 from unibind.indexer.readers.corpus import read_corpus
 from unibind.indexer.encoders.base import Encoder
 from unibind.indexer.store.ingest import IngestConfig, ingest

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from unibind.indexer.store.contents import corpus_state, delete_corpus, description_index, reap_abandoned
+from unibind.indexer.store.contents import corpus_state, description_index
+from unibind.indexer.store.removal import delete_corpus, reap_abandoned
 from unibind.indexer.readers.corpus import read_corpus
 from unibind.indexer.index.descriptions import StaleIndexError
 from unibind.indexer.encoders.base import Encoder

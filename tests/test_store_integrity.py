@@ -162,7 +162,7 @@ def test_every_publish_bumps_the_catalog_version_and_a_failure_does_not(db: Data
         b = s.scalars(select(Corpus.id).where(Corpus.name == "b")).one()
     CentreBuilder(db, space, minilm).build(CentreSpec())
     assert moved()
-    from unibind.indexer.store.contents import delete_corpus
+    from unibind.indexer.store.removal import delete_corpus
 
     delete_corpus(db, b, home, Device())
     assert moved()

@@ -19,7 +19,7 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from unibind.indexer.store.contents import reap_abandoned
+from unibind.indexer.store.removal import reap_abandoned
 from unibind.indexer.index.data_home import DataHome
 from unibind.indexer.runtime.device import Device
 from unibind.indexer.index.gallery import GalleryIndex

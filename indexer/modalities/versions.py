@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from unibind.indexer.store.contents import reap_abandoned
+from unibind.indexer.store.removal import reap_abandoned
 from unibind.indexer.index.data_home import DataHome
 from unibind.indexer.index.files import fsync_dir
 from unibind.indexer.modalities.head import LinearHead

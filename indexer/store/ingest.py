@@ -28,14 +28,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
 
-from unibind.indexer.store.contents import (
-    delete_corpus_rows,
-    description_index,
-    drop_space_if_unused,
-    invalidate_centres,
-    prune_centres,
-    reap_abandoned,
-)
+from unibind.indexer.store.centre_keys import invalidate_centres, prune_centres
+from unibind.indexer.store.contents import description_index
+from unibind.indexer.store.removal import delete_corpus_rows, drop_space_if_unused, reap_abandoned
 from unibind.indexer.readers.corpus import CorpusData, Record
 from unibind.indexer.runtime.device import Device
 from unibind.indexer.encoders.base import Encoder

@@ -23,7 +23,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
 
-from unibind.indexer.store.contents import ALL_CORPORA, complete_corpus_ids, corpora_key
+from unibind.indexer.store.centre_keys import ALL_CORPORA, complete_corpus_ids, corpora_key
 from unibind.indexer.encoders.base import Encoder
 from unibind.indexer.runtime.vectors import from_bytes, normalize, to_bytes
 from unibind.retrieval.centres.strategies import KB_FREE, Candidates, Context, find_template_skeletons, get_strategy

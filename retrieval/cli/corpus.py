@@ -64,7 +64,8 @@ def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
-    from unibind.indexer.store.contents import delete_corpus, find_corpus, find_space
+    from unibind.indexer.store.contents import find_corpus, find_space
+    from unibind.indexer.store.removal import delete_corpus
 
     with ctx.db.session() as session:
         space = find_space(session, ctx.encoder) if ctx.encoder else None

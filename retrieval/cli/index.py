@@ -53,7 +53,9 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_rebuild(ctx: Context, args: argparse.Namespace) -> int:
     from unibind.indexer.index.data_home import DataHome
     from unibind.indexer.modalities.versions import collect_head_files
-    from unibind.indexer.store.contents import description_index, prune_centres, reap_abandoned
+    from unibind.indexer.store.centre_keys import prune_centres
+    from unibind.indexer.store.contents import description_index
+    from unibind.indexer.store.removal import reap_abandoned
     from unibind.schema.store_state import lock_catalog
 
     spaces = _spaces(ctx)

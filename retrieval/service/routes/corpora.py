@@ -111,7 +111,7 @@ def router(config: ServiceConfig, jobs: JobManager) -> APIRouter:
 
     @api.delete("/v1/corpora/{name}", response_model=p.Deleted, responses=responses(404, 422))
     async def delete(name: str, st: State) -> p.Deleted:
-        from unibind.indexer.store.contents import delete_corpus
+        from unibind.indexer.store.removal import delete_corpus
 
         def work() -> p.Deleted:
             # the queries in flight finish first; new ones wait until the service has moved to the new catalog
