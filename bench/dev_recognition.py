@@ -50,10 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     from unibind.indexer.encoders.factory import build_encoder
     from unibind.retrieval.evaluation.dev_benchmark import make_split, run_dev_benchmark
     from unibind.schema import Database
+    from unibind.schema.settings import Settings
 
     home = Path(args.home).resolve()
     db = Database(f"sqlite:///{home / 'unibind.db'}")
-    device = select_device()
+    device = select_device(Settings.resolve().device)  # $UNIBIND_DEVICE, else auto
     encoder = build_encoder(args.encoder, device)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     t0 = time.perf_counter()

@@ -170,10 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     from unibind.indexer.runtime.device import select_device
     from unibind.indexer.encoders.factory import build_encoder
     from unibind.indexer.store.ingest import IngestConfig, ingest
+    from unibind.schema.settings import Settings
 
     pg = PgServer(args.pg_url) if "postgres" in args.backends else None  # fail fast, before the model loads
     data, texts = load_texts(args.n)
-    device = select_device(args.device)
+    device = select_device(Settings.resolve(device=args.device).device)  # --device, else $UNIBIND_DEVICE, else auto
     encoder = build_encoder("minilm", device)
     model = encoder._model  # the bare sentence-transformers model, for the reference timing
     host = machine()

@@ -17,8 +17,8 @@ and the end of the operation's window. A process that ended first counts as *com
 After each trial the checks a user would make, through the CLI's own code: ``corpus list`` (only complete corpora
 visible, a killed ingest shown as ``interrupted``, never ``ingesting``), exact description counts against the
 store's rows, ``index verify`` and ``gallery verify`` (when one fails, ``index rebuild`` / ``gallery rebuild`` must
-repair it: a *repair needed*), ``heads list`` (both versions there, one active), ``gallery list`` (every earlier
-item still there, the added ones all or none), ``search-descriptions`` for the killed ingest's text (no hit from an
+repair it: a *repair needed*), ``head list`` (both versions there, one active), ``gallery list`` (every earlier
+item still there, the added ones all or none), ``search --target descriptions`` for the killed ingest's text (no hit from an
 unpublished corpus). An operation must have happened whole or not at all; anything else is a *bad state*. At the
 end one more write runs, and nothing dead may remain: no pending corpus, no index or head file that no record
 names.
@@ -232,7 +232,7 @@ class Campaign:
             return ["gallery", "add", "--modality", "audio", "--features", str(f / "more.npy"), "--meta",
                     str(f / "more.jsonl")], None
         other = 2 if self.model.active == 1 else 1
-        return ["heads", "activate", "--modality", "audio", "--version", str(other)], None
+        return ["head", "activate", "--modality", "audio", "--version", str(other)], None
 
     # -- what the store holds, as a user sees it -----------------------------------------------------
     def observe(self) -> Model:
@@ -242,7 +242,7 @@ class Campaign:
 
         corpora = {c["name"]: c["descriptions"] for c in cli_json(self.url, self.home, "corpus", "list")
                    if c["status"] == "complete"}
-        heads = cli_json(self.url, self.home, "heads", "list")
+        heads = cli_json(self.url, self.home, "head", "list")
         active = [h["version"] for h in heads if h["active"]]
         db = Database(self.url)
         with db.session() as s:
@@ -319,7 +319,7 @@ class Campaign:
             bad.append(f"gallery holds {after.items} items (before {before.items}, this op adds {added})")
         if after.active not in (before.active, 3 - before.active) or (op != "head activation" and after.active != before.active):
             bad.append(f"active head is v{after.active} (before v{before.active})")
-        heads = cli_json(self.url, self.home, "heads", "list")
+        heads = cli_json(self.url, self.home, "head", "list")
         if sorted(h["version"] for h in heads) != [1, 2]:
             bad.append(f"head versions {[h['version'] for h in heads]}")
         for verify, rebuild in ((("index", "verify"), ("index", "rebuild")), (("gallery", "verify"), ("gallery", "rebuild"))):
@@ -329,8 +329,10 @@ class Campaign:
                 if cli_output(self.url, self.home, *verify)[0] != 0:
                     bad.append(f"{' '.join(verify)} still fails after {' '.join(rebuild)}")
         if op == "ingest" and name not in after.corpora:
-            hits = cli_json(self.url, self.home, "search-descriptions", "Sentence 3 on the fresh thing of kind 7", "-k", "10")
-            if any(h["corpus"] not in after.corpora for h in hits):
+            (answer,) = cli_json(self.url, self.home, "search", "--text", "Sentence 3 on the fresh thing of kind 7",
+                                 "--target", "descriptions", "-k", "10")
+            hits = answer["hits"]
+            if any((h["meta"] or {}).get("corpus") not in after.corpora for h in hits):
                 bad.append(f"a search returned descriptions of an unpublished corpus: {hits}")
         self.model = after
         return bad, repairs

@@ -164,8 +164,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 "running server's database, for the command-line ingest")
     p.add_argument("--home", help="with --url: the running server's UNIBIND_HOME, for the command-line ingest")
     p.add_argument("--url", help="an already running server (no setup), e.g. http://127.0.0.1:8000")
-    p.add_argument("--api-key", default=os.environ.get("UNIBIND_API_KEY"),
-                   help="sent as X-API-Key (default $UNIBIND_API_KEY); an own server is started with it")
+    p.add_argument("--api-key", help="sent as X-API-Key (default $UNIBIND_API_KEY); an own server is started with it")
     p.add_argument("--ingest", choices=("auto", "upload", "cli", "none"), default="auto",
                    help="how the midway ingest runs: POST /v1/corpora when the server has it (auto), or the CLI")
     p.add_argument("--no-append", action="store_true", help="print only; do not append to BENCHMARKS.md")
@@ -178,6 +177,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--db without --url: a PostgreSQL URL (SQLite is the default, in a temp folder)")
     if args.home and not args.url:
         p.error("--home is for --url (an own server gets a temp home)")
+    from unibind.schema.settings import Settings
+
+    settings = Settings.resolve(db=args.db, home=args.home)  # the UNIBIND_* variables, read where the CLI reads them
+    if args.api_key is None:
+        args.api_key = settings.api_key
+    args.database_url = settings.database_url  # with --url: the database the command-line ingest reaches
     return args
 
 
@@ -466,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         if args.url:
             cli = [*unibind_cmd(), *(["--db", args.db] if args.db else []), *(["--home", args.home] if args.home else [])]
-            backend = "postgres" if (args.db or os.environ.get("UNIBIND_DATABASE_URL", "")).startswith("postgres") else "sqlite?"
+            backend = "postgres" if args.database_url.startswith("postgres") else "sqlite?"
             server = Server(args.url, cli, backend)
             wait_ready(server)
         else:

@@ -117,8 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     from unibind.indexer.runtime.vectors import normalize
     from unibind.retrieval.recognition.engines import make_engine
     from unibind.retrieval.recognition.engine import CentreTable
+    from unibind.schema.settings import Settings
 
-    device = select_device(args.device)
+    device = select_device(Settings.resolve(device=args.device).device)  # --device, else $UNIBIND_DEVICE, else auto
     sync = torch.cuda.synchronize if device.is_cuda else (lambda: None)
     cfg = QUICK if args.quick else dict(categories=CATEGORIES, dims=DIMS, batches=BATCHES, members=MEMBERS)
     K = cfg["members"]

@@ -63,12 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     from unibind.retrieval.centres.builder import CentreSpec, load_centres
     from unibind.retrieval.evaluation.dev_benchmark import make_split
     from unibind.schema import Database
+    from unibind.schema.settings import Settings
 
     db = Database(f"sqlite:///{Path(args.home).resolve() / 'unibind.db'}")
     with db.session() as s:
         space = find_space(s, "minilm")
     split = make_split(None, 10, 0)
-    q = build_encoder(space.encoder, select_device()).encode_text([x.text for x in split.queries])
+    q = build_encoder(space.encoder, select_device(Settings.resolve().device)).encode_text([x.text for x in split.queries])
     kbs = {"descriptions": (f"dev-cupl-descriptions-{split.tag}",),
            "all": (f"dev-cupl-descriptions-{split.tag}", f"dev-cupl-templates-{split.tag}")}
     rows = []

@@ -1,4 +1,9 @@
-"""Engine, sessions and migrations for the metadata store (SQLite or PostgreSQL, by URL)."""
+"""Engine, sessions and migrations for the metadata store (SQLite or PostgreSQL, by URL).
+
+A database that cannot be reached or fails under a statement is :class:`~unibind.schema.errors.Unavailable`, and
+one whose lock another writer holds too long is :class:`~unibind.schema.errors.Busy`: the engine turns the
+driver's errors into these types in one place (:func:`typed_database_error`), for every session, transaction and
+connection, so the CLI and the service map them by type."""
 
 from __future__ import annotations
 
@@ -10,28 +15,35 @@ from pathlib import Path
 
 from sqlalchemy import BigInteger, ColumnElement, Connection, Engine, any_, bindparam, create_engine, event, inspect
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from unibind.schema.errors import Unavailable
+from unibind.schema.errors import Busy, InvalidInput, Unavailable
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 MIGRATION_LOCK_KEY = 0x756E6962696E64  # "unibind": the PostgreSQL advisory lock migrations run under
 BUSY_TIMEOUT_S = 30  # SQLite: how long a writer waits for another's write lock before "database is locked"
+SQLITE_BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
+SQLITE_ERROR = 1  # SQLite's generic error: bad SQL, a missing table; a bug, not an unreachable database
+POSTGRES_BUSY_STATES = ("55P03", "40P01", "40001")  # lock not available, deadlock detected, serialization failure
 
 
 def resolve_database_url(url: str) -> str:
-    """Validate a database URL and create the folder of an SQLite file. Raises ValueError if malformed."""
+    """Validate a database URL (``--db`` / ``$UNIBIND_DATABASE_URL``) and create the folder of an SQLite file.
+    Raises InvalidInput if malformed; the message shows the URL without its password."""
     try:
         parsed = make_url(url)
-    except ArgumentError as e:
-        raise ValueError(f"database URL {url!r} is not a valid SQLAlchemy URL: {e}") from e
+    except (ArgumentError, ValueError):  # a URL that does not parse is not shown: it may hold a password
+        raise InvalidInput("the database URL (--db or $UNIBIND_DATABASE_URL) is not a valid SQLAlchemy URL, e.g. "
+                           "sqlite:///path/unibind.db or postgresql://user@host/db") from None
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
-        raise ValueError(f"database URL {url!r}: backend {backend!r} is not supported (use sqlite or postgresql)")
+        raise InvalidInput(f"the database URL (--db or $UNIBIND_DATABASE_URL) "
+                           f"{parsed.render_as_string(hide_password=True)!r}: backend {backend!r} is not supported "
+                           f"(use sqlite or postgresql)")
     if backend == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3, not psycopg2
     if backend == "sqlite" and parsed.database and parsed.database != ":memory:":
@@ -56,9 +68,36 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def typed_database_error(context: ExceptionContext) -> None:
+    """The engine's ``handle_error`` hook: a lock held too long raises Busy (trying again later works), a
+    database out of reach or failing (refused connection, lost server, disk I/O, a full disk) raises Unavailable;
+    other errors (bad SQL, a constraint broken: bugs) stay SQLAlchemy's. A failed pre-ping only reconnects."""
+    if context.is_pre_ping:
+        return
+    error, original = context.sqlalchemy_exception, context.original_exception
+    if context.dialect.name == "sqlite":
+        code = getattr(original, "sqlite_errorcode", None)
+        primary = code & 0xFF if isinstance(code, int) else None
+        if primary in SQLITE_BUSY_CODES or "database is locked" in str(original):
+            raise Busy(f"the store is busy: another process held SQLite's write lock for longer than {BUSY_TIMEOUT_S} "
+                       f"s; run the command again") from error
+        if (isinstance(error, OperationalError) and primary != SQLITE_ERROR) or context.is_disconnect:
+            raise Unavailable(f"the database is out of reach: {_first_line(original)}") from error
+        return
+    if getattr(original, "sqlstate", None) in POSTGRES_BUSY_STATES:
+        raise Busy(f"the store is busy: {_first_line(original)}; run the command again") from error
+    if isinstance(error, OperationalError) or context.is_disconnect:
+        raise Unavailable(f"the database is out of reach: {_first_line(original)}") from error
+
+
 def make_engine(url: str) -> Engine:
     url = resolve_database_url(url)
     engine = create_engine(url, pool_pre_ping=True)
+    event.listen(engine, "handle_error", typed_database_error)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
@@ -163,10 +202,7 @@ class Database:
     def ensure_schema(self) -> None:
         """Migrate to the newest revision when behind; processes that start together on a new or older store
         migrate one at a time (a file lock beside an SQLite file, an advisory lock on PostgreSQL)."""
-        try:
-            current = current_revision(self.engine)
-        except OperationalError as e:
-            raise Unavailable(f"cannot connect to the database {self.describe()}: {e.orig}") from e
+        current = current_revision(self.engine)  # a database out of reach: Unavailable (typed_database_error)
         head = head_revision()
         if current == head:
             return

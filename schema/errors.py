@@ -3,7 +3,8 @@
 Both mappings live here, as class attributes (``exit_code``, ``http_status``): the CLI exits with
 ``type(err).exit_code`` and the service answers with ``type(err).http_status``, so a new error type is
 mapped in one place. They subclass ``ValueError`` so code that caught a user mistake as ``ValueError``
-keeps working.
+keeps working; the reverse does not hold: a plain, untyped ``ValueError`` is the code's fault, an internal
+error (HTTP 500, exit 1), so every error a user can cause is raised as one of these types.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ class NotFound(UnibindError):
 
 
 class Conflict(UnibindError):
-    """The store's state does not allow it now: a name taken, another process ingesting the same corpus, an index
-    that disagrees with the store (HTTP 409, exit 3)."""
+    """The store's state does not allow it now: an empty knowledge base, several spaces and none named, a name
+    taken, a corpus still being ingested, a centre not built yet, an index that disagrees with the store (HTTP 409,
+    exit 3)."""
 
     exit_code: ClassVar[int] = 3
     http_status: ClassVar[int] = 409

@@ -1,4 +1,5 @@
-"""Schemathesis hooks for the service's schema: a generated corpus upload carries a real corpus.
+"""Schemathesis hooks for the service's schema: a generated corpus upload carries a real corpus, and the centre
+route's deprecated ``k`` agrees with ``centre_size`` when both are sent.
 
 A schema says a part is a file (``format: binary``); it cannot say which bytes make a corpus, so a generator
 sends any bytes (a PNG, random ones) and every such upload is rightly a 400 naming the line it could not read.
@@ -11,6 +12,11 @@ Schemathesis re-validates a body a hook changed and reads its file part as text,
 written here for a schema-invalid one; ``filter_failure`` drops that one verdict (and only when no other part
 of the request was generated to break the schema). The repository's ``schemathesis.toml`` names this module,
 so a ``schemathesis run`` started there loads it; the pytest run imports it.
+
+``GET /v1/categories/{name}/centre`` takes the centre size as ``centre_size`` or by its deprecated name ``k``;
+both sent must be equal (two values for one thing are a 400), which no OpenAPI schema can state. ``before_call``
+makes two valid, different values equal, so generated requests explore each name; invalid values are left as
+generated, to be rejected.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from schemathesis.core.parameters import ParameterLocation
 from schemathesis.transport.serialization import Binary  # how schemathesis holds a generated file's bytes
 
 UPLOAD = ("POST", "/v1/corpora")
+CENTRE = ("GET", "/v1/categories/{name}/centre")
 REWRITTEN: set[int] = set()  # ids of the cases whose file this hook wrote
 TABLE = {"kite": ["a bird of prey that hovers over fields", "a toy on a string in the wind"]}
 
@@ -45,6 +52,7 @@ def corpus_bytes(fmt: str, key: str | None) -> bytes:
 
 @schemathesis.hook
 def before_call(ctx: Any, case: Any, **kwargs: Any) -> None:
+    _one_centre_size(case)
     operation, body = case.operation, case.body
     if (operation.method.upper(), operation.path) != UPLOAD or not isinstance(body, dict):
         return
@@ -73,6 +81,25 @@ def filter_failure(ctx: Any, failure: Any, case: Any, response: Any) -> bool:
         return True
     return any(info.mode.is_negative for location, info in case.meta.components.items()
                if location != ParameterLocation.BODY)
+
+
+def _size(value: Any) -> int | None:
+    """A query value that is a valid centre size (an integer >= 1, as generated or as text), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 1 else None
+    return int(value) if isinstance(value, str) and value.isdigit() and int(value) >= 1 else None
+
+
+def _one_centre_size(case: Any) -> None:
+    """The centre route: a valid ``k`` that differs from a valid ``centre_size`` takes its value."""
+    query = case.query
+    if (case.operation.method.upper(), case.operation.path) != CENTRE or not isinstance(query, dict):
+        return
+    centre_size, k = _size(query.get("centre_size")), _size(query.get("k"))
+    if centre_size is not None and k is not None and centre_size != k:
+        case.query = {**query, "k": query["centre_size"]}
 
 
 def as_binary(data: bytes) -> Binary:

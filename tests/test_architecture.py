@@ -3,7 +3,10 @@
 ``unibind.retrieval`` may import ``unibind.indexer`` and ``unibind.schema``; ``unibind.indexer`` may import
 ``unibind.schema``; ``unibind.schema`` imports neither. Inside ``indexer`` and ``retrieval`` the subpackages
 form layers too (each ``__init__`` docstring says what it may import). Every import counts, including
-imports inside functions and under ``TYPE_CHECKING``.
+imports inside functions and under ``TYPE_CHECKING``. The bottom layers keep their narrower promises:
+``unibind.schema`` imports nothing of unibind outside itself, ``indexer/readers`` and ``indexer/runtime`` nothing
+but ``unibind.schema.errors`` (and only the third-party packages their docstrings name), and only
+``schema/settings.py`` reads ``UNIBIND_*`` variables from the environment.
 """
 
 from __future__ import annotations
@@ -87,6 +90,113 @@ def test_every_subpackage_is_in_a_layer_and_says_what_it_may_import() -> None:
         for sub in subs:
             doc = ast.get_docstring(ast.parse((ROOT / top / sub / "__init__.py").read_text()))
             assert doc and "May import" in doc, f"{top}/{sub}/__init__.py must say what lives there and what it may import"
+
+
+def test_every_top_level_package_says_what_it_may_import() -> None:
+    for folder in FOLDERS:
+        doc = ast.get_docstring(ast.parse((ROOT / folder / "__init__.py").read_text()))
+        assert doc and any(line.startswith("May import") for line in doc.splitlines()), (
+            f"{folder}/__init__.py must say what lives there and have a 'May import' line")
+
+
+# The narrower promises of the bottom layers' docstrings: (what they may import from unibind, besides their own
+# subpackage; the third-party packages they may import, besides the standard library; None: not checked).
+NARROW: dict[str, tuple[tuple[str, ...], frozenset[str] | None]] = {
+    "unibind.schema": (("unibind.schema",), None),
+    "unibind.indexer.readers": (("unibind.schema.errors",), frozenset({"numpy", "torch"})),
+    "unibind.indexer.runtime": (("unibind.schema.errors",), frozenset({"numpy", "torch", "faiss"})),
+}
+
+
+def narrow_violations(package: str, allowed: tuple[str, ...], third_party: frozenset[str] | None,
+                      among: list[tuple[str, Path]]) -> list[str]:
+    import sys
+
+    bad = []
+    for name, path in among:
+        if name != package and not name.startswith(package + "."):
+            continue
+        for line, imported in imports_of(path):
+            top = imported.split(".")[0]
+            where = f"{path.name}:{line}: {imported}"
+            if top == "unibind":
+                ok = [imported == a or imported.startswith(a + ".") for a in (package, *allowed)]
+                if not any(ok):
+                    bad.append(f"{where}: {package} may import from unibind only {', '.join(allowed)}")
+            elif third_party is not None and top not in sys.stdlib_module_names and top not in third_party:
+                bad.append(f"{where}: {package} may import only the standard library and {sorted(third_party)}")
+    return bad
+
+
+@pytest.mark.parametrize("package", list(NARROW))
+def test_the_bottom_layers_import_only_what_their_docstrings_say(package: str) -> None:
+    """schema imports nothing of unibind outside schema; readers and runtime nothing but unibind.schema.errors
+    (and their own modules), and no third-party package their docstring does not name."""
+    allowed, third_party = NARROW[package]
+    own = [(name, path) for name, path in modules() if name == package or name.startswith(package + ".")]
+    assert own and any(imports_of(path) for _, path in own)  # the check has something to look at
+    bad = narrow_violations(package, allowed, third_party, own)
+    assert not bad, "\n".join(bad)
+
+
+def test_the_narrow_check_names_a_wider_import(tmp_path: Path) -> None:
+    module = tmp_path / "device.py"
+    module.write_text("import os\nimport numpy\nimport pandas\nfrom unibind.schema.errors import InvalidInput\n"
+                      "from unibind.indexer.runtime.vectors import normalize\n"
+                      "def f():\n    from unibind.schema.settings import env_value\n")
+    allowed, third_party = NARROW["unibind.indexer.runtime"]
+    bad = narrow_violations("unibind.indexer.runtime", allowed, third_party, [("unibind.indexer.runtime.device", module)])
+    assert [b.split(": ")[1] for b in bad] == ["pandas", "unibind.schema.settings"]
+
+
+def environment_reads(path: Path) -> list[tuple[int, str]]:
+    """Where a module reads the environment: ``os.getenv``, ``os.environ.get`` / ``[...]`` / ``in``, or the
+    settings' ``env_value``; a constant key that is not a ``UNIBIND_*`` variable is not counted (a library's own
+    switch, e.g. ``OPENBLAS_CORETYPE``)."""
+    def unibind_key(node: ast.AST | None) -> bool:
+        return not (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and not node.value.startswith("UNIBIND_"))
+
+    def is_environ(node: ast.AST) -> bool:
+        return isinstance(node, ast.Attribute) and node.attr == "environ"
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Name) and node.id == "env_value" or (
+                isinstance(node, ast.alias) and node.name == "env_value"):
+            found.append((getattr(node, "lineno", 0), "env_value"))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            f = node.func
+            key = node.args[0] if node.args else None
+            if (f.attr == "getenv" or (is_environ(f.value) and f.attr in ("get", "setdefault", "pop"))) and (
+                    unibind_key(key)):
+                found.append((node.lineno, ast.unparse(node)))
+            elif is_environ(f.value) and f.attr in ("items", "keys", "values", "copy"):
+                found.append((node.lineno, ast.unparse(node)))
+        elif isinstance(node, ast.Subscript) and is_environ(node.value) and isinstance(node.ctx, ast.Load) \
+                and unibind_key(node.slice):
+            found.append((node.lineno, ast.unparse(node)))
+        elif isinstance(node, ast.Compare) and any(is_environ(c) for c in node.comparators) and unibind_key(node.left):
+            found.append((node.lineno, ast.unparse(node)))
+    return found
+
+
+def test_only_the_settings_read_the_unibind_variables() -> None:
+    """``schema/settings.py`` reads every ``UNIBIND_*`` variable, once; the rest of the library (the device
+    included) is handed the values, so a flag and its variable mean the same everywhere."""
+    settings = ROOT / "schema" / "settings.py"
+    bad = [f"{path.relative_to(ROOT)}:{line}: {what}" for _, path in modules() if path != settings
+           for line, what in environment_reads(path)]
+    assert not bad, "only schema/settings.py reads the environment:\n" + "\n".join(bad)
+
+
+def test_the_environment_check_sees_each_way_of_reading_it(tmp_path: Path) -> None:
+    module = tmp_path / "reader.py"
+    module.write_text("import os\nfrom unibind.schema.settings import env_value\n"
+                      "a = env_value('device')\nb = os.environ.get('UNIBIND_DEVICE')\nc = os.getenv('UNIBIND_HOME')\n"
+                      "d = os.environ['UNIBIND_FP16']\ne = 'UNIBIND_PORT' in os.environ\nf = os.environ.get(name)\n"
+                      "os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')\ng = 'OPENBLAS_CORETYPE' in os.environ\n")
+    assert sorted({line for line, _ in environment_reads(module)}) == [2, 3, 4, 5, 6, 7, 8]
 
 
 def test_one_import_name() -> None:

@@ -14,11 +14,11 @@ from unibind.indexer.readers.corpus import read_corpus
 from unibind.indexer.encoders.base import Encoder
 from unibind.indexer.store.ingest import IngestConfig, ingest
 from unibind.indexer.runtime.vectors import from_bytes
-from unibind.retrieval.centres.builder import CentreBuilder, CentreSpec, centre_members, load_centres
+from unibind.retrieval.centres.builder import CentreBuilder, CentreNotBuilt, CentreSpec, centre_members, load_centres
 from unibind.retrieval.centres.strategies import find_template_skeletons, skeleton
 from unibind.retrieval.centres.prompts import CLIP_TEMPLATES
 from unibind.schema import Centre, CentreMember, Corpus, Database, Description, Space
-from unibind.schema.errors import Conflict, InvalidInput, NotFound
+from unibind.schema.errors import InvalidInput, NotFound
 from tests.corpus_samples import ANIMALS, VEHICLES, write_json
 
 # descriptions plus filled-in prompt templates, as real knowledge bases mix them
@@ -101,8 +101,9 @@ def test_invalidation_on_add_replace_delete(db: Database, home: Path, tmp_path: 
 def test_informative_drops_templates(db: Database, home: Path, tmp_path: Path, minilm: Encoder) -> None:
     _ingest(db, home, MIXED, "mixed", minilm, tmp_path)
     builder = _builder(db, minilm)
-    top = centre_members(db, builder.space, CentreSpec(strategy="top", k=3), "tench")
-    assert top[0] is None
+    with pytest.raises(CentreNotBuilt, match=r"no centre yet for 'tench' with top, K=3, .*: run `unibind centres build "
+                                              r"--strategy top --centre-size 3`"):
+        centre_members(db, builder.space, CentreSpec(strategy="top", k=3), "tench")
     builder.build(CentreSpec(strategy="top", k=3))
     builder.build(CentreSpec(strategy="informative", k=3))
     _, top_members = centre_members(db, builder.space, CentreSpec(strategy="top", k=3), "goldfish")
@@ -149,7 +150,7 @@ def test_spec_validation(db: Database, home: Path, tmp_path: Path, minilm: Encod
     with pytest.raises(NotFound, match="unknown category 'tenhc'; did you mean 'tench'") as excinfo:
         centre_members(db, builder.space, CentreSpec(), "tenhc")
     assert type(excinfo.value).http_status == 404 and type(excinfo.value).exit_code == 2
-    with pytest.raises(Conflict, match="run `unibind centres build`"):
+    with pytest.raises(CentreNotBuilt, match="run `unibind centres build --strategy informative --centre-size 50`"):
         load_centres(db, builder.space, CentreSpec())
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from unibind.retrieval.cli.main import main
 from unibind.schema import Corpus, Database, Description
+from unibind.schema.errors import Conflict, InvalidInput
 from tests.corpus_samples import ANIMALS, VEHICLES, write_json, write_jsonl
 
 
@@ -102,14 +103,16 @@ def test_bad_files_leave_nothing_written(run, db_url: str, tmp_path: Path, name:
         (["ingest", "--encoder", "minilm"], "give a corpus FILE or --builtin NAME"),
         (["corpus", "show", "nope"], "no corpus named 'nope'"),
         (["corpus", "delete"], "the following arguments are required: NAME (see `unibind corpus delete --help`)"),
-        (["search-descriptions", "hello"], "the knowledge base is empty"),
+        (["search-descriptions", "hello"], "the knowledge base is empty"),  # a Conflict with the store's state: 3
         (["index", "verify"], "the knowledge base is empty"),
+        (["search", "--text", "hello", "--target", "descriptions"], "the knowledge base is empty"),
         (["ingest", "--builtin", "cupl-imagenet", "--classes", "1", "--encoder", "minilm", "--factory", "Bogus"], "factory string 'Bogus'"),
     ],
 )
 def test_user_errors_are_one_clear_line(run, db_url: str, args: list[str], needle: str) -> None:  # type: ignore[no-untyped-def]
     code, out, err = run(*args)
-    assert code == 2 and needle in err and "Traceback" not in err
+    expected = Conflict.exit_code if "the knowledge base is empty" in needle else InvalidInput.exit_code
+    assert code == expected and needle in err and "Traceback" not in err
     assert _count(db_url) == (0, 0)
 
 

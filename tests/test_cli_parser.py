@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from unibind.retrieval.cli.main import DEPRECATED_COMMANDS, build_parser, main
-from unibind.retrieval.cli.parser import DEPRECATIONS, DeprecatedOption, example_lines
+from unibind.retrieval.cli.parser import DEPRECATIONS, DeprecatedOption, example_lines, listed_children
+from unibind.schema.errors import Conflict
 
 
 def leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
@@ -33,7 +34,19 @@ def example_argv(example: str) -> list[str]:
     return words[1:]
 
 
+def groups(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """(command path, parser) of the root and every command group (an old name of a group is the same parser)."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return
+    yield path, parser
+    for name, child in subs[0].choices.items():
+        if name not in DEPRECATED_COMMANDS:
+            yield from groups(child, (*path, name))
+
+
 LEAVES = list(leaves(build_parser()))
+GROUPS = list(groups(build_parser()))
 
 
 def test_the_tree_has_the_command_groups() -> None:
@@ -58,6 +71,44 @@ def test_every_leaf_ends_its_help_with_examples_that_parse(path: tuple[str, ...]
         assert args.func is own, example  # the example runs this very command
         if path[0] not in DEPRECATED_COMMANDS:  # an example of a current command uses current spellings
             assert not getattr(args, DEPRECATIONS, None), example
+
+
+def test_the_groups_are_the_root_and_the_commands_with_actions() -> None:
+    assert {p for p, _ in GROUPS} == {(), ("corpus",), ("index",), ("centres",), ("eval",), ("modality",), ("head",),
+                                      ("gallery",)}
+
+
+@pytest.mark.parametrize("path,parser", GROUPS, ids=[" ".join(p) or "unibind" for p, _ in GROUPS])
+def test_every_group_and_the_root_end_their_help_with_an_example_of_each_command(
+        path: tuple[str, ...], parser: argparse.ArgumentParser) -> None:
+    examples = example_lines(parser)
+    children = listed_children(parser)
+    assert len(children) >= 2 and examples == [example_lines(child)[0] for child in children], path
+    help_text = parser.format_help().rstrip()
+    assert "examples:" in help_text and help_text.splitlines()[-1].strip() == examples[-1]
+    funcs = []
+    for example, child in zip(examples, children):
+        args = build_parser().parse_args(example_argv(example))
+        assert list(example_argv(example)[:len(path)]) == list(path), example  # an example of this group
+        assert not getattr(args, DEPRECATIONS, None), example  # in current spellings
+        own = child.get_default("func") or leaf_funcs(child)
+        assert args.func is own or args.func in own, example  # it runs the command it stands for
+        funcs.append(args.func)
+    assert len(set(funcs)) == len(funcs)  # one example per command, none repeated
+
+
+def leaf_funcs(parser: argparse.ArgumentParser) -> list[object]:
+    return [leaf.get_default("func") for _, leaf in leaves(parser)]
+
+
+def test_group_help_is_printed_with_its_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["corpus", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: unibind corpus") and out.rstrip().endswith(
+        "examples:\n  unibind corpus list\n  unibind corpus show cupl-gpt3\n  unibind corpus delete cupl-gpt3")
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "\nexamples:\n  unibind ingest " in out and out.rstrip().endswith("  unibind config")
 
 
 def test_k_means_the_number_of_answers_everywhere() -> None:
@@ -113,7 +164,8 @@ def test_an_old_spelling_logs_its_notice(argv: list[str], notice: str, tmp_path:
                                          caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
     with caplog.at_level(logging.WARNING, logger="unibind"):
         code = main(["--home", str(tmp_path), *argv])
-    assert code == 2 and "the knowledge base is empty" in capsys.readouterr().err  # it ran, on an empty store
+    # it ran, on an empty store (a conflict with the store's state)
+    assert code == Conflict.exit_code and "the knowledge base is empty" in capsys.readouterr().err
     assert [r.getMessage() for r in caplog.records if r.name == "unibind"] == [
         f"{notice} (the old spelling still works for now)"]
 

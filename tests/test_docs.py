@@ -124,3 +124,111 @@ def test_the_architecture_page_describes_every_subpackage() -> None:
     missing = [f"{top}/{p.name}" for top in ("indexer", "retrieval") for p in sorted((ROOT / top).iterdir())
                if (p / "__init__.py").exists() and f"| `{p.name}` |" not in page]
     assert not missing, f"docs/architecture.md has no row for {missing}"
+
+
+# -- the command lines the README, the docs and the Makefile show ------------------------------------------------
+MAKE_VARIABLE = re.compile(r"^([A-Z_]+)\s*[?:]?=\s*(.*)$")
+COMMAND_LINE = re.compile(r"^\s*(?:[A-Z_]+=\S*\s+)*unibind\s")  # unibind ..., perhaps after VAR=value
+
+
+def fenced_lines(doc: Path) -> list[tuple[int, str]]:
+    """(line number, text) of the lines inside the page's fenced code blocks."""
+    lines, inside = [], False
+    for n, line in enumerate(doc.read_text().splitlines(), 1):
+        if line.lstrip().startswith("```"):
+            inside = not inside
+        elif inside:
+            lines.append((n, line))
+    return lines
+
+
+def makefile_lines() -> list[tuple[int, str]]:
+    """(line number, text) of the Makefile's recipe lines, continuations joined and its variables expanded."""
+    text = (ROOT / "Makefile").read_text()
+    variables = {m[1]: m[2].strip() for line in text.splitlines() if (m := MAKE_VARIABLE.match(line))}
+    variables["UNIBIND"] = "unibind"  # $(BIN)/unibind: the command itself
+    joined: list[tuple[int, str]] = []
+    pending: tuple[int, str] | None = None
+    for n, line in enumerate(text.splitlines(), 1):
+        start, so_far = pending if pending else (n, "")
+        so_far += " " + line.strip().removesuffix("\\")
+        pending = (start, so_far) if line.rstrip().endswith("\\") else None
+        if pending is None:
+            joined.append((start, re.sub(r"\$\((\w+)\)", lambda m: variables.get(m[1], m[0]), so_far).strip()))
+    return joined
+
+
+def command_lines() -> list[tuple[str, list[str]]]:
+    """(where, argv) of every ``unibind …`` command line a user may copy: fenced in README.md and docs/, and the
+    Makefile's recipes. Lines in ``[optional]`` notation are left out: they are a synopsis, not a command."""
+    import shlex
+
+    found = []
+    sources = [(doc.relative_to(ROOT).as_posix(), fenced_lines(doc)) for doc in DOCS]
+    sources.append(("Makefile", makefile_lines()))
+    for name, lines in sources:
+        for n, line in lines:
+            command = line.split(" | ")[0].split("  #")[0]
+            if not COMMAND_LINE.match(command) or re.search(r"\[[^\]]*\]", command):
+                continue
+            words = shlex.split(command)
+            while re.match(r"^[A-Z_]+=", words[0]):  # VAR=value before the command
+                words = words[1:]
+            found.append((f"{name}:{n}", [w for w in words[1:] if w != "&"]))
+    return found
+
+
+COMMAND_LINES = command_lines()
+
+
+def test_the_readme_and_the_makefile_show_command_lines() -> None:
+    where = {w.split(":")[0] for w, _ in COMMAND_LINES}
+    assert {"README.md", "Makefile"} <= where and len(COMMAND_LINES) >= 40
+
+
+@pytest.mark.parametrize("where,argv", COMMAND_LINES, ids=[w for w, _ in COMMAND_LINES])
+def test_every_command_line_shown_parses_in_current_spellings(where: str, argv: list[str]) -> None:
+    from unibind.retrieval.cli.main import DEPRECATED_COMMANDS, build_parser
+    from unibind.retrieval.cli.parser import DEPRECATIONS
+
+    args = build_parser().parse_args(argv)  # InvalidInput (a parse error) fails the test with argparse's message
+    assert callable(args.func), where
+    assert args.command not in DEPRECATED_COMMANDS, f"{where}: `unibind {args.command}` is deprecated"
+    assert not getattr(args, DEPRECATIONS, None), f"{where}: {getattr(args, DEPRECATIONS)}"
+
+
+# -- old spellings stay in their deprecation shims ------------------------------------------------------------------
+DEPRECATED_SPELLINGS = {
+    "unibind heads": re.compile(r"\bunibind heads\b"),
+    "heads ACTION": re.compile(r"(?<![\w-])heads[\"']?,?\s*[\"']?(train|list|show|activate)\b"),
+    "search-descriptions": re.compile(r"search-descriptions"),
+    "centres … -k": re.compile(r"\bcentres\b[^\n`#]*?[\s\"']-k\b"),
+}
+# the shims themselves (and the README sentence that names the old spellings): (file, text of the line)
+SHIM_LINES = {
+    ("retrieval/cli/main.py", '"search-descriptions": "unibind search --text TEXT --target descriptions",'),
+    ("retrieval/cli/search.py", ('"""``unibind search``: cross-modal search of a gallery or the descriptions; '
+                                 '``search-descriptions`` (deprecated)."""')),
+    ("retrieval/cli/search.py", 'sp = add_leaf(sub, "search-descriptions", None, cmd_search_descriptions,'),
+    ("retrieval/cli/search.py", "['unibind search-descriptions \"a freshwater fish with olive-green scales\" -k 10'],"),
+    ("README.md", "`centres -k` (now `--centre-size`), `unibind heads` (now `unibind head`) and"),
+    ("README.md", "`unibind search-descriptions TEXT` (now `unibind search --text TEXT --target descriptions`)."),
+}
+
+
+def test_old_spellings_appear_only_in_their_deprecation_shims() -> None:
+    """The library's messages, the CLI, the service, the benchmarks, README, docs and the Makefile use the current
+    spellings; `heads`, `search-descriptions` and `centres -k` live on only where they are kept working."""
+    files = [*python_files(), *DOCS, ROOT / "Makefile"]
+    bad, shims_seen = [], set()
+    for f in files:
+        rel = f.relative_to(ROOT).as_posix()
+        for n, line in enumerate(f.read_text().splitlines(), 1):
+            for name, pattern in DEPRECATED_SPELLINGS.items():
+                if pattern.search(line):
+                    if (rel, line.strip()) in SHIM_LINES:
+                        shims_seen.add((rel, line.strip()))
+                    else:
+                        bad.append(f"{rel}:{n}: {name}: {line.strip()}")
+    assert not bad, "old spellings outside the deprecation shims:\n" + "\n".join(bad)
+    assert shims_seen == SHIM_LINES  # the check sees the shims, so it would see the spellings anywhere else

@@ -631,7 +631,7 @@ def test_bad_inputs_write_nothing(db: Database, home: Path, tmp_path: Path, run:
         ((*add, str(feats), "--meta", str(short_meta), "--modality", "audio"), ["short.jsonl", "3 metadata lines", "4 rows"]),
         # a well-known modality with no head yet: nothing can reach the space, whatever the file holds
         ((*add, str(tmp_path / "nan.npy"), "--meta", str(meta), "--modality", "point"), ["'point'", "no active head"]),
-        ((*add, str(feats), "--meta", str(short_meta), "--modality", "point"), ["heads train --modality point"]),
+        ((*add, str(feats), "--meta", str(short_meta), "--modality", "point"), ["unibind head train --modality point"]),
         ((*add, str(feats), "--meta", str(meta), "--modality", "foo"), ["'foo'", "unibind modality add foo --dim"]),
         ((*add, str(tmp_path / "missing.npy"), "--meta", str(meta), "--modality", "audio"), ["missing.npy", "not found"]),
         ((*add, str(feats), "--meta", str(tmp_path / "missing.jsonl"), "--modality", "audio"), ["missing.jsonl", "not found"]),
@@ -662,7 +662,7 @@ def test_features_of_a_headless_modality_write_nothing(db: Database, home: Path,
     before = counts(db)
     feats, meta = write_gallery(tmp_path, raw[:4, :8], metas[:4], "point")
     code, _, err = run("gallery", "add", "--modality", "point", "--features", str(feats), "--meta", str(meta))
-    assert code == 2 and "no active head" in err and "heads train --modality point" in err
+    assert code == 2 and "no active head" in err and "unibind head train --modality point" in err
     assert counts(db) == before  # 'point' is not registered by a failed add
 
 

@@ -328,7 +328,7 @@ def test_image_head_versions_round_trip(db_url: str, home: Path, tmp_path: Path,
     Path(v2["path"]).write_bytes(bytes(data))
     line = cli.fails("recognize", "--image", query, code=3)
     rel = Path(v2["path"]).relative_to(home.resolve()).as_posix()  # named relative to the data folder
-    assert f"head version 2 ({rel}) changed since it was recorded" in line and "unibind heads activate" in line
+    assert f"head version 2 ({rel}) changed since it was recorded" in line and "(unibind head activate)" in line
     assert "changed since it was recorded" in cli.fails("heads", "activate", "--modality", "image", "--version", "2",
                                                         code=3)
     cli.ok("heads", "activate", "--modality", "image", "--version", "1")

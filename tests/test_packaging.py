@@ -14,6 +14,27 @@ ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = ("schema", "indexer", "retrieval", "migrations")
 
 
+def isolation_flags() -> list[str]:
+    """``--no-build-isolation`` when this interpreter already has what pyproject's ``[build-system]`` requires
+    (``setuptools>=77``), so pip builds with it instead of downloading a build environment; else no flag (pip
+    isolates the build and fetches setuptools)."""
+    try:
+        import tomllib
+        from importlib.metadata import PackageNotFoundError, version
+
+        from packaging.requirements import Requirement
+    except ImportError:  # Python 3.10 (no tomllib) or no packaging: let pip isolate
+        return []
+    for raw in tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]:
+        requirement = Requirement(raw)
+        try:
+            if not requirement.specifier.contains(version(requirement.name), prereleases=True):
+                return []
+        except PackageNotFoundError:
+            return []
+    return ["--no-build-isolation"]
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
@@ -22,12 +43,22 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
         ".git", ".venv", "build", "*.egg-info", "unibind-data", "__pycache__", ".pytest_cache", ".schemathesis"))
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out), str(src)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", *isolation_flags(), "--wheel-dir", str(out),
+         str(src)],
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (found,) = out.glob("unibind-*.whl")
     return found
+
+
+def test_the_build_uses_the_interpreter_s_setuptools_when_it_is_new_enough() -> None:
+    from importlib.metadata import version
+
+    packaging_version = pytest.importorskip("packaging.version")
+    pytest.importorskip("tomllib")
+    new_enough = packaging_version.Version(version("setuptools")) >= packaging_version.Version("77")
+    assert isolation_flags() == (["--no-build-isolation"] if new_enough else [])
 
 
 @pytest.mark.slow

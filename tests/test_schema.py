@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from unibind.schema import Category, Corpus, CorpusStatus, Database, Description, Space, resolve_database_url
 from unibind.schema.database import current_revision, head_revision
+from unibind.schema.errors import InvalidInput, Unavailable
 from unibind.schema.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,12 +74,12 @@ def test_settings_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 
 
 def test_bad_database_urls(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="not a valid SQLAlchemy URL"):
+    with pytest.raises(InvalidInput, match=r"the database URL \(--db or \$UNIBIND_DATABASE_URL\) is not a valid "):
         resolve_database_url("not a url")
-    with pytest.raises(ValueError, match="backend 'mysql' is not supported"):
-        resolve_database_url("mysql://root@localhost/test")
+    with pytest.raises(InvalidInput, match=r"'mysql://root:\*\*\*@localhost/test': backend 'mysql' is not supported"):
+        resolve_database_url("mysql://root:pa55word@localhost/test")
     assert resolve_database_url("postgresql://u@h/db").startswith("postgresql+psycopg://")
-    with pytest.raises(ValueError, match="cannot connect to the database"):
+    with pytest.raises(Unavailable, match="the database is out of reach: "):
         Database("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
 
 

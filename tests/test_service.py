@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,11 @@ from unibind.retrieval.cli.main import main
 from unibind.retrieval.search.cross_modal import CrossModalSearch, SearchFilter
 from unibind.retrieval.recognition.recognizer import Recognizer
 from unibind.retrieval.service.app import create_app
-from unibind.retrieval.service.config import ServiceConfig
+from unibind.retrieval.service.config import MIB, ServiceConfig
 from unibind.retrieval.service.state import ServiceState
 from unibind.schema import Database, Space
+from unibind.schema.errors import InvalidInput
+from unibind.schema.settings import SPECS, Settings
 from tests.corpus_samples import ANIMALS, VEHICLES, write_json
 from tests.test_gallery import D_IN, audio_space, gallery_rows, reference, write_gallery
 
@@ -55,7 +57,7 @@ def png(width: int, height: int) -> bytes:
 
 
 def make_state(url: str, home: Path, minilm: Any) -> ServiceState:
-    state = ServiceState(ServiceConfig(database_url=url, home=home, device="cpu"), device=Device())
+    state = ServiceState(ServiceConfig(Settings(database_url=url, home=home, device="cpu")), device=Device())
     state.preload_encoder(minilm)
     return state
 
@@ -158,18 +160,35 @@ def test_centre_route(world: World) -> None:
     r = world.client.get("/v1/categories/tench/centre")
     assert r.status_code == 200, r.text
     body = r.json()
-    assert (body["category"], body["strategy"], body["k"], body["candidates"]) == ("tench", "informative", 50, 4)
+    assert (body["category"], body["strategy"], body["centre_size"], body["k"], body["candidates"]) == (
+        "tench", "informative", 50, 50, 4)
     assert [m["rank"] for m in body["members"]] == [1, 2, 3, 4]
     assert {m["text"] for m in body["members"]} == set(ANIMALS["tench"])
     assert body["members"] == sorted(body["members"], key=lambda m: -m["score"])
+    # K is centre_size; k, its old name, still works (and must agree when both are sent)
+    for query in ("centre_size=50", "k=50", "centre_size=50&k=50"):
+        assert world.client.get(f"/v1/categories/tench/centre?{query}").json() == body, query
+
+
+def test_centre_size_is_documented_and_k_is_deprecated(world: World) -> None:
+    operation = world.client.get("/openapi.json").json()["paths"]["/v1/categories/{name}/centre"]["get"]
+    params = {p["name"]: p for p in operation["parameters"]}
+    assert "deprecated" not in params["centre_size"] and params["k"]["deprecated"] is True
+    assert {"400", "404", "409", "422", "500", "503"} <= set(operation["responses"])
 
 
 # -- errors and limits ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("path, status, message", [
     ("/v1/categories/tenchh/centre", 404, "unknown category 'tenchh'; did you mean 'tench'"),
-    ("/v1/categories/tench/centre?k=7&strategy=top", 404, "no centre yet for 'tench'"),
+    ("/v1/categories/tench/centre?centre_size=7&strategy=top", 409,
+     ("no centre yet for 'tench' with top, K=7, 'A photo of a {}.': run `unibind centres build --strategy top "
+      "--centre-size 7`")),
+    ("/v1/categories/tench/centre?k=7&strategy=top", 409, "no centre yet for 'tench' with top, K=7"),
     ("/v1/categories/tench/centre?strategy=nope", 400, "nope"),
+    ("/v1/categories/tench/centre?centre_size=0", 422, "greater than or equal to 1"),
     ("/v1/categories/tench/centre?k=0", 422, "greater than or equal to 1"),
+    ("/v1/categories/tench/centre?centre_size=50&k=7", 400,
+     "centre_size=50 and k=7 disagree: k is the deprecated name of centre_size; send centre_size only"),
 ])
 def test_centre_errors(world: World, path: str, status: int, message: str) -> None:
     r = world.client.get(path)
@@ -190,7 +209,8 @@ def test_centre_errors(world: World, path: str, status: int, message: str) -> No
     ({"features": [[0.0] * D_IN], "modality": "text"}, 400, "does not take feature vectors"),
     ({"texts": TEXTS, "labels": ["tenchh"]}, 404, "unknown label 'tenchh'"),
     ({"texts": TEXTS, "labels": []}, 422, "at least 1 item"),
-    ({"features": [[0.0] * D_IN, [0.0]], "modality": "audio"}, 400, ""),
+    ({"features": [[0.0] * D_IN, [0.0]], "modality": "audio"}, 400,
+     "features: the feature vectors must be rows of numbers, all of one length"),
     ({"texts": TEXTS, "k": 10**30}, 400, "k must be between"),
     ([], 422, "object"),
     (None, 422, ""),
@@ -209,10 +229,13 @@ def test_search_errors_and_bad_json(world: World) -> None:
     assert r.status_code == 422
     r = world.client.post("/v1/search", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422 and "json" in detail(r).lower()
+    r = world.client.post("/v1/search", content=b"\x80{", headers={"content-type": "application/json"})  # not UTF-8
+    assert r.status_code == 422 and r.json()["detail"][0]["type"] == "json_invalid", r.text
 
 
 def test_image_uploads_and_their_limits(world: World) -> None:
-    config = ServiceConfig(database_url=world.url, home=world.home, max_upload_bytes=4000, max_image_pixels=100)
+    config = ServiceConfig(Settings(database_url=world.url, home=world.home, max_upload_mb=4000 / MIB,
+                                    max_image_pixels=100))
     with TestClient(create_app(config, state=world.state)) as client:
         def post(path: str, data: bytes, **form: str) -> Any:
             return client.post(path, files={"image": ("q.png", data, "image/png")}, data=form)
@@ -231,7 +254,7 @@ def test_image_uploads_and_their_limits(world: World) -> None:
 
 
 def test_api_key(world: World) -> None:
-    config = ServiceConfig(database_url=world.url, home=world.home, api_key=KEY)
+    config = ServiceConfig(Settings(database_url=world.url, home=world.home, api_key=KEY))
     with TestClient(create_app(config, state=world.state)) as client:
         assert client.get("/healthz").status_code == 200
         for path in ("/v1/corpora", "/metrics", "/v1/categories/tench/centre"):
@@ -249,7 +272,7 @@ def test_api_key(world: World) -> None:
 def test_docs_load_with_a_key_and_declare_it(world: World) -> None:
     """With a key, /docs and the schema still load; the schema declares both ways of sending the key on every
     route but /healthz, so Swagger UI's "Authorize" sends it (the same call a browser's "Try it out" makes)."""
-    config = ServiceConfig(database_url=world.url, home=world.home, api_key=KEY)
+    config = ServiceConfig(Settings(database_url=world.url, home=world.home, api_key=KEY))
     with TestClient(create_app(config, state=world.state)) as client:
         docs = client.get("/docs")
         assert docs.status_code == 200 and "swagger-ui" in docs.text and "/openapi.json" in docs.text
@@ -267,12 +290,12 @@ def test_docs_load_with_a_key_and_declare_it(world: World) -> None:
                     assert "401" in operation["responses"], (method, path)
         r = client.get("/v1/categories", headers={"X-API-Key": KEY})  # what "Authorize" then sends
         assert r.status_code == 200 and [c["name"] for c in r.json()][:2] == ["bicycle", "fire truck"]
-    without = create_app(ServiceConfig(database_url=world.url, home=world.home)).openapi()
+    without = create_app(ServiceConfig(Settings(database_url=world.url, home=world.home))).openapi()
     assert "securitySchemes" not in without.get("components", {})  # no key: nothing to authorize
 
 
 def test_metrics_count_requests_and_index_sizes(world: World) -> None:
-    config = ServiceConfig(database_url=world.url, home=world.home)
+    config = ServiceConfig(Settings(database_url=world.url, home=world.home))
     with TestClient(create_app(config, state=world.state)) as client:  # a fresh registry
         for _ in range(3):
             client.post("/v1/recognize", json={"texts": TEXTS[:1]})
@@ -288,16 +311,29 @@ def test_metrics_count_requests_and_index_sizes(world: World) -> None:
     assert 'unibind_index_vectors{space="minilm",target="audio"} 60.0' in text
 
 
-def test_config_is_validated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ValueError, match="max_k must be an integer >= 1"):
-        ServiceConfig(database_url="sqlite://", home=tmp_path, max_k=0)
-    with pytest.raises(ValueError, match="port must be"):
-        ServiceConfig(database_url="sqlite://", home=tmp_path, port=70000)
-    with pytest.raises(ValueError, match="unknown service setting"):
+def test_config_is_a_view_of_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ServiceConfig has no default and no rule of its own: a broken value is the settings' InvalidInput, naming
+    the flag or the variable."""
+    for spec in SPECS:
+        monkeypatch.delenv(spec.env, raising=False)
+    assert [f.name for f in fields(ServiceConfig)] == ["settings"]
+    with pytest.raises(InvalidInput, match=r"^--max-k must be an integer >= 1, got 0$"):
+        ServiceConfig.from_settings(home=tmp_path, max_k=0)
+    monkeypatch.setenv("UNIBIND_PORT", "70000")
+    with pytest.raises(InvalidInput, match=r"^\$UNIBIND_PORT must be an integer in 0..65535, got 70000$"):
+        ServiceConfig.from_settings(home=tmp_path)
+    monkeypatch.delenv("UNIBIND_PORT")
+    with pytest.raises(TypeError, match="unknown setting"):
         ServiceConfig.from_settings(home=tmp_path, max_kk=3)
+    monkeypatch.setenv("UNIBIND_API_KEY", "  ")
+    with pytest.raises(InvalidInput, match=r"^\$UNIBIND_API_KEY must not be blank when set"):
+        ServiceConfig.from_settings(home=tmp_path)
     monkeypatch.setenv("UNIBIND_API_KEY", KEY)
     config = ServiceConfig.from_settings(home=tmp_path)
-    assert (config.api_key, config.host, config.port, config.max_batch) == (KEY, "127.0.0.1", 8000, 64)
+    assert (config.api_key, config.host, config.port, config.max_batch, config.max_k, config.max_labels,
+            config.max_upload_bytes, config.max_image_pixels, config.device, config.fp16, config.encoder) == (
+        KEY, "127.0.0.1", 8000, 64, 100, 1000, 10 * 2**20, 25_000_000, "auto", False, None)
+    assert config.home == tmp_path.resolve() and config.database_url == f"sqlite:///{tmp_path.resolve() / 'unibind.db'}"
 
 
 # -- the catalog routes on SQLite and PostgreSQL ----------------------------------------------------------
@@ -336,7 +372,7 @@ def test_corpora_list_and_delete(db_url: str, home: Path, tmp_path: Path, minilm
 
 
 def test_empty_knowledge_base_starts_and_answers_4xx(tmp_path: Path) -> None:
-    config = ServiceConfig(database_url=f"sqlite:///{tmp_path / 'empty.db'}", home=tmp_path, device="cpu")
+    config = ServiceConfig(Settings(database_url=f"sqlite:///{tmp_path / 'empty.db'}", home=tmp_path, device="cpu"))
     with TestClient(create_app(config)) as client:  # the state is built by the app's lifespan
         assert client.get("/healthz").json() == {"status": "ok"}
         assert client.get("/v1/corpora").json() == []
@@ -358,7 +394,7 @@ def test_image_upload_zero_shot_equals_the_library(tmp_path: Path) -> None:
     url, home = f"sqlite:///{tmp_path / 'clip.db'}", tmp_path / "home"
     cli(url, home, "ingest", str(write_json(tmp_path / "a.json", ANIMALS)), "--name", "kb", "--encoder", spec)
     data = png(24, 16)
-    config = ServiceConfig(database_url=url, home=home, device="cpu", max_image_pixels=24 * 16)
+    config = ServiceConfig(Settings(database_url=url, home=home, device="cpu", max_image_pixels=24 * 16))
     with TestClient(create_app(config)) as client:
         rec = client.post("/v1/recognize", files={"image": ("red.png", data, "image/png")}, data={"k": "2", "labels": "tench, goldfish"})
         found = client.post("/v1/search", files={"image": ("red.png", data, "image/png")},

@@ -17,6 +17,7 @@ from PIL import Image
 from unibind.indexer.runtime.device import Device
 from unibind.retrieval.service.app import create_app
 from unibind.retrieval.service.config import ServiceConfig
+from unibind.schema.settings import Settings
 from unibind.retrieval.service.state import ServiceState
 from tests.corpus_samples import ANIMALS
 from tests.image_site import COLOURS, ImageSite, build_image_site, draw
@@ -35,7 +36,7 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     site = build_image_site(tmp_path_factory.mktemp("catalog"))
-    state = ServiceState(ServiceConfig(database_url=site.url, home=site.home, device="cpu"), device=Device())
+    state = ServiceState(ServiceConfig(Settings(database_url=site.url, home=site.home, device="cpu")), device=Device())
     with TestClient(create_app(state.config, state=state)) as client:
         yield Served(site, state, client)
     state.close()
@@ -97,7 +98,7 @@ def test_thumbnail_of_a_moved_or_broken_file(served: Served, tmp_path: Path) -> 
         r = served.client.get("/v1/items/6/thumbnail")
         assert r.status_code == 400 and "not a readable image" in detail(r)
         draw(path, (0, 0, 0), "disc", size=(200, 200))
-        config = replace(served.state.config, max_image_pixels=10_000)
+        config = ServiceConfig(replace(served.state.config.settings, max_image_pixels=10_000))
         with TestClient(create_app(config, state=served.state)) as client:
             r = client.get("/v1/items/6/thumbnail")
         assert r.status_code == 413 and "200x200 = 40000 pixels" in detail(r)
@@ -107,7 +108,7 @@ def test_thumbnail_of_a_moved_or_broken_file(served: Served, tmp_path: Path) -> 
 
 
 def test_page_and_its_files_are_served_without_the_key(served: Served) -> None:
-    config = replace(served.state.config, api_key=KEY)
+    config = ServiceConfig(replace(served.state.config.settings, api_key=KEY))
     with TestClient(create_app(config, state=served.state)) as client:
         page = client.get("/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
@@ -124,8 +125,8 @@ def test_page_and_its_files_are_served_without_the_key(served: Served) -> None:
 
 @pytest.mark.parametrize("encoder", [None, "minilm"])
 def test_empty_knowledge_base_info(tmp_path: Path, encoder: str | None) -> None:
-    config = ServiceConfig(database_url=f"sqlite:///{tmp_path / 'empty.db'}", home=tmp_path, device="cpu",
-                           encoder=encoder)
+    config = ServiceConfig(Settings(database_url=f"sqlite:///{tmp_path / 'empty.db'}", home=tmp_path, device="cpu",
+                                    encoder=encoder))
     with TestClient(create_app(config)) as client:
         info = client.get("/v1/info").json()
         assert (info["space"], info["modalities"], info["image_queries"]) == (None, [], False)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,10 @@ from sqlalchemy import select
 from unibind.indexer.store.contents import description_index
 from unibind.indexer.runtime.device import Device
 from unibind.retrieval.service.app import create_app
+from unibind.retrieval.service.config import MIB, ServiceConfig
 from unibind.retrieval.service.state import ServiceState
 from unibind.schema import Corpus, CorpusStatus, Database, Job, Space
+from unibind.schema.errors import Conflict
 from tests.corpus_samples import ANIMALS, VEHICLES, write_json
 from tests.test_service import TEXTS, cli, detail, make_state
 from tests.test_service_jobs import jsonl, upload, wait
@@ -61,7 +64,7 @@ def test_a_service_without_encoder_refuses_to_start_on_several_spaces(db_url: st
     cli(db_url, home, "ingest", str(write_json(tmp_path / "a.json", ANIMALS)), "--name", "kb", "--encoder", "minilm")
     cli(db_url, home, "ingest", str(write_json(tmp_path / "v.json", VEHICLES)), "--name", "v",
         "--encoder", make_tiny_open_clip(tmp_path / "clip"))
-    with pytest.raises(ValueError, match="several spaces exist .* start the service with --encoder"):
+    with pytest.raises(Conflict, match="several spaces exist .* start the service with --encoder"):
         make_state(db_url, home, minilm)
 
 
@@ -78,15 +81,36 @@ def test_deleting_an_incomplete_corpus_is_a_404(served: tuple[str, Path, Service
     db.dispose()
 
 
+def test_deleting_a_corpus_still_being_ingested_is_a_409(served: tuple[str, Path, ServiceState, TestClient]) -> None:
+    """A live ingest (its process runs) shows in the list under its coming name; deleting it is a conflict with
+    the store's state, as in the CLI, naming the process; its hidden name is no corpus of the API."""
+    from unibind.indexer.store.lease import current_owner
+
+    url, _, _, client = served
+    db = Database(url)
+    with db.transaction() as s:
+        space = s.scalars(select(Space)).one()
+        s.add(Corpus(space_id=space.id, name="~ingesting-abc", target_name="half", status=CorpusStatus.INGESTING,
+                     owner=current_owner(), heartbeat_at=datetime.now(timezone.utc)))
+    assert ("half", "ingesting") in [(c["name"], c["status"]) for c in client.get("/v1/corpora").json()]
+    r = client.delete("/v1/corpora/half")
+    assert r.status_code == 409 and detail(r).startswith("corpus 'half' is not complete: it is being ingested by "), r.text
+    assert client.delete("/v1/corpora/~ingesting-abc").status_code == 404
+    assert "409" in client.get("/openapi.json").json()["paths"]["/v1/corpora/{name}"]["delete"]["responses"]
+    db.dispose()
+
+
 def test_body_limits_declared_and_chunked(db_url: str, home: Path, tmp_path: Path, minilm: Any) -> None:
     cli(db_url, home, "ingest", str(write_json(tmp_path / "a.json", ANIMALS)), "--name", "kb", "--encoder", "minilm")
     state = make_state(db_url, home, minilm)
-    state.config = type(state.config)(**{**state.config.__dict__, "max_upload_bytes": 1000})
+    state.config = ServiceConfig(replace(state.config.settings, max_upload_mb=1000 / MIB))
     limit = 1000 + 64 * 1024
     big = json.dumps({"texts": ["x" * 100] * 1000}).encode()  # 100 KB, over the limit
     with TestClient(create_app(state.config, state=state), raise_server_exceptions=False) as client:
         r = client.post("/v1/recognize", content=big, headers={"content-type": "application/json"})
-        assert r.status_code == 413 and f"larger than the limit of {limit} bytes" in r.json()["detail"]
+        assert r.status_code == 413 and r.json()["detail"] == (f"request body of {len(big)} bytes is larger than the "
+                                                               f"limit of {limit} bytes")
+        assert len(r.headers["X-Request-ID"]) == 16  # answered by the middleware, through the one mapping
         def chunks() -> Iterator[bytes]:  # no Content-Length (the ASGI-level test below checks the cut-off point)
             for i in range(0, len(big), 4096):
                 yield big[i : i + 4096]
@@ -120,6 +144,18 @@ def test_an_internal_error_is_a_500_with_a_request_id_only(served: tuple[str, Pa
     assert "secret" not in r.text and "Traceback" not in r.text
     ok = client.get("/v1/corpora")
     assert ok.status_code == 200 and len(ok.headers["X-Request-ID"]) == 16 and ok.headers["X-Request-ID"] != rid
+
+
+def test_a_plain_value_error_is_an_internal_error(served: tuple[str, Path, ServiceState, TestClient]) -> None:
+    """Only typed errors are the user's: an untyped ValueError is the code's fault, a 500 with the request id."""
+    _, _, _, client = served
+
+    def untyped() -> None:
+        raise ValueError("operands could not be broadcast together with shapes (3,) (4,)")
+
+    client.app.add_api_route("/v1/untyped", untyped)  # type: ignore[attr-defined]
+    r = client.get("/v1/untyped")
+    assert r.status_code == 500 and r.json() == {"detail": f"internal error (request id {r.headers['X-Request-ID']})"}
 
 
 def test_a_stale_index_is_a_409_naming_one_command(served: tuple[str, Path, ServiceState, TestClient]) -> None:
@@ -169,9 +205,10 @@ def test_a_chunked_body_is_cut_off_while_it_streams(tmp_path: Path, path: str, c
     limit (the rest is never pulled, let alone spooled) and answers 413."""
     import asyncio
 
-    from unibind.retrieval.service.config import ServiceConfig
+    from unibind.schema.settings import Settings
 
-    config = ServiceConfig(database_url=f"sqlite:///{tmp_path / 'x.db'}", home=tmp_path, max_upload_bytes=1000)
+    config = ServiceConfig(Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", home=tmp_path,
+                                    max_upload_mb=1000 / MIB))
     app = create_app(config)  # no lifespan: the limit answers before any route needs the loaded service
     limit = 1000 + 64 * 1024
     head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="c.jsonl"\r\n\r\n' if b"multipart" in content_type else b""

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from unibind.retrieval.service import jobs
 from unibind.retrieval.service.app import create_app
+from unibind.retrieval.service.config import MIB, ServiceConfig
 from unibind.schema import Corpus, Database
 from tests.corpus_samples import ANIMALS, VEHICLES, write_json
 from tests.test_service import TEXTS, cli, detail, make_state
@@ -148,8 +149,11 @@ def test_bad_uploads_are_4xx_and_write_nothing(served: TestClient, db_url: str) 
     assert r.status_code == 400 and "must be 1-200 printable characters" in detail(r)
     r = upload(client, jsonl(VEHICLES), "v.jsonl", replace="maybe")
     assert r.status_code == 422 and "'replace' must be true or false" in detail(r)
-    r = upload(client, jsonl(VEHICLES), "v.jsonl", encoder="no-such-encoder:x")  # not the served space's
-    assert r.status_code == 409 and "this service serves the space minilm" in detail(r), r.text
+    r = upload(client, jsonl(VEHICLES), "v.jsonl", encoder="no-such-encoder:x")  # not an encoder spec at all
+    assert r.status_code == 400 and detail(r).startswith("encoder spec 'no-such-encoder:x' is not one of: "), r.text
+    r = upload(client, jsonl(VEHICLES), "v.jsonl", encoder="st:/another/model")  # a spec, not the served space's
+    assert r.status_code == 409 and detail(r).startswith("this service serves the space minilm; a corpus for "
+                                                         "st:/another/model must be ingested"), r.text
     r = upload(client, b"", "empty.jsonl")
     assert r.status_code == 400 and "is empty" in detail(r)
     r = client.post("/v1/corpora", data={"name": "x"}, files={"other": ("x.jsonl", b"{}", "text/plain")})
@@ -166,7 +170,7 @@ def test_upload_limit(db_url: str, home: Path, tmp_path: Path, minilm: Any) -> N
 
     cli(db_url, home, "ingest", str(write_json(tmp_path / "a.json", ANIMALS)), "--name", "kb", "--encoder", "minilm")
     state = make_state(db_url, home, minilm)
-    state.config = replace(state.config, max_upload_bytes=100)
+    state.config = ServiceConfig(replace(state.config.settings, max_upload_mb=100 / MIB))
     try:
         with TestClient(create_app(state.config, state=state)) as client:
             r = upload(client, jsonl(VEHICLES), "v.jsonl")

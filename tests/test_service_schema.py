@@ -24,6 +24,7 @@ from unibind.indexer.runtime.device import Device  # noqa: E402
 from unibind.retrieval.service.app import create_app  # noqa: E402
 from unibind.retrieval.service.config import ServiceConfig  # noqa: E402
 from unibind.retrieval.service.state import ServiceState  # noqa: E402
+from unibind.schema.settings import Settings  # noqa: E402
 from tests.corpus_samples import ANIMALS, write_json  # noqa: E402
 from tests import schemathesis_hooks  # noqa: E402,F401 - a corpus upload carries a real corpus
 from tests.test_service import KEY, cli  # noqa: E402
@@ -34,7 +35,8 @@ ALL_CHECKS = [check for check in CHECKS.get_all() if not is_check_class(check)] 
 
 ROOT = Path(tempfile.mkdtemp(prefix="unibind-schema-"))
 URL, HOME = f"sqlite:///{ROOT / 'unibind.db'}", ROOT / "home"
-STATE = ServiceState(ServiceConfig(database_url=URL, home=HOME, device="cpu", api_key=KEY, max_k=20), device=Device())
+STATE = ServiceState(ServiceConfig(Settings(database_url=URL, home=HOME, device="cpu", api_key=KEY, max_k=20)),
+                     device=Device())
 # the repository's schemathesis.toml (what `schemathesis run` reads too), and the key as a client sends it:
 # schemathesis fills the schema's APIKey scheme, and leaves it out to check that every protected operation
 # refuses a request without it

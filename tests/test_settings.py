@@ -125,14 +125,60 @@ def test_serve_takes_the_same_settings(tmp_path: Path, monkeypatch: pytest.Monke
     """``unibind serve`` builds its ServiceConfig from the settings: flags, else UNIBIND_*, else the defaults."""
     for name, value in {"UNIBIND_API_KEY": "k", "UNIBIND_ENCODER": "minilm", "UNIBIND_PORT": "9100",
                         "UNIBIND_MAX_K": "7", "UNIBIND_MAX_UPLOAD_MB": "2", "UNIBIND_DEVICE": "cpu",
-                        "UNIBIND_HOME": str(tmp_path)}.items():
+                        "UNIBIND_FP16": "yes", "UNIBIND_HOME": str(tmp_path)}.items():
         monkeypatch.setenv(name, value)
     args = build_parser().parse_args(["serve", "--port", "9200", "--max-labels", "5"])
     config = ServiceConfig.from_settings(settings=settings_from_args(args))
     assert (config.api_key, config.encoder, config.port, config.max_k, config.max_labels, config.max_upload_bytes,
-            config.device, config.host, config.home) == ("k", "minilm", 9200, 7, 5, 2 * 2**20, "cpu", "127.0.0.1",
-                                                         tmp_path.resolve())
+            config.device, config.fp16, config.host, config.home) == (
+        "k", "minilm", 9200, 7, 5, 2 * 2**20, "cpu", True, "127.0.0.1", tmp_path.resolve())
     assert config.database_url == f"sqlite:///{tmp_path.resolve() / 'unibind.db'}"
+    assert config.settings.source("fp16") == "environment" and config.settings.source("port") == "flag"
+    # every setting of the service is one of the settings', read from them (nothing of its own)
+    for spec in SPECS:
+        shown = "max_upload_bytes" if spec.name == "max_upload_mb" else spec.name
+        expected = getattr(config.settings, spec.name)
+        assert getattr(config, shown) == (int(expected * 2**20) if shown == "max_upload_bytes" else expected), shown
+
+
+@pytest.mark.parametrize("argv, env, fp16", [
+    (["serve"], {}, False),
+    (["serve"], {"UNIBIND_FP16": "1"}, True),
+    (["--fp16", "serve"], {"UNIBIND_FP16": "0"}, True),  # the flag beats the variable
+    (["serve"], {"UNIBIND_FP16": "off"}, False),
+])
+def test_serve_honours_fp16(argv: list[str], env: dict[str, str], fp16: bool, tmp_path: Path,
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """--fp16 / $UNIBIND_FP16 reach the service's configuration (its device takes it: the test below, on a GPU)."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    args = build_parser().parse_args(["--home", str(tmp_path), *argv])
+    assert ServiceConfig.from_settings(settings=settings_from_args(args)).fp16 is fp16
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fp16", [True, False])
+def test_the_service_device_takes_fp16(fp16: bool, tmp_path: Path) -> None:
+    """ServiceState selects its device with the settings' fp16: FAISS GPU indexes store float16 vectors."""
+    from unibind.indexer.runtime.device import select_device
+    from unibind.retrieval.service.state import ServiceState
+
+    if select_device("auto").faiss_gpu is None:
+        pytest.skip("no GPU that both torch and FAISS see")
+    config = ServiceConfig(Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'u.db'}", device="cuda",
+                                    fp16=fp16))
+    state = ServiceState(config)
+    try:
+        assert (state.device.torch, state.device.faiss_gpu, state.device.faiss_fp16) == ("cuda:0", 0, fp16)
+    finally:
+        state.close()
+
+
+def test_a_bad_fp16_variable_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UNIBIND_FP16", "maybe")
+    with pytest.raises(InvalidInput, match=r"^\$UNIBIND_FP16 must be one of 1, true, yes, on, 0, false, no, off; "
+                                           r"got 'maybe'$"):
+        ServiceConfig.from_settings(home=tmp_path)
 
 
 COMMANDS_THAT_READ_A_SPACE = [

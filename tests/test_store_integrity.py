@@ -34,6 +34,7 @@ from unibind.retrieval.service.app import create_app
 from unibind.retrieval.service.config import ServiceConfig
 from unibind.retrieval.service.state import ServiceState
 from unibind.schema import Centre, Corpus, CorpusStatus, Database, Description, Head, IndexFile, Item, Modality, Space
+from unibind.schema.settings import Settings
 from unibind.schema.store_state import catalog_version
 from bench.kill import dead_rows
 from tests.corpus_samples import ANIMALS, VEHICLES, write_json
@@ -199,7 +200,7 @@ def test_service_answers_from_new_rows_after_another_process_deletes_and_ingests
                "--encoder", "minilm") == 0
     assert cli(db_url, home, "ingest", str(write_json(tmp_path / "v.json", VEHICLES)), "--name", "b",
                "--encoder", "minilm") == 0
-    state = ServiceState(ServiceConfig(database_url=db_url, home=home, device="cpu"), device=Device())
+    state = ServiceState(ServiceConfig(Settings(database_url=db_url, home=home, device="cpu")), device=Device())
     state.preload_encoder(minilm)
     query = "a red truck with ladders"
     with TestClient(create_app(state.config, state=state)) as client:

@@ -23,6 +23,7 @@ from unibind.indexer.runtime.device import Device
 from unibind.retrieval.service.app import create_app
 from unibind.retrieval.service.config import ServiceConfig
 from unibind.retrieval.service.state import ServiceState
+from unibind.schema.settings import Settings
 from tests.image_site import ImageSite, build_image_site, live_server
 from tests.test_service import KEY
 
@@ -68,10 +69,10 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[Site]:
     site = build_image_site(tmp_path_factory.mktemp("web"))
-    config = ServiceConfig(database_url=site.url, home=site.home, device="cpu")
+    config = ServiceConfig(Settings(database_url=site.url, home=site.home, device="cpu"))
     state = ServiceState(config, device=Device())
     with live_server(create_app(config, state=state)) as base, \
-            live_server(create_app(replace(config, api_key=KEY), state=state)) as keyed:
+            live_server(create_app(ServiceConfig(replace(config.settings, api_key=KEY)), state=state)) as keyed:
         yield Site(site, base, keyed)
     state.close()
 

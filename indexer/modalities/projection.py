@@ -171,7 +171,7 @@ def load_projection(
         if linear is None and spec != space.encoder:
             raise NotFound(
                 f"modality 'image' uses {spec}, which does not share the space {space.encoder}, and has no active "
-                "head: train one with `unibind heads train --modality image --pairs PAIRS.jsonl`"
+                "head: train one with `unibind head train --modality image --pairs PAIRS.jsonl`"
             )
         # the space's own tower: the text encoder object already loaded (one model in memory, not two)
         encoder = text_encoder if text_encoder is not None and text_encoder.spec == spec else build_encoder(spec, device)
@@ -181,7 +181,7 @@ def load_projection(
                           head_row.id if head_row else None, head_row.version if head_row else None)
     if modality is None or linear is None:
         raise NotFound(f"modality {name!r} has no active head: train one with "
-                       f"`unibind heads train --modality {name} --pairs PAIRS.jsonl --features FILE`")
+                       f"`unibind head train --modality {name} --pairs PAIRS.jsonl --features FILE`")
     return Projection(space.id, name, ModalityKind.FEATURES, modality.input_dim, space.dim, modality.id, None, linear,
                       head_row.id, head_row.version)
 
@@ -219,9 +219,13 @@ def query_vectors(
         if modality in (TEXT, IMAGE):
             raise InvalidInput(f"modality {modality!r} does not take feature vectors: give its queries as "
                                f"{'texts' if modality == TEXT else 'images'}")
-        chosen = projection(modality)
+        chosen = projection(modality)  # an unknown modality first: NotFound
+        try:
+            matrix = np.asarray(features, dtype=np.float32)
+        except (TypeError, ValueError):  # ragged rows, or values that are not numbers
+            raise InvalidInput(f"{source}: the feature vectors must be rows of numbers, all of one length") from None
         with lock if lock is not None else nullcontext():
-            return modality, chosen.features(np.asarray(features, dtype=np.float32), source)
+            return modality, chosen.features(matrix, source)
     kind = TEXT if texts is not None else IMAGE
     if modality is not None and modality != kind:
         raise InvalidInput(f"modality {modality!r} does not go with {given[0]}")

@@ -58,7 +58,7 @@ def find_modality(session: Session, space: Space, name: str) -> Modality:
         hint = (
             "add images first: unibind gallery add --modality image --files ..."
             if name == IMAGE
-            else f"train a head for it first: unibind heads train --modality {name} --pairs PAIRS.jsonl --features FILE"
+            else f"train a head for it first: unibind head train --modality {name} --pairs PAIRS.jsonl --features FILE"
             if name in WELL_KNOWN_FEATURES
             else f"register it: unibind modality add {name} --dim D"
         )

@@ -58,7 +58,7 @@ def find_head(session: Session, modality: Modality, version: int | None = None) 
         head = active_head(session, modality)
         if head is None:
             raise NotFound(f"modality {modality.name!r} has no active head: train one with "
-                           f"`unibind heads train --modality {modality.name}` or activate a version")
+                           f"`unibind head train --modality {modality.name}` or activate a version")
         return head
     head = session.scalars(select(Head).where(Head.modality_id == modality.id, Head.version == version)).first()
     if head is None:
@@ -158,7 +158,7 @@ def load_head(head: Head, data: DataHome) -> LinearHead:
     except (OSError, ValueError) as e:
         what = "is missing" if isinstance(e, FileNotFoundError) else "changed since it was recorded, or is unreadable"
         raise Conflict(f"the file of head version {head.version} ({head.path}) {what}: activate another version "
-                       "(unibind heads activate), or train the head again") from e
+                       "(unibind head activate), or train the head again") from e
     if (linear.d_in, linear.d_out) != (head.d_in, head.d_out):
         raise Conflict(f"{head.path}: holds Linear({linear.d_in}, {linear.d_out}), the record says "
                        f"Linear({head.d_in}, {head.d_out})")

@@ -3,5 +3,5 @@ one module each; ``text`` (the normal form and hash of a description) and ``json
 are what they share.
 
 Validated records out, clear errors naming the file and line in; nothing here touches the store.
-May import: ``unibind.schema`` (errors only) and the standard library (numpy for feature files).
+May import: ``unibind.schema`` (errors only) and the standard library (numpy for feature files, torch for .pt files).
 """

@@ -1,4 +1,8 @@
-"""The one place that picks the compute device for torch and FAISS. Everything else receives a Device."""
+"""The one place that picks the compute device for torch and FAISS. Everything else receives a Device.
+
+The preference comes from the caller (the CLI and the service pass ``Settings.device``: ``--device``, else
+``$UNIBIND_DEVICE``, else ``auto``); nothing here reads the environment.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,10 @@ import logging
 from dataclasses import dataclass
 
 from unibind.schema.errors import InvalidInput, Unavailable
-from unibind.schema.settings import DEVICE_ENV, env_value
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEVICE_ENV", "Device", "select_device"]
+__all__ = ["Device", "select_device"]
 
 
 @dataclass(frozen=True)
@@ -40,12 +43,13 @@ def _faiss_gpus() -> int:
         return 0
 
 
-def select_device(preference: str | None = None, *, faiss_fp16: bool = False) -> Device:
-    """Resolve ``auto`` / ``cpu`` / ``cuda`` / ``cuda:N`` (default: ``$UNIBIND_DEVICE`` or ``auto``).
+def select_device(preference: str = "auto", *, faiss_fp16: bool = False) -> Device:
+    """Resolve ``auto`` / ``cpu`` / ``cuda`` / ``cuda:N``.
 
-    ``auto`` uses the first GPU that torch sees, and FAISS's GPU indexes when faiss sees one.
+    ``auto`` uses the first GPU that torch sees, and FAISS's GPU indexes when faiss sees one. ``preference`` is
+    the caller's (``Settings.device`` for the CLI and the service); the environment is not consulted here.
     """
-    pref = (preference or env_value("device") or "auto").strip().lower()  # $UNIBIND_DEVICE, read by the settings
+    pref = preference.strip().lower()
     if pref == "cpu":
         return Device()
     if pref not in ("auto", "cuda") and not (pref.startswith("cuda:") and pref[5:].isdigit()):

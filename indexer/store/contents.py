@@ -17,7 +17,7 @@ from unibind.indexer.runtime.device import Device
 from unibind.indexer.encoders.spec import parse_encoder_spec
 from unibind.indexer.store.lease import is_alive
 from unibind.schema import Category, Corpus, CorpusStatus, Database, Description, Space
-from unibind.schema.errors import InvalidInput, NotFound
+from unibind.schema.errors import Conflict, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,9 @@ def find_space(session: Session, encoder: str | None) -> Space:
         return space
     spaces = list(session.scalars(select(Space).order_by(Space.id)))
     if not spaces:
-        raise InvalidInput("the knowledge base is empty: ingest a corpus first (unibind ingest FILE --name N --encoder SPEC)")
+        raise Conflict("the knowledge base is empty: ingest a corpus first (unibind ingest FILE --name N --encoder SPEC)")
     if len(spaces) > 1:
-        raise InvalidInput(f"several spaces exist ({', '.join(s.encoder for s in spaces)}): name one with --encoder")
+        raise Conflict(f"several spaces exist ({', '.join(s.encoder for s in spaces)}): name one with --encoder")
     return spaces[0]
 
 

@@ -14,7 +14,7 @@ from unibind.indexer.store.centre_keys import invalidate_centres, prune_centres
 from unibind.indexer.store.contents import description_index
 from unibind.indexer.store.lease import describe_owner, is_alive
 from unibind.schema import Corpus, CorpusStatus, Database, Description, IndexFile, Modality, Space
-from unibind.schema.errors import NotFound
+from unibind.schema.errors import Conflict, NotFound
 from unibind.schema.store_state import bump_version, lock_catalog
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def delete_corpus(db: Database, corpus_id: int, home: Path, device: Device) -> i
         if corpus is None:
             raise NotFound(f"no corpus with id {corpus_id}")
         if corpus.status is not CorpusStatus.COMPLETE:
-            raise NotFound(f"corpus {corpus.target_name or corpus.name!r} is not complete: it is being ingested by "
+            raise Conflict(f"corpus {corpus.target_name or corpus.name!r} is not complete: it is being ingested by "
                            f"{describe_owner(corpus.owner)}; stop that process (its rows go with the next write)")
         space, name = corpus.space, corpus.name
     index = description_index(db, space, home, device)

@@ -61,6 +61,23 @@ class CorporaChanged(Conflict):
     """Another process published or removed a corpus while centres were built from the previous set."""
 
 
+class CentreNotBuilt(Conflict):
+    """A spec's centres (or one category's) are not built yet for the current corpora: ``unibind centres build``
+    makes them (``recognize`` builds missing ones itself). The CLI and the service both answer with this type."""
+
+
+def build_command(spec: CentreSpec) -> str:
+    """The ``unibind centres build`` command that builds ``spec``'s centres."""
+    import shlex
+
+    words = ["unibind", "centres", "build", "--strategy", spec.strategy, "--centre-size", str(spec.k)]
+    if spec.template != BASE_PROMPT:
+        words += ["--template", spec.template]
+    if spec.corpora is not None:
+        words += ["--corpus", ",".join(spec.corpora)]
+    return shlex.join(words)
+
+
 @dataclass(frozen=True)
 class BuildReport:
     categories: int
@@ -79,7 +96,7 @@ def selected_corpora(session: Session, space: Space, names: Sequence[str] | None
     )
     if names is None:
         if not rows:
-            raise NotFound(f"space {space.encoder!r} has no complete corpus: ingest one first")
+            raise Conflict(f"the knowledge base of space {space.encoder!r} has no complete corpus: ingest one first")
         return rows
     by_name = {n: i for i, n in rows.items()}
     missing = [n for n in names if n not in by_name]
@@ -265,7 +282,8 @@ def load_centres(
         centre_cat = {cid: cat for cid, cat, key in session.execute(stmt) if (cat, key) in wanted}
         missing = len(keys) - len(centre_cat)
         if missing:
-            raise Conflict(f"{missing} of {len(keys)} categories have no current centre: run `unibind centres build`")
+            raise CentreNotBuilt(f"{missing} of {len(keys)} categories have no current centre: "
+                                 f"run `{build_command(spec)}`")
         names = sorted(keys[c][0] for c in centre_cat.values())
         position = {name: i for i, name in enumerate(names)}
         rows = session.execute(
@@ -276,8 +294,10 @@ def load_centres(
     return names, vectors, owner
 
 
-def centre_members(db: Database, space: Space, spec: CentreSpec, category: str) -> tuple[Centre | None, list[dict[str, object]]]:
-    """The current centre of ``category`` and its members (rank, score, text, description id)."""
+def centre_members(db: Database, space: Space, spec: CentreSpec,
+                   category: str) -> tuple[Centre, list[dict[str, object]]]:
+    """The current centre of ``category`` and its members (rank, score, text, description id). NotFound for an
+    unknown category, CentreNotBuilt when its centre is not built yet."""
     keys = centre_scope(db, space, spec).keys
     with db.session() as session:
         by_name = {name: (cat, key) for cat, (name, key) in keys.items()}
@@ -295,7 +315,8 @@ def centre_members(db: Database, space: Space, spec: CentreSpec, category: str) 
             )
         ).first()
         if centre is None:
-            return None, []
+            raise CentreNotBuilt(f"no centre yet for {category!r} with {spec.strategy}, K={spec.k}, {spec.template!r}: "
+                                 f"run `{build_command(spec)}`")
         members = [
             {"rank": m.rank, "score": m.score, "text": m.text, "description_id": m.description_id} for m in centre.members
         ]

@@ -65,13 +65,7 @@ def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
     from unibind.retrieval.centres.builder import centre_members
 
     spec = centre_spec(args)
-    centre, members = centre_members(ctx.db, ctx.space(), spec, args.category)
-    if centre is None:
-        if args.json:
-            emit_json(None)
-        else:
-            print(f"no centre yet for {args.category!r} with {spec.strategy}, K={spec.k}: run `unibind centres build`")
-        return 1
+    centre, members = centre_members(ctx.db, ctx.space(), spec, args.category)  # not built: CentreNotBuilt (exit 3)
     if args.json:
         emit_json({"category": args.category, "strategy": spec.strategy, "k": spec.k, "template": spec.template,
                    "candidates": centre.n_candidates, "members": [m for m in members]})

@@ -9,7 +9,7 @@ from typing import Any
 from unibind.retrieval.cli.context import Context
 from unibind.retrieval.cli.output import emit_json
 from unibind.retrieval.cli.parser import add_group, add_leaf, common
-from unibind.schema.errors import InvalidInput
+from unibind.schema.errors import Conflict
 
 
 def _spaces(ctx: Context) -> list[Any]:
@@ -21,7 +21,7 @@ def _spaces(ctx: Context) -> list[Any]:
     with ctx.db.session() as session:
         spaces = [find_space(session, ctx.encoder)] if ctx.encoder else list(session.scalars(select(Space).order_by(Space.id)))
     if not spaces:
-        raise InvalidInput("the knowledge base is empty: nothing to verify or rebuild")
+        raise Conflict("the knowledge base is empty: nothing to verify or rebuild")  # as find_space: the store's state
     return spaces
 
 

@@ -38,7 +38,8 @@ def build_parser() -> CliParser:
     p = CliParser(prog="unibind", description="Index LLM-written category descriptions and recognise anything by "
                                               "retrieval.\nEvery setting is a flag, else a UNIBIND_* variable, else "
                                               "its default: `unibind config` shows which.",
-                  epilog="run `unibind COMMAND --help` for a command's options and examples")
+                  epilog="run `unibind COMMAND --help` for a command's options and all its examples",
+                  lists_examples=True)
     p.add_argument("--db", help="database URL (default: $UNIBIND_DATABASE_URL or sqlite:///$UNIBIND_HOME/unibind.db)")
     p.add_argument("--home", help="data folder for the SQLite store and FAISS files (default: $UNIBIND_HOME or "
                                   "./unibind-data)")
@@ -70,10 +71,12 @@ def _fail(verbose: int, message: str, code: int) -> int:
 def exit_code(error: BaseException) -> int:
     """The exit status of a user-facing error: the error type's own ``exit_code`` (``unibind.schema.errors``: 2 for
     a mistake in the command or its input, 3 for a conflict with the store's state, 75 when busy, 69 when something
-    is out of reach); 2 for any other mistake (an untyped ValueError, a missing file)."""
+    is out of reach); 2 for a missing file; 1 for an untyped ValueError (an internal error, not the user's)."""
     from unibind.schema.errors import UnibindError
 
-    return type(error).exit_code if isinstance(error, UnibindError) else 2
+    if isinstance(error, UnibindError):
+        return type(error).exit_code
+    return 2 if isinstance(error, FileNotFoundError) else 1
 
 
 def _warn_deprecated(args: argparse.Namespace) -> None:
@@ -101,17 +104,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from unibind.retrieval.cli.context import Context
-    from unibind.schema.database import BUSY_TIMEOUT_S
 
     try:
         return int(args.func(Context(args), args))
     except (ValueError, FileNotFoundError) as e:  # typed errors (UnibindError is a ValueError) and plain mistakes
         return _fail(args.verbose, str(e), exit_code(e))
-    except SQLAlchemyError as e:  # the server went away, ...
+    except SQLAlchemyError as e:  # out of reach or locked is Busy/Unavailable (schema.database); this is the rest
         detail = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
-        if "database is locked" in detail:  # SQLite: another writer held its write lock past the busy timeout
-            return _fail(args.verbose, "the store is busy: another process held SQLite's write lock for longer than "
-                                       f"{BUSY_TIMEOUT_S} s; run the command again", 75)
         return _fail(args.verbose, f"database error: {detail}", 1)
     except OSError as e:  # permissions, a full disk, ...
         return _fail(args.verbose, f"{e.strerror or e}{f': {e.filename}' if e.filename else ''}", 1)

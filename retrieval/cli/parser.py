@@ -22,10 +22,26 @@ DEPRECATIONS = "deprecations"  # the namespace attribute that collects the old s
 class CliParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors are ``InvalidInput`` naming the command's ``--help``."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, lists_examples: bool = False, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        self.lists_examples = lists_examples
         super().__init__(*args, **kwargs)
         self.exclusive_hints: list[tuple[argparse._MutuallyExclusiveGroup, str]] = []
+
+    @property
+    def epilog(self) -> str | None:  # type: ignore[override]
+        """The text that ends ``--help``. A parser that ``lists_examples`` (the root, a command group) ends it
+        with the first example of each of its listed sub-commands, gathered when the help is shown (its
+        sub-commands are added after it)."""
+        if not self.lists_examples:
+            return self._epilog
+        examples = [lines[0] for child in listed_children(self) if (lines := example_lines(child))]
+        block = examples_epilog(examples) if examples else None
+        return "\n\n".join(part for part in (self._epilog, block) if part) or None
+
+    @epilog.setter
+    def epilog(self, value: str | None) -> None:
+        self._epilog = value
 
     def error(self, message: str) -> NoReturn:
         if "not allowed with argument" in message or "one of the arguments" in message:
@@ -59,10 +75,20 @@ def example_lines(parser: argparse.ArgumentParser) -> list[str]:
     return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
 
 
+def listed_children(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The sub-commands a parser's ``--help`` lists, in order (old spellings, unlisted, left out)."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return []
+    return [subs[0].choices[choice.dest] for choice in subs[0]._choices_actions]
+
+
 def add_group(sub: argparse._SubParsersAction, name: str, help: str, *,  # type: ignore[type-arg]
               description: str | None = None) -> argparse._SubParsersAction:  # type: ignore[type-arg]
-    """A command with sub-commands (``unibind corpus list|show|delete``); returns where to add them."""
-    group = sub.add_parser(name, help=help, description=description or help)
+    """A command with sub-commands (``unibind corpus list|show|delete``); returns where to add them. Its ``--help``
+    ends with the first example of each sub-command."""
+    group = sub.add_parser(name, help=help, description=description or help, lists_examples=True)
+    group.epilog = f"run `{group.prog} ACTION --help` for an action's options and all its examples"
     return group.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=CliParser)
 
 
@@ -89,6 +115,11 @@ def common(sp: argparse.ArgumentParser, encoder_help: str = "the space's encoder
     """``--encoder`` and ``--json``, taken by every command that reads the store."""
     sp.add_argument("--encoder", help=encoder_help)
     sp.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def add_top_option(sp: argparse.ArgumentParser, default: int, what: str) -> None:
+    """``-k/--top N``: the number of answers, the one meaning of ``-k`` in every command."""
+    sp.add_argument("-k", "--top", type=int, default=default, metavar="N", help=f"{what} (default {default})")
 
 
 def exclusive(sp: CliParser, hint: str, *, required: bool = True) -> argparse._MutuallyExclusiveGroup:

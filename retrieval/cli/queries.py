@@ -24,10 +24,13 @@ def add_query_options(sp: CliParser, image_help: str = "an image query (repeat f
     sp.add_argument("--modality", help="the modality of --features (audio, point, ...)")
 
 
-def query_vectors(ctx: Context, space: Any, args: argparse.Namespace) -> tuple[list[str], np.ndarray, str]:
-    """(query names, [B, d] vectors of the space, modality) from --text / --image / --features --modality."""
-    from unibind.indexer.modalities.projection import Projection, load_projection
-    from unibind.indexer.modalities.projection import query_vectors as space_vectors
+def read_query_vectors(ctx: Context, space: Any, args: argparse.Namespace) -> tuple[list[str], np.ndarray, str]:
+    """(query names, [B, d] vectors of the space, modality) from --text / --image / --features --modality.
+
+    The query rules are :func:`unibind.indexer.modalities.projection.query_vectors`'s; here only what the flags
+    add: --features needs --modality (argparse cannot say so), and a --modality that contradicts --text / --image
+    is named by its flags."""
+    from unibind.indexer.modalities.projection import Projection, load_projection, query_vectors
     from unibind.indexer.readers.features import read_features
 
     def projection(name: str) -> Projection:
@@ -36,17 +39,12 @@ def query_vectors(ctx: Context, space: Any, args: argparse.Namespace) -> tuple[l
     if args.features:
         if not args.modality:
             raise InvalidInput("--features needs --modality NAME (which encoder made them)")
-        if args.modality in ("text", "image"):
-            raise InvalidInput(f"modality {args.modality!r} does not take feature vectors: give its queries with "
-                               f"--{args.modality}")
-        chosen = projection(args.modality)  # an unknown modality fails before the file is read
-        fs = read_features(args.features, dim=chosen.input_dim, modality=args.modality)
-        names = [f"{args.features}[{i}]" for i in range(len(fs))]
-        modality, vectors = space_vectors(lambda _name: chosen, features=fs.vectors, modality=args.modality,
+        fs = read_features(args.features, modality=args.modality)  # its dimension is checked against the modality's
+        modality, vectors = query_vectors(projection, features=fs.vectors, modality=args.modality,
                                           source=args.features)
-        return names, vectors, modality
+        return [f"{args.features}[{i}]" for i in range(len(fs))], vectors, modality
     given = "--text" if args.text else "--image"
-    if args.modality and args.modality != ("text" if args.text else "image"):
+    if args.modality and args.modality != given.removeprefix("--"):
         raise InvalidInput(f"--modality {args.modality} does not go with {given}")
-    modality, vectors = space_vectors(projection, texts=args.text, images=args.image)
+    modality, vectors = query_vectors(projection, texts=args.text, images=args.image)
     return list(args.text or args.image), vectors, modality

@@ -8,9 +8,8 @@ from typing import Any
 from unibind.retrieval.cli.centres import add_centre_options, add_top_m_option, centre_spec
 from unibind.retrieval.cli.context import Context
 from unibind.retrieval.cli.output import emit_json, format_table
-from unibind.retrieval.cli.parser import add_leaf, common
-from unibind.retrieval.cli.queries import add_query_options, query_vectors
-from unibind.retrieval.cli.search import add_top_option
+from unibind.retrieval.cli.parser import add_leaf, add_top_option, common
+from unibind.retrieval.cli.queries import add_query_options, read_query_vectors
 from unibind.schema.errors import InvalidInput
 
 
@@ -27,7 +26,7 @@ def cmd_recognize(ctx: Context, args: argparse.Namespace) -> int:
     from unibind.retrieval.recognition.recognizer import Recognizer
 
     space = ctx.space()
-    names, vectors, _modality = query_vectors(ctx, space, args)  # bad queries fail before centres are built
+    names, vectors, _modality = read_query_vectors(ctx, space, args)  # bad queries fail before centres are built
     rec = Recognizer(ctx.db, ctx.device, encoder=space.encoder, spec=centre_spec(args), engine=args.engine,
                      top_m=args.top_m)
     results = rec.recognize_vectors(vectors, k=args.top, labels=_labels(args.labels))

@@ -8,8 +8,8 @@ from typing import Any
 
 from unibind.retrieval.cli.context import Context
 from unibind.retrieval.cli.output import emit_json, format_table
-from unibind.retrieval.cli.parser import add_leaf, common
-from unibind.retrieval.cli.queries import add_query_options, query_vectors
+from unibind.retrieval.cli.parser import add_leaf, add_top_option, common
+from unibind.retrieval.cli.queries import add_query_options, read_query_vectors
 
 
 def cmd_search(ctx: Context, args: argparse.Namespace) -> int:
@@ -19,7 +19,7 @@ def cmd_search(ctx: Context, args: argparse.Namespace) -> int:
     flt = SearchFilter(label=args.label, where=parse_where(args.where))
     search = CrossModalSearch(ctx.db, ctx.home, ctx.device, space, args.target, nprobe=args.nprobe,
                               ef_search=args.ef_search)
-    names, vectors, modality = query_vectors(ctx, space, args)
+    names, vectors, modality = read_query_vectors(ctx, space, args)
     results = search.search(vectors, k=args.top, flt=flt)
     if args.json:
         emit_json([{"query": q, "modality": modality, "target": args.target, "hits": [h.__dict__ for h in hits]}
@@ -39,13 +39,12 @@ def cmd_search(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_search_descriptions(ctx: Context, args: argparse.Namespace) -> int:
-    from unibind.indexer.modalities.projection import load_projection
-    from unibind.indexer.modalities.projection import query_vectors as space_vectors
+    from unibind.indexer.modalities.projection import load_projection, query_vectors
     from unibind.retrieval.search.cross_modal import DESCRIPTIONS, CrossModalSearch
 
     space = ctx.space()
     search = CrossModalSearch(ctx.db, ctx.home, ctx.device, space, DESCRIPTIONS)
-    _, vectors = space_vectors(lambda name: load_projection(ctx.db, space, name, ctx.device, home=ctx.home),
+    _, vectors = query_vectors(lambda name: load_projection(ctx.db, space, name, ctx.device, home=ctx.home),
                                texts=[args.text])
     rows = [{"id": h.id, "score": h.score, "text": h.text, "category": h.label, "corpus": (h.meta or {}).get("corpus")}
             for h in search.search(vectors, k=args.top)[0]]  # the output it always had
@@ -56,11 +55,6 @@ def cmd_search_descriptions(ctx: Context, args: argparse.Namespace) -> int:
                            [[i + 1, r["score"], r["category"], r["corpus"], r["text"]] for i, r in enumerate(rows)],
                            max_width=100))
     return 0
-
-
-def add_top_option(sp: argparse.ArgumentParser, default: int, what: str) -> None:
-    """``-k/--top N``: the number of answers, the one meaning of ``-k`` in every command."""
-    sp.add_argument("-k", "--top", type=int, default=default, metavar="N", help=f"{what} (default {default})")
 
 
 def add_commands(sub: Any) -> None:

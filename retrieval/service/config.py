@@ -1,64 +1,103 @@
-"""The service's configuration: where the data is, the device, the request limits and the optional API key."""
+"""The service's view of the settings: what ``unibind serve`` reads from :class:`~unibind.schema.settings.Settings`,
+in the units the service works in (the upload limit in bytes). It holds no default and no rule of its own: every
+value, default and check is the settings' (flag > environment > default), so the service is configured the way
+every command is."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unibind.schema import settings as defaults
+from unibind.schema.errors import InvalidInput
 from unibind.schema.settings import API_KEY_ENV, MAX_PORT, Settings
 
-__all__ = ["API_KEY_ENV", "MAX_PORT", "ServiceConfig"]
+__all__ = ["API_KEY_ENV", "MAX_PORT", "MIB", "ServiceConfig"]
+
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    """Validated at construction; ``from_settings`` fills it from :class:`Settings` (flag > environment > default),
-    the way every command is configured."""
+    """A view of ``settings`` for the service. Build it with :meth:`from_settings` (resolved as the CLI resolves
+    them), or around a :class:`Settings` made by hand (tests, an embedding program)."""
 
-    database_url: str
-    home: Path
-    device: str | None = None  # auto, cpu, cuda, cuda:N (None: $UNIBIND_DEVICE or auto)
-    encoder: str | None = None  # the space to serve (None: the only one)
-    max_batch: int = defaults.DEFAULT_MAX_BATCH  # queries per request
-    max_k: int = defaults.DEFAULT_MAX_K
-    max_labels: int = defaults.DEFAULT_MAX_LABELS
-    max_upload_bytes: int = int(defaults.DEFAULT_MAX_UPLOAD_MB * 1024 * 1024)
-    max_image_pixels: int = defaults.DEFAULT_MAX_IMAGE_PIXELS
-    api_key: str | None = None
-    host: str = defaults.DEFAULT_HOST
-    port: int = defaults.DEFAULT_PORT
+    settings: Settings
 
     def __post_init__(self) -> None:
-        if not self.database_url:
-            raise ValueError("database_url must not be empty")
-        object.__setattr__(self, "home", Path(self.home))
-        for name in ("max_batch", "max_k", "max_labels", "max_upload_bytes", "max_image_pixels"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.api_key is not None and not self.api_key.strip():
-            raise ValueError(f"the API key (${API_KEY_ENV}) must not be empty or blank when set")
-        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= MAX_PORT:
-            raise ValueError(f"port must be an integer in 0..{MAX_PORT}, got {self.port!r}")
-        if not self.host:
-            raise ValueError("host must not be empty")
+        key = self.settings.api_key  # the settings keep a secret as given; a blank one would open nothing
+        if key is not None and not key.strip():
+            raise InvalidInput(f"${API_KEY_ENV} must not be blank when set (unset it to serve without a key)")
 
     @classmethod
     def from_settings(cls, db: str | None = None, home: str | os.PathLike[str] | None = None, *,
-                      settings: Settings | None = None, **overrides: Any) -> ServiceConfig:
-        """Every field from ``settings`` (default: resolved from ``db``, ``home`` and the environment, as the CLI
-        resolves them), then ``overrides``. Unknown keys fail."""
-        known = {f.name for f in fields(cls)} - {"database_url", "home"}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(f"unknown service setting(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        s = settings or Settings.resolve(db=db, home=home)
-        values: dict[str, Any] = {
-            "device": s.device, "encoder": s.encoder, "max_batch": s.max_batch, "max_k": s.max_k,
-            "max_labels": s.max_labels, "max_upload_bytes": int(s.max_upload_mb * 1024 * 1024),
-            "max_image_pixels": s.max_image_pixels, "api_key": s.api_key, "host": s.host, "port": s.port,
-        }
-        return cls(database_url=s.database_url, home=s.home, **{**values, **overrides})
+                      settings: Settings | None = None, environ: Mapping[str, str] | None = None,
+                      **flags: Any) -> ServiceConfig:
+        """The view of ``settings``, or of the settings resolved from ``db``, ``home`` and ``flags`` (keywords named
+        as the fields of :class:`Settings`) over the environment (``environ``: instead of ``os.environ``). A value
+        that breaks a rule raises InvalidInput naming its flag or variable."""
+        if settings is None:
+            settings = Settings.resolve(db, home, environ=environ, **flags)
+        elif db is not None or home is not None or environ is not None or flags:
+            raise TypeError("give either settings or the values to resolve them from, not both")
+        return cls(settings)
+
+    # -- the fields, read from the settings ----------------------------------------------------------------
+    @property
+    def database_url(self) -> str:
+        return self.settings.database_url
+
+    @property
+    def home(self) -> Path:
+        return self.settings.home
+
+    @property
+    def device(self) -> str:
+        """auto, cpu, cuda or cuda:N."""
+        return self.settings.device
+
+    @property
+    def fp16(self) -> bool:
+        """Vectors as float16 in FAISS GPU indexes."""
+        return self.settings.fp16
+
+    @property
+    def encoder(self) -> str | None:
+        """The space to serve (None: the only one)."""
+        return self.settings.encoder
+
+    @property
+    def api_key(self) -> str | None:
+        return self.settings.api_key
+
+    @property
+    def host(self) -> str:
+        return self.settings.host
+
+    @property
+    def port(self) -> int:
+        return self.settings.port
+
+    @property
+    def max_batch(self) -> int:
+        """Queries per request."""
+        return self.settings.max_batch
+
+    @property
+    def max_k(self) -> int:
+        return self.settings.max_k
+
+    @property
+    def max_labels(self) -> int:
+        return self.settings.max_labels
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The largest upload (``--max-upload-mb``) in bytes."""
+        return int(self.settings.max_upload_mb * MIB)
+
+    @property
+    def max_image_pixels(self) -> int:
+        return self.settings.max_image_pixels

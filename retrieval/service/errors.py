@@ -4,13 +4,18 @@
   ``http_status``: invalid input 400, not found 404, conflict 409 (a stale index names its repair command),
   busy 503 with ``Retry-After``, unavailable 503. The service adds kinds of its own: no or a wrong API key
   (401), a body or file over a limit (413), a body that is not of a media type the route reads (415) and a
-  form field of the wrong type (422). Plain ``ValueError`` (older code paths of the library) is a 400.
+  form field of the wrong type (422). Every 503 carries ``Retry-After``.
 - A body that breaks its schema is a 422 listing what is wrong (FastAPI's format), unless the rule it breaks
   is a configured limit: then it is that limit's typed error, with its own status and one-line message.
-- A database that cannot be reached or is locked is a 503.
-- Anything else — an ``OSError`` such as a missing file on the server included — is a 500 whose body carries
+- A database that cannot be reached is ``Unavailable`` and one locked too long ``Busy`` (``unibind.schema.database``
+  types them), so both are a 503 by their type.
+- Anything else — a plain ``ValueError`` (an untyped one is the code's fault, not the user's), a database
+  error that is neither, an ``OSError`` such as a missing file on the server — is a 500 whose body carries
   only a request id (also in the ``X-Request-ID`` header of every response), never a traceback or a server
   path; the log has the traceback under that id.
+
+:func:`error_response` is the one place a typed error becomes a response: the handlers and the body-limit
+middleware (which answers before any handler runs) both use it.
 
 Routes document the statuses they can answer with :func:`responses`, so the OpenAPI schema lists each one
 with its body.
@@ -24,20 +29,19 @@ import uuid
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from starlette.exceptions import HTTPException
 
 from unibind.retrieval.service.payloads import ErrorBody
-from unibind.schema.errors import Busy, InvalidInput, UnibindError
+from unibind.schema.errors import InvalidInput, UnibindError
 
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 RETRY_AFTER_SECONDS = 5
-VALUE_ERROR_STATUS = 400  # a bare ValueError from an older code path of the library
 
 
 class Unauthorized(UnibindError):
@@ -65,10 +69,11 @@ class MalformedField(InvalidInput):
 
 
 class BodyTooLarge(TooLarge):
-    """A request body over the service's limit (raised while it streams in, before it is parsed)."""
+    """A request body over the service's limit: its declared size, or (while it streams in) past the limit."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"request body is larger than the limit of {limit} bytes")
+    def __init__(self, limit: int, declared: int | None = None) -> None:
+        size = f"of {declared} bytes " if declared is not None else ""
+        super().__init__(f"request body {size}is larger than the limit of {limit} bytes")
         self.limit = limit
 
 
@@ -76,8 +81,8 @@ DESCRIPTIONS = {
     400: "a bad value: the message names the field and the rule",
     401: "no API key, or the wrong one",
     404: "an unknown corpus, category, modality, item or job",
-    409: "the knowledge base's state does not allow it now (empty, another space, a stale index: the message "
-         "names the command that repairs it)",
+    409: "the knowledge base's state does not allow it now (empty, another space, a corpus still being ingested, "
+         "a centre not built yet, a stale index: the message names the command that repairs it)",
     413: "over a limit: the request body, an upload, an image's pixels or the queries in one request",
     415: "the body is not of a media type the route reads",
     422: "a malformed body or parameter: FastAPI's list of what is wrong, or one line for a form field",
@@ -93,14 +98,9 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def status_of(error: BaseException) -> int:
-    """The HTTP status of an error the service answers."""
-    if isinstance(error, UnibindError):
-        return type(error).http_status
-    if isinstance(error, ValidationError):  # a model the service built itself: its bug, not the user's
-        return 500
-    if isinstance(error, ValueError):
-        return VALUE_ERROR_STATUS
-    return 500
+    """The HTTP status of an error the service answers: a typed error's own, else 500 (a plain ValueError and a
+    pydantic ValidationError of a model the service built itself included: the code's fault, not the user's)."""
+    return type(error).http_status if isinstance(error, UnibindError) else 500
 
 
 def typed_in(error: ValidationError) -> UnibindError | None:
@@ -132,6 +132,15 @@ def _json(status: int, detail: Any, request: Request, headers: dict[str, str] | 
                         headers={REQUEST_ID_HEADER: request_id(request), **(headers or {})})
 
 
+def error_response(request: Request, error: UnibindError) -> JSONResponse:
+    """The response to a typed error: its status, its one-line message, ``Retry-After`` on a 503 and
+    ``WWW-Authenticate`` on a 401."""
+    status = status_of(error)
+    headers = ({"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503
+               else {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None)
+    return _json(status, str(error), request, headers)
+
+
 def allowed_methods(app: FastAPI, path: str) -> str:
     """The ``Allow`` header of ``path``: every method the schema documents for it (routes of one path may sit
     in different routers, and the router answers only with the first one's methods)."""
@@ -152,23 +161,14 @@ def install(app: FastAPI) -> None:
             headers["Allow"] = allowed_methods(app, request.url.path) or headers.get("Allow", "")
         return _json(e.status_code, e.detail, request, headers)
 
-    @app.exception_handler(ValueError)  # UnibindError and its kinds included
-    async def _user_error(request: Request, e: ValueError) -> JSONResponse:
-        if status_of(e) == 500:
-            return await _internal(request, e)
-        headers = ({"Retry-After": str(RETRY_AFTER_SECONDS)} if isinstance(e, Busy)
-                   else {"WWW-Authenticate": "Bearer"} if isinstance(e, Unauthorized) else None)
-        return _json(status_of(e), str(e), request, headers)
+    @app.exception_handler(RequestValidationError)  # FastAPI's list of what is wrong, as FastAPI answers it, but
+    async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:  # bytes that are not UTF-8 too
+        issues = jsonable_encoder(e.errors(), custom_encoder={bytes: lambda b: b.decode("utf-8", "replace")})
+        return _json(422, issues, request)
 
-    @app.exception_handler(SQLAlchemyError)
-    async def _db_error(request: Request, e: SQLAlchemyError) -> JSONResponse:
-        rid = request_id(request)
-        if isinstance(e, IntegrityError):  # a race the store's locks should have prevented: a bug, not the user's
-            log.exception("integrity error (request %s)", rid)
-            return _json(500, f"internal error (request id {rid})", request)
-        log.error("database error (request %s): %s", rid, e)
-        first = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
-        return _json(503, f"database error: {first}", request, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+    @app.exception_handler(UnibindError)  # typed errors; a plain ValueError is the handler below's
+    async def _typed(request: Request, e: UnibindError) -> JSONResponse:
+        return error_response(request, e)
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, e: Exception) -> JSONResponse:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 import uuid
 
-from fastapi.responses import JSONResponse
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from unibind.retrieval.service.errors import REQUEST_ID_HEADER, BodyTooLarge
+from unibind.retrieval.service.errors import REQUEST_ID_HEADER, BodyTooLarge, error_response
 from unibind.retrieval.service.metrics import ServiceMetrics
 
 UNMATCHED = "unmatched"
@@ -17,7 +17,8 @@ UNMATCHED = "unmatched"
 
 class BodyLimit:
     """A request body over ``limit`` bytes is refused before it is parsed — at once when its Content-Length says
-    so, else (chunked uploads) as soon as the bytes read pass the limit, while it streams."""
+    so (answered here, through the one mapping of errors: no handler runs this far out), else (chunked uploads)
+    as soon as the bytes read pass the limit, while it streams (raised: the route's handlers answer it)."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -28,8 +29,7 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.limit:
-            response = JSONResponse({"detail": f"request body of {int(declared)} bytes is larger than the limit of "
-                                               f"{self.limit} bytes"}, status_code=413)
+            response = error_response(Request(scope), BodyTooLarge(self.limit, int(declared)))
             await response(scope, receive, send)
             return
         seen = 0

@@ -66,7 +66,8 @@ class CentreMember(BaseModel):
 class CentreView(BaseModel):
     category: str
     strategy: str
-    k: int
+    centre_size: int = Field(description="K: the centre's size")
+    k: int = Field(deprecated=True, description="the old name of centre_size (deprecated)")
     template: str
     candidates: int
     members: list[CentreMember]

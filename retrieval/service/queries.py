@@ -10,28 +10,34 @@ model itself; a broken configured limit is answered with its own status (see ``s
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Request
-from fastapi.exceptions import RequestValidationError
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError,
                       field_validator, model_validator)
 from starlette.datastructures import UploadFile
 
 from unibind.indexer.modalities.registry import NAME_RE, check_name
 from unibind.retrieval.service.config import ServiceConfig
-from unibind.retrieval.service.errors import MalformedField, TooLarge, UnsupportedMediaType, as_request_error
-from unibind.retrieval.service.upload import read_form_upload
+from unibind.retrieval.service.errors import TooLarge, UnsupportedMediaType, as_request_error
+from unibind.retrieval.service.upload import decode_image, form_options, read_form_upload
 from unibind.schema.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from unibind.retrieval.service.state import Snapshot
+
+__all__ = ["JSON", "MULTIPART", "Query", "QueryRoute", "form_schema", "kind_of", "label_list", "query_vectors_of",
+           "recognize_route", "search_route", "where_terms"]
 
 JSON = "application/json"
 MULTIPART = "multipart/form-data"
 BUILT_IN = ("text", "image")  # modalities whose queries are texts and images, not feature vectors
-MAX_FORM_FIELDS = 64
 WHERE_TERM = r"^[^=]*[^=\s][^=]*="  # key=value, the key not blank
 LABEL_LIST = r"[^,\s]"  # comma-separated names: at least one
-FORM_TYPES = {"int_parsing": "an integer", "int_from_float": "an integer", "bool_parsing": "true or false"}
 
 
 def kind_of(body: Any) -> str | None:
@@ -87,7 +93,7 @@ class QueryRoute:
         content_type = request.headers.get("content-type", "")
         if content_type.startswith(MULTIPART):
             data, name, form = await read_form_upload(request, self.file_field, "an image file",
-                                                      config.max_upload_bytes, MAX_FORM_FIELDS)
+                                                      config.max_upload_bytes)
             fields: dict[str, Any] = {}
             for key, value in form.multi_items():
                 if key == self.file_field or isinstance(value, UploadFile):
@@ -96,7 +102,7 @@ class QueryRoute:
                     fields.setdefault("where", []).append(value)
                 else:
                     fields[key] = value
-            options = _validate_form(self.form, fields)
+            options = form_options(self.form, fields)
             return Query(options, image=data, image_name=name or self.file_field)
         if content_type and not content_type.startswith(JSON):
             raise UnsupportedMediaType(f"send the query as {JSON} or as {MULTIPART} (an image in the field "
@@ -131,21 +137,6 @@ def form_schema(model: type[BaseModel], file_field: str, what: str) -> dict[str,
                           **properties}
     form["required"] = [file_field, *form.get("required", [])]
     return form
-
-
-def _validate_form(model: type[BaseModel], fields: dict[str, Any]) -> BaseModel:
-    try:
-        return model.model_validate(fields)
-    except ValidationError as e:
-        typed = as_request_error(e)
-        if not isinstance(typed, RequestValidationError):
-            raise typed from e
-        for issue in e.errors(include_url=False):
-            expected = FORM_TYPES.get(issue["type"])
-            if expected and issue["loc"]:
-                raise MalformedField(f"form field {issue['loc'][0]!r} must be {expected}, got "
-                                     f"{issue['input']!r}") from e
-        raise typed from e
 
 
 # -- the kinds of query ----------------------------------------------------------------------------------
@@ -321,15 +312,11 @@ def _union(texts: type[BaseModel], features: type[BaseModel]) -> TypeAdapter[Any
     ])
 
 
-__all__ = ["Query", "QueryRoute", "label_list", "recognize_route", "search_route", "where_terms"]
-
-
-def query_vectors_of(snap: Any, query: Query, lock: Any, max_image_pixels: int) -> Any:
+def query_vectors_of(snap: Snapshot, query: Query, lock: AbstractContextManager[Any], max_image_pixels: int
+                     ) -> np.ndarray:
     """[B, d] unit vectors of the space for a parsed query, through the library's one way of making them
     (blocking: call from a worker thread)."""
     from unibind.indexer.modalities.projection import query_vectors
-
-    from unibind.retrieval.service.upload import decode_image
 
     if query.image is not None:
         snap.check_takes_images()  # a space that takes no images says so before the upload is decoded

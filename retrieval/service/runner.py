@@ -14,7 +14,7 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 def run_service(config: ServiceConfig, *, db: Database | None = None, verbose: bool = False) -> int:
     """Serve until interrupted; 0 when uvicorn stops. Which space is served is settled before the server starts,
-    so a problem (several spaces, none named) is one line and exit 2."""
+    so a problem (several spaces, none named: a Conflict) is one line and its exit code."""
     import uvicorn
 
     from unibind.retrieval.service.app import create_app

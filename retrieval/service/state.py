@@ -40,7 +40,7 @@ from unibind.retrieval.recognition.recognizer import Recognizer
 from unibind.retrieval.service.config import ServiceConfig
 from unibind.retrieval.service.locks import FairLock, LockedEncoder, SharedLock
 from unibind.schema import Corpus, Database, Description, Item, Modality, Space
-from unibind.schema.errors import Conflict, InvalidInput
+from unibind.schema.errors import Conflict, InvalidInput, UnibindError
 from unibind.schema.store_state import catalog_version
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class Snapshot:
         with self._state.db.session() as session:
             if not takes_images(session, space):
                 raise Conflict(f"space {space.encoder} has no image tower and no active image head: it takes no "
-                               "image queries (train a head: unibind heads train --modality image --pairs PAIRS.jsonl)")
+                               "image queries (train a head: unibind head train --modality image --pairs PAIRS.jsonl)")
 
     def build_like(self, previous: Snapshot) -> None:
         """Build now the parts ``previous`` had loaded, so queries never wait for them (a part the new catalog
@@ -132,7 +132,7 @@ class Snapshot:
         for build in parts:
             try:
                 build()
-            except ValueError as e:
+            except UnibindError as e:
                 log.warning("the new catalog: %s", e)
 
 
@@ -142,7 +142,7 @@ class ServiceState:
     def __init__(self, config: ServiceConfig, *, db: Database | None = None, device: Device | None = None) -> None:
         self.config = config
         self.db = db or Database(config.database_url)
-        self.device = device or select_device(config.device)
+        self.device = device or select_device(config.device, faiss_fp16=config.fp16)
         self.compute = FairLock()  # encoder calls; all compute on a GPU
         self.deletion_gate = SharedLock()  # queries: shared; a deletion or a replacing upload here: exclusive
         self.build_lock = threading.RLock()  # builds of snapshot parts (centres, indexes), one at a time
@@ -162,24 +162,23 @@ class ServiceState:
         """Load the encoder and the recognizer now when the knowledge base has a space (else on first use)."""
         try:
             self.snapshot().recognizer()
-        except ValueError as e:  # an empty knowledge base: the service still answers the catalog routes
+        except UnibindError as e:  # an empty knowledge base: the service still answers the other routes
             log.warning("recognizer not loaded at start-up: %s", e)
 
     def close(self) -> None:
         self.db.dispose()
 
-    # -- snapshots ----------------------------------------------------------------------------------------
     # -- the served space ---------------------------------------------------------------------------------
     def served_spec(self) -> str | None:
         """The encoder spec of the served space: fixed at start, or (the knowledge base empty then) at the first
-        space that appears; None while there is none. ValueError when several exist and none was named."""
+        space that appears; None while there is none. Conflict when several exist and none was named."""
         if self._spec is None:
             with self._spec_lock, self.db.session() as session:
                 if self._spec is None:
                     encoders = list(session.scalars(select(Space.encoder).order_by(Space.id)))
                     if len(encoders) > 1:
-                        raise ValueError(f"several spaces exist ({', '.join(encoders)}): start the service with "
-                                         "--encoder SPEC to say which one it serves")
+                        raise Conflict(f"several spaces exist ({', '.join(encoders)}): start the service with "
+                                       "--encoder SPEC to say which one it serves")
                     if encoders:
                         self._spec = encoders[0]
                         log.info("serving the space %s", self._spec)
@@ -189,9 +188,7 @@ class ServiceState:
         """The encoder an upload ingests with: the served space's; a different one is refused (one service serves
         one space), and with an empty knowledge base the upload's encoder becomes the served space."""
         spec = self.served_spec()
-        if spec is not None and given is not None and given.strip() != spec:  # this service serves no other space
-            given = self._other_spec(given, spec)
-        given_spec = str(parse_encoder_spec(given)) if given else None
+        given_spec = str(parse_encoder_spec(given)) if given else None  # not a spec at all: InvalidInput
         if spec is None:
             if given_spec is None:
                 raise InvalidInput("the knowledge base is empty: give the form field 'encoder' (e.g. minilm)")
@@ -203,14 +200,6 @@ class ServiceState:
                            f"with `unibind ingest --encoder {given_spec}` (or served by a service started with "
                            f"--encoder {given_spec})")
         return spec
-
-    @staticmethod
-    def _other_spec(given: str, spec: str) -> str:
-        """``given`` canonical when it parses; an unparseable spec names no space this service serves either."""
-        try:
-            return str(parse_encoder_spec(given))
-        except ValueError:
-            raise Conflict(f"this service serves the space {spec}; {given!r} is not an encoder spec of it") from None
 
     def release_unmade_space(self) -> None:
         """After an upload failed on what was an empty knowledge base: the space it named was not made, so the next

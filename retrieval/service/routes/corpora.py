@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -19,20 +19,19 @@ from unibind.indexer.store.ingest import MAX_NAME_CHARS, IngestConfig
 from unibind.retrieval.service import payloads as p
 from unibind.retrieval.service.config import ServiceConfig
 from unibind.retrieval.service.dependencies import State, served_state
-from unibind.retrieval.service.errors import MalformedField, UnsupportedMediaType, as_request_error, responses
+from unibind.retrieval.service.errors import UnsupportedMediaType, responses
 from unibind.retrieval.service.jobs import JobManager
 from unibind.retrieval.service.queries import MULTIPART, form_schema
-from unibind.retrieval.service.upload import read_form_upload
+from unibind.retrieval.service.upload import form_options, read_form_upload
 from unibind.schema import Corpus, CorpusStatus
 from unibind.schema.errors import Conflict, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
 
 FILE_FIELD = "file"
-MAX_FORM_FIELDS = 16
 CORPUS_NAME = r"^[^~\x00-\x1f\s][^\x00-\x1f]*$"  # what IngestConfig accepts: printable, not starting with '~'
-FORM_TYPES = {"bool_parsing": "true or false"}
 OPTIONAL_TEXT = ("source", "key", "encoder")  # free text: an empty field is one left out
+
 
 def _corpus_name(value: str | None) -> str | None:
     if value is not None and (len(value) > MAX_NAME_CHARS or not re.fullmatch(CORPUS_NAME, value)):
@@ -70,17 +69,6 @@ def upload_schema() -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {MULTIPART: {"schema": form}}}}
 
 
-def _options(fields: dict[str, Any]) -> CorpusUpload:
-    try:
-        return CorpusUpload.model_validate(fields)
-    except ValidationError as e:
-        for issue in e.errors(include_url=False):
-            if issue["type"] in FORM_TYPES and issue["loc"]:
-                raise MalformedField(f"form field {issue['loc'][0]!r} must be {FORM_TYPES[issue['type']]}, got "
-                                     f"{issue['input']!r}") from e
-        raise as_request_error(e) from e
-
-
 def _format(options: CorpusUpload, filename: str) -> str:
     found = options.format or format_of(filename)
     if found is None:
@@ -109,17 +97,26 @@ def router(config: ServiceConfig, jobs: JobManager) -> APIRouter:
 
         return await run_in_threadpool(work)
 
-    @api.delete("/v1/corpora/{name}", response_model=p.Deleted, responses=responses(404, 422))
+    @api.delete("/v1/corpora/{name}", response_model=p.Deleted, responses=responses(404, 409, 422))
     async def delete(name: str, st: State) -> p.Deleted:
+        """Delete a complete corpus of the served space. 409 while it is being ingested, or when the index
+        disagrees with the store (the message names the command that repairs it)."""
+        from unibind.indexer.store.contents import corpus_state
         from unibind.indexer.store.removal import delete_corpus
 
         def work() -> p.Deleted:
             # the queries in flight finish first; new ones wait until the service has moved to the new catalog
             with st.deletion_gate.exclusive():
-                with st.db.session() as session:  # a complete corpus of the served space, nothing else
+                with st.db.session() as session:  # a complete corpus of the served space, or a live ingest of one
                     space = st.served_space(session)
                     corpus_id = None if space is None else session.scalar(select(Corpus.id).where(
                         Corpus.space_id == space.id, Corpus.name == name, Corpus.status == CorpusStatus.COMPLETE))
+                    if corpus_id is None and space is not None:  # delete_corpus refuses a live ingest: a Conflict
+                        ingesting = session.scalars(select(Corpus).where(
+                            Corpus.space_id == space.id, Corpus.target_name == name,
+                            Corpus.status != CorpusStatus.COMPLETE))
+                        corpus_id = next((c.id for c in ingesting if corpus_state(c) == CorpusStatus.INGESTING.value),
+                                         None)
                 if corpus_id is None:
                     raise NotFound(f"no corpus named {name!r}")
                 n = delete_corpus(st.db, corpus_id, config.home, st.device)
@@ -137,10 +134,9 @@ def router(config: ServiceConfig, jobs: JobManager) -> APIRouter:
         content_type = request.headers.get("content-type", "")
         if not content_type.startswith(MULTIPART):
             raise UnsupportedMediaType(f"upload the corpus as {MULTIPART} with the file in the field '{FILE_FIELD}'")
-        data, filename, form = await read_form_upload(request, FILE_FIELD, "the corpus file", config.max_upload_bytes,
-                                                      MAX_FORM_FIELDS)
-        options = _options({k: v for k, v in form.multi_items() if k != FILE_FIELD and isinstance(v, str)
-                            and (v or k not in OPTIONAL_TEXT)})
+        data, filename, form = await read_form_upload(request, FILE_FIELD, "the corpus file", config.max_upload_bytes)
+        options = form_options(CorpusUpload, {k: v for k, v in form.multi_items()
+                                              if k != FILE_FIELD and isinstance(v, str) and (v or k not in OPTIONAL_TEXT)})
         filename = filename or "corpus"
         fmt = _format(options, filename)
         name = options.name or Path(filename).stem

@@ -271,7 +271,7 @@ async function showCentre(name) {
   try {
     const centre = await getJson(`/v1/categories/${encodeURIComponent(name)}/centre`);
     $("centre-head").textContent = `${centre.category}: ${centre.members.length} members of ${centre.candidates} ` +
-      `descriptions (${centre.strategy}, K=${centre.k}, ranked against “${centre.template.replace("{}", centre.category)}”)`;
+      `descriptions (${centre.strategy}, K=${centre.centre_size}, ranked against “${centre.template.replace("{}", centre.category)}”)`;
     const hi = Math.max(...centre.members.map((m) => m.score)), lo = Math.min(0, ...centre.members.map((m) => m.score));
     body.replaceChildren(...centre.members.map((m) => {
       const width = Math.max(2, (100 * (m.score - lo)) / ((hi - lo) || 1));
