@@ -14,6 +14,7 @@ from unibind.indexer.readers.corpus import read_corpus
 from unibind.indexer.encoders.base import Encoder
 from unibind.indexer.store.ingest import IngestConfig, ingest
 from unibind.retrieval.centres.builder import CentreSpec
+from unibind.retrieval.centres.strategies import DEFAULT_STRATEGY
 from unibind.retrieval.cli.main import main
 from unibind.retrieval.evaluation.dev_benchmark import make_split, mask_class_name
 from unibind.retrieval.evaluation.accuracy import accuracy, read_queries
@@ -101,6 +102,21 @@ def test_cli_centres_recognize_eval(kb: Database, home: Path, tmp_path: Path, ca
     assert main([*base, "eval", "recognition", "--queries", str(queries), "--strategies", "top,prompt", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["strategy"] for r in rows] == ["top", "prompt"] and rows[0]["top1"] == 1.0 and rows[0]["queries"] == 4
+    assert [r["default"] for r in rows] == [False, False] and rows[0]["top1_ci"] == [1.0, 1.0]
+    # the default rule is listed first and marked; every accuracy carries its bootstrap interval
+    assert main([*base, "eval", "recognition", "--queries", str(queries), "--strategies", f"top,prompt,{DEFAULT_STRATEGY}", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["strategy"], r["default"]) for r in rows] == [(DEFAULT_STRATEGY, True), ("top", False), ("prompt", False)]
+    for r in rows:
+        for k in ("top1", "top5"):
+            lo, hi = r[f"{k}_ci"]
+            assert 0 <= lo <= r[k] <= hi <= 1
+    assert main([*base, "eval", "recognition", "--queries", str(queries), "--strategies", f"top,{DEFAULT_STRATEGY}", "--top-m", "2", "--json"]) == 0
+    assert [(r["strategy"], r["default"]) for r in json.loads(capsys.readouterr().out)] == [("top", False), (DEFAULT_STRATEGY, False)]
+    assert main([*base, "eval", "recognition", "--queries", str(queries), "--strategies", f"top,{DEFAULT_STRATEGY}"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[2].startswith(f"{DEFAULT_STRATEGY} (default)") and table[3].startswith("top ")
+    assert "100.00 % [100.00, 100.00]" in table[3] and "bootstrap 95 % interval" in table[-1]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "a fish", "label": "tench"}\n{"text": "x", "label": "unicorn"}\n')
     assert main([*base, "eval", "recognition", "--queries", str(bad)]) == 2
@@ -140,6 +156,8 @@ def test_dev_benchmark_small(db_url: str, home: Path, capsys: pytest.CaptureFixt
     rows = json.loads(capsys.readouterr().out)
     assert [(r["kb"], r["strategy"]) for r in rows] == [("descriptions", "informative"), ("descriptions", "top"), ("all", "informative"), ("all", "top")]
     assert all(r["queries"] == 20 and r["categories"] == 4 for r in rows)
+    assert [r["default"] for r in rows] == [r["strategy"] == DEFAULT_STRATEGY for r in rows] == [True, False, True, False]
+    assert all(r[f"{k}_ci"][0] <= r[k] <= r[f"{k}_ci"][1] for r in rows for k in ("top1", "top5"))
     assert main([*base, "corpus", "list", "--json"]) == 0
     names = {r["name"] for r in json.loads(capsys.readouterr().out)}
     assert names == {"dev-cupl-descriptions-c4-h5-s0", "dev-cupl-templates-c4-h5-s0"}

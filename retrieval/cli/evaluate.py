@@ -1,4 +1,5 @@
-"""``unibind eval recognition|dev``: recognition accuracy per centre strategy."""
+"""``unibind eval recognition|dev``: recognition accuracy per centre strategy, each with its bootstrap 95 % interval;
+the default rule is listed first and marked ``"default": true`` in ``--json``."""
 
 from __future__ import annotations
 
@@ -41,13 +42,40 @@ def _eval_vectors(ctx: Context, args: argparse.Namespace, queries: list[Any]) ->
     return projection.features(fs.vectors[np.asarray([q.input for q in queries], dtype=np.int64)], args.features)
 
 
+def _row(r: Any, top_m: int, **extra: Any) -> dict[str, Any]:
+    """One strategy's result: ``default`` marks the rule recognition uses by default (its strategy and top-m)."""
+    from unibind.retrieval.centres.strategies import DEFAULT_STRATEGY
+    from unibind.retrieval.recognition.recognizer import DEFAULT_TOP_M
+
+    return {**extra, "strategy": r.strategy, "default": r.strategy == DEFAULT_STRATEGY and top_m == DEFAULT_TOP_M,
+            "queries": r.n, "categories": r.categories, "top1": r.top1, "top1_ci": list(r.top1_ci),
+            "top5": r.top5, "top5_ci": list(r.top5_ci)}
+
+
+def _default_first(table: list[dict[str, Any]], group: str | None = None) -> list[dict[str, Any]]:
+    """The default rule's row first (within each ``group``, e.g. knowledge-base variant, kept in order)."""
+    groups = list(dict.fromkeys(row.get(group) for row in table)) if group else [None]
+    return sorted(table, key=lambda row: (groups.index(row.get(group)) if group else 0, not row["default"]))
+
+
 def _print(table: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         emit_json(table)
         return
-    keys = list(table[0])
-    print(format_table(keys, [[f"{row[k] * 100:.2f} %" if k.startswith("top") else row[k] for k in keys]
-                              for row in table]))
+    keys = [k for k in table[0] if k != "default" and not k.endswith("_ci")]
+
+    def cell(row: dict[str, Any], k: str) -> Any:
+        if k == "strategy" and row["default"]:
+            return f"{row[k]} (default)"
+        if k in ("top1", "top5"):
+            lo, hi = row[f"{k}_ci"]
+            return f"{row[k] * 100:.2f} % [{lo * 100:.2f}, {hi * 100:.2f}]"
+        return row[k]
+
+    print(format_table(keys, [[cell(row, k) for k in keys] for row in table]))
+    from unibind.retrieval.evaluation.intervals import LEVEL, RESAMPLES
+
+    print(f"[lower, upper]: bootstrap {LEVEL * 100:.0f} % interval over the queries ({RESAMPLES:,} resamples, seeded)")
 
 
 def cmd_recognition(ctx: Context, args: argparse.Namespace) -> int:
@@ -68,8 +96,7 @@ def cmd_recognition(ctx: Context, args: argparse.Namespace) -> int:
     vectors = _eval_vectors(ctx, args, queries)
     rows = evaluate(ctx.db, ctx.device, queries, strategies, base=centre_spec(args), encoder=ctx.encoder,
                     engine=args.engine, top_m=args.top_m, source=args.queries, query_vectors=vectors)
-    _print([{"strategy": r.strategy, "queries": r.n, "categories": r.categories, "top1": r.top1, "top5": r.top5}
-            for r in rows], args.json)
+    _print(_default_first([_row(r, args.top_m) for r in rows]), args.json)
     return 0
 
 
@@ -82,8 +109,7 @@ def cmd_dev(ctx: Context, args: argparse.Namespace) -> int:
     rows = run_dev_benchmark(ctx.db, ctx.device, ctx.home, encoder, strategies, classes=args.classes,
                              holdout=args.holdout, seed=args.seed, k=args.centre_size, engine=args.engine,
                              top_m=args.top_m)
-    _print([{"kb": v, "strategy": r.strategy, "queries": r.n, "categories": r.categories, "top1": r.top1,
-             "top5": r.top5} for v, r in rows], args.json)
+    _print(_default_first([_row(r, args.top_m, kb=v) for v, r in rows], "kb"), args.json)
     return 0
 
 

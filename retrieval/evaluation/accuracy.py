@@ -1,4 +1,4 @@
-"""Recognition accuracy: top-1 / top-5 of labelled queries, per centre strategy."""
+"""Recognition accuracy: top-1 / top-5 of labelled queries, per centre strategy, with bootstrap 95 % intervals."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import numpy as np
 from unibind.indexer.runtime.device import Device
 from unibind.indexer.encoders.base import Encoder
 from unibind.retrieval.centres.builder import CentreSpec
+from unibind.retrieval.evaluation.intervals import bootstrap_intervals
 from unibind.retrieval.recognition.recognizer import DEFAULT_TOP_M, Recognizer
 from unibind.schema import Database
 from unibind.schema.errors import InvalidInput
@@ -35,6 +36,8 @@ class EvalRow:
     top1: float
     top5: float
     categories: int
+    top1_ci: tuple[float, float] | None = None  # bootstrap 95 % interval (fractions), see ``intervals``
+    top5_ci: tuple[float, float] | None = None
 
 
 QUERY_FIELD = {"text": "text", "image": "image", "features": "row"}
@@ -91,12 +94,23 @@ def read_queries(path: str | Path, *, kind: str = "text", n_rows: int | None = N
     return out
 
 
+def hits(predictions: Sequence[Sequence[str]], labels: Sequence[str]) -> np.ndarray:
+    """[n, 2] 0/1: whether each query's label is its top-1, and among its top 5."""
+    return np.array([[bool(p) and p[0] == y, y in p[:5]] for p, y in zip(predictions, labels)], dtype=np.float64).reshape(-1, 2)
+
+
 def accuracy(predictions: Sequence[Sequence[str]], labels: Sequence[str]) -> tuple[float, float]:
     """(top-1, top-5) accuracy of ranked predictions."""
-    hits1 = sum(bool(p) and p[0] == y for p, y in zip(predictions, labels))
-    hits5 = sum(y in p[:5] for p, y in zip(predictions, labels))
+    h = hits(predictions, labels)
     n = max(len(labels), 1)
-    return hits1 / n, hits5 / n
+    return int(h[:, 0].sum()) / n, int(h[:, 1].sum()) / n
+
+
+def accuracy_with_intervals(predictions: Sequence[Sequence[str]], labels: Sequence[str]) -> tuple[float, float, tuple[float, float], tuple[float, float]]:
+    """(top-1, top-5, top-1 interval, top-5 interval): the accuracies and their seeded bootstrap 95 % intervals."""
+    top1, top5 = accuracy(predictions, labels)
+    (lo1, hi1), (lo5, hi5) = bootstrap_intervals(hits(predictions, labels))
+    return top1, top5, (float(lo1), float(hi1)), (float(lo5), float(hi5))
 
 
 def evaluate(
@@ -132,7 +146,8 @@ def evaluate(
         if vectors is None:
             vectors = rec.encoder.encode_text([q.text for q in queries])
         results = rec.recognize_vectors(vectors, k=5)
-        top1, top5 = accuracy([r.labels for r in results], [q.label for q in queries])
-        rows.append(EvalRow(strategy, len(queries), top1, top5, len(known)))
-        log.info("%s: top-1 %.4f, top-5 %.4f on %d queries", strategy, top1, top5, len(queries))
+        top1, top5, ci1, ci5 = accuracy_with_intervals([r.labels for r in results], [q.label for q in queries])
+        rows.append(EvalRow(strategy, len(queries), top1, top5, len(known), ci1, ci5))
+        log.info("%s: top-1 %.4f [%.4f, %.4f], top-5 %.4f [%.4f, %.4f] on %d queries", strategy, top1, *ci1, top5, *ci5,
+                 len(queries))
     return rows
