@@ -12,29 +12,49 @@ Modules::
 
 Nothing here knows about torch or FAISS: the store keeps vectors as float32 bytes.
 
+The names below are imported lazily (PEP 562), on first use: ``import unibind.schema.errors`` (which the
+compute layers need) does not import SQLAlchemy, so the engines and the head training run without it.
+
 May import: the standard library, SQLAlchemy and Alembic, and ``unibind.schema`` itself; never
 ``unibind.indexer``, ``unibind.retrieval`` or ``unibind.migrations``.
 """
 
-from unibind.schema.base import Base
-from unibind.schema.database import Database, migrate, resolve_database_url
-from unibind.schema.models import (
-    Category,
-    Centre,
-    CentreMember,
-    Corpus,
-    CorpusStatus,
-    Description,
-    Head,
-    IndexFile,
-    Item,
-    ItemField,
-    Job,
-    Modality,
-    ModalityKind,
-    Space,
-    StoreState,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from unibind.schema.base import Base
+    from unibind.schema.database import Database, migrate, resolve_database_url
+    from unibind.schema.models import (
+        Category,
+        Centre,
+        CentreMember,
+        Corpus,
+        CorpusStatus,
+        Description,
+        Head,
+        IndexFile,
+        Item,
+        ItemField,
+        Job,
+        Modality,
+        ModalityKind,
+        Space,
+        StoreState,
+    )
+
+_SOURCES = {
+    "Base": "models",  # through models, so Base.metadata holds every table (as before the names were lazy)
+    "Database": "database",
+    "migrate": "database",
+    "resolve_database_url": "database",
+    **{name: "models" for name in (
+        "Category", "Centre", "CentreMember", "Corpus", "CorpusStatus", "Description", "Head", "IndexFile",
+        "Item", "ItemField", "Job", "Modality", "ModalityKind", "Space", "StoreState",
+    )},
+}
 
 __all__ = [
     "Base",
@@ -57,3 +77,16 @@ __all__ = [
     "migrate",
     "resolve_database_url",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _SOURCES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # cached: later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
