@@ -22,7 +22,6 @@ log = logging.getLogger(__name__)
 TEXT = "text"
 IMAGE = "image"
 WELL_KNOWN_FEATURES = ("audio", "point", "video", "event", "thermal", "depth", "imu")
-RESERVED = frozenset({TEXT, IMAGE, "descriptions"})
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
