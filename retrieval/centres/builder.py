@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from unibind.indexer.store.centre_keys import ALL_CORPORA, complete_corpus_ids, corpora_key
 from unibind.indexer.encoders.base import Encoder
 from unibind.indexer.runtime.vectors import from_bytes, normalize, to_bytes
-from unibind.retrieval.centres.strategies import KB_FREE, Candidates, Context, find_template_skeletons, get_strategy
+from unibind.retrieval.centres.strategies import DEFAULT_K, KB_FREE, Candidates, Context, find_template_skeletons, get_strategy
 from unibind.retrieval.centres.prompts import BASE_PROMPT, fill
 from unibind.schema import Category, Centre, CentreMember, Corpus, CorpusStatus, Database, Description, Space
 from unibind.schema.errors import Conflict, InvalidInput, NotFound
@@ -34,7 +34,6 @@ from unibind.schema.store_state import bump_version
 
 log = logging.getLogger(__name__)
 
-DEFAULT_K = 50
 MAX_TEMPLATE_CHARS = 500
 BATCH_CATEGORIES = 200
 

@@ -132,6 +132,7 @@ STRATEGIES: dict[str, Strategy] = {
     "all": all_descriptions,
 }
 DEFAULT_STRATEGY = "informative"
+DEFAULT_K = 50  # descriptions per centre (the paper's top-50)
 # strategies whose members do not depend on the knowledge base: their centres are keyed by no corpora
 KB_FREE = frozenset({"prompt", "templates"})
 

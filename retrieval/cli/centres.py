@@ -22,7 +22,7 @@ def centre_spec(args: argparse.Namespace, strategy: str | None = None) -> Any:
 
 def add_centre_options(sp: argparse.ArgumentParser, strategy: bool = True) -> None:
     """--strategy, --template, -K/--centre-size, --corpus: which centres."""
-    from unibind.retrieval.centres.builder import DEFAULT_K
+    from unibind.retrieval.centres.strategies import DEFAULT_K
     from unibind.retrieval.centres.prompts import BASE_PROMPT
     from unibind.retrieval.centres.strategies import DEFAULT_STRATEGY, STRATEGIES
 
@@ -36,7 +36,7 @@ def add_centre_options(sp: argparse.ArgumentParser, strategy: bool = True) -> No
 
 
 def add_top_m_option(sp: argparse.ArgumentParser) -> None:
-    from unibind.retrieval.recognition.recognizer import DEFAULT_TOP_M
+    from unibind.retrieval.recognition.engine import DEFAULT_TOP_M
 
     sp.add_argument("--top-m", type=int, default=DEFAULT_TOP_M, metavar="M",
                     help=f"score a category by the mean of its M best centre members; 1 = the paper's max "

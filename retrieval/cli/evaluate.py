@@ -45,7 +45,7 @@ def _eval_vectors(ctx: Context, args: argparse.Namespace, queries: list[Any]) ->
 def _row(r: Any, top_m: int, **extra: Any) -> dict[str, Any]:
     """One strategy's result: ``default`` marks the rule recognition uses by default (its strategy and top-m)."""
     from unibind.retrieval.centres.strategies import DEFAULT_STRATEGY
-    from unibind.retrieval.recognition.recognizer import DEFAULT_TOP_M
+    from unibind.retrieval.recognition.engine import DEFAULT_TOP_M
 
     return {**extra, "strategy": r.strategy, "default": r.strategy == DEFAULT_STRATEGY and top_m == DEFAULT_TOP_M,
             "queries": r.n, "categories": r.categories, "top1": r.top1, "top1_ci": list(r.top1_ci),
@@ -114,7 +114,7 @@ def cmd_dev(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _shared(sp: argparse.ArgumentParser) -> None:
-    from unibind.retrieval.recognition.recognizer import DEFAULT_ENGINE
+    from unibind.retrieval.recognition.engine import DEFAULT_ENGINE
 
     sp.add_argument("--strategies", default=ALL_STRATEGIES, help=f"comma-separated (default {ALL_STRATEGIES})")
     sp.add_argument("--engine", default=DEFAULT_ENGINE, choices=["faiss", "dense"], help=f"default {DEFAULT_ENGINE}")

@@ -41,7 +41,7 @@ def cmd_recognize(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    from unibind.retrieval.recognition.recognizer import DEFAULT_ENGINE
+    from unibind.retrieval.recognition.engine import DEFAULT_ENGINE
 
     sp = add_leaf(sub, "recognize", "top-k categories of a query (a retrieval call over the centres)", cmd_recognize, [
         'unibind recognize --text "A freshwater fish with olive-green scales and red eyes" -k 5',

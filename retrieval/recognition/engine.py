@@ -45,6 +45,12 @@ from unibind.indexer.runtime.vectors import normalize
 from unibind.schema.errors import InvalidInput, NotFound
 log = logging.getLogger(__name__)
 
+DEFAULT_ENGINE = "faiss"  # fastest batched on CPU in bench/recognize.py, and FAISS's GPU path; see README "Engines"
+# A category scores its best centre member (the paper's max, top_m = 1). The mean of its 2 best members
+# (--top-m 2) scored higher on the dev benchmark (9,980 held-out descriptions, 998 classes; BENCHMARKS.md
+# "recognition scoring variants": top-1 38.41 % -> 39.58 %) but costs more time than the 1.5x-the-bare-
+# product target allows at some shapes on 2 CPU cores, so it is an option, not the default.
+DEFAULT_TOP_M = 1
 NEAR_TIE = 1e-4  # float32 scores of unit vectors are within ~1e-6 of exact: candidates within this of the k-th
 LOW_PRECISION_NEAR_TIE = 4e-3  # FAISS fp16 storage or TF32 matmuls: errors up to ~1e-3
 UNIT_TOLERANCE = 1e-3  # |norm - 1| allowed for a centre member

@@ -20,17 +20,11 @@ from unibind.retrieval.centres.builder import (
     load_centres,
 )
 from unibind.retrieval.recognition.engines import make_engine
-from unibind.retrieval.recognition.engine import CentreTable, Recognition, RecognitionEngine, check_top_m
+from unibind.retrieval.recognition.engine import DEFAULT_ENGINE, DEFAULT_TOP_M, CentreTable, Recognition, RecognitionEngine, check_top_m
 from unibind.schema import Database
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ENGINE = "faiss"  # fastest batched on CPU in bench/recognize.py, and FAISS's GPU path; see README "Engines"
-# A category scores its best centre member (the paper's max, top_m = 1). The mean of its 2 best members
-# (--top-m 2) scored higher on the dev benchmark (9,980 held-out descriptions, 998 classes; BENCHMARKS.md
-# "recognition scoring variants": top-1 38.41 % -> 39.58 %) but costs more time than the 1.5x-the-bare-
-# product target allows at some shapes on 2 CPU cores, so it is an option, not the default.
-DEFAULT_TOP_M = 1
 BUILD_ATTEMPTS = 3  # centres built while another process changed the corpora are built again from the new set
 
 
