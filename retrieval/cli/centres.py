@@ -35,6 +35,12 @@ def add_centre_options(sp: argparse.ArgumentParser, strategy: bool = True) -> No
     sp.add_argument("--corpus", help="draw centres from these corpora only (comma-separated; default all)")
 
 
+def add_engine_option(sp: argparse.ArgumentParser) -> None:
+    from unibind.retrieval.recognition.engine import DEFAULT_ENGINE
+
+    sp.add_argument("--engine", default=DEFAULT_ENGINE, choices=["faiss", "dense"], help=f"default {DEFAULT_ENGINE}")
+
+
 def add_top_m_option(sp: argparse.ArgumentParser) -> None:
     from unibind.retrieval.recognition.engine import DEFAULT_TOP_M
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from unibind.retrieval.cli.centres import add_centre_options, add_top_m_option, centre_spec
+from unibind.retrieval.cli.centres import add_centre_options, add_engine_option, add_top_m_option, centre_spec
 from unibind.retrieval.cli.context import Context
 from unibind.retrieval.cli.output import emit_json, format_table
 from unibind.retrieval.cli.parser import add_group, add_leaf, common
@@ -114,10 +114,8 @@ def cmd_dev(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _shared(sp: argparse.ArgumentParser) -> None:
-    from unibind.retrieval.recognition.engine import DEFAULT_ENGINE
-
     sp.add_argument("--strategies", default=ALL_STRATEGIES, help=f"comma-separated (default {ALL_STRATEGIES})")
-    sp.add_argument("--engine", default=DEFAULT_ENGINE, choices=["faiss", "dense"], help=f"default {DEFAULT_ENGINE}")
+    add_engine_option(sp)
     add_top_m_option(sp)
     add_centre_options(sp, strategy=False)
 

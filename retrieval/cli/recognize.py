@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from unibind.retrieval.cli.centres import add_centre_options, add_top_m_option, centre_spec
+from unibind.retrieval.cli.centres import add_centre_options, add_engine_option, add_top_m_option, centre_spec
 from unibind.retrieval.cli.context import Context
 from unibind.retrieval.cli.output import emit_json, format_table
 from unibind.retrieval.cli.parser import add_leaf, add_top_option, common
@@ -41,8 +41,6 @@ def cmd_recognize(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    from unibind.retrieval.recognition.engine import DEFAULT_ENGINE
-
     sp = add_leaf(sub, "recognize", "top-k categories of a query (a retrieval call over the centres)", cmd_recognize, [
         'unibind recognize --text "A freshwater fish with olive-green scales and red eyes" -k 5',
         'unibind recognize --text "a red truck" --labels "tench,goldfish,fire truck"',
@@ -53,7 +51,7 @@ def add_commands(sub: Any) -> None:
                                      "the space's encoder has the image tower")
     sp.add_argument("--labels", help="restrict the answer to these categories (comma-separated)")
     add_top_option(sp, 5, "categories per query")
-    sp.add_argument("--engine", default=DEFAULT_ENGINE, choices=["faiss", "dense"], help=f"default {DEFAULT_ENGINE}")
+    add_engine_option(sp)
     add_top_m_option(sp)
     add_centre_options(sp)
     common(sp)
