@@ -4,6 +4,7 @@ Subpackages, each importing only those below it (``tests/test_architecture.py`` 
 
     cli          the ``unibind`` command line
     service      the HTTP service (``unibind serve``)
+    plots        PNG pictures: accuracy with intervals, confusions, a category's centre in 2-D
     evaluation   accuracy of recognition; the dev benchmark
     recognition  recognition as a retrieval call: engines and the recogniser
     search       cross-modal search

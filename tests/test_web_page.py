@@ -242,3 +242,38 @@ def test_api_key_is_asked_for_and_used(browser: Any, served: Site) -> None:
         assert len(bars(tab)) == 2
     finally:
         context.close()
+
+
+def test_space_view_shows_the_centre_plot(page: Any, served: Site) -> None:
+    import io
+
+    from PIL import Image
+
+    drawn = httpx.get(served.base + "/v1/categories/goldfish/centre/plot.png?neighbours=2", timeout=60)
+    assert drawn.status_code == 200 and drawn.headers["content-type"] == "image/png"
+    with Image.open(io.BytesIO(drawn.content)) as image:
+        image.load()
+        size = list(image.size)
+    page.fill("#s-name", "goldfish")
+    page.fill("#s-neighbours", "2")
+    page.click("#s-go")
+    page.wait_for_function("""(() => { const i = document.getElementById('space-image');
+        return !i.hidden && i.complete && i.naturalWidth > 0; })()""")
+    assert page.eval_on_selector("#space-image", "i => [i.naturalWidth, i.naturalHeight]") == size
+    assert page.eval_on_selector("#space-image", "i => i.src.startsWith('blob:')")
+    assert page.inner_text("#space-head") == "goldfish" and page.locator("#space-error").is_hidden()
+
+    page.fill("#s-name", "goldfsh")
+    page.click("#s-go")
+    page.wait_for_selector("#space-error:not([hidden])")
+    assert "unknown category 'goldfsh'; did you mean 'goldfish'" in page.inner_text("#space-error")
+    assert page.locator("#space-image").is_hidden()
+
+    # a recognition bar draws its category's space too
+    page.fill("#q-text", TEXT)
+    run_query(page, 2)
+    first = bars(page)[0][0]
+    page.click("#bars .bar >> nth=0")
+    page.wait_for_function(f"""(() => {{ const i = document.getElementById('space-image');
+        return !i.hidden && i.complete && i.naturalWidth > 0 &&
+               document.getElementById('space-head').textContent === {first!r}; }})()""")

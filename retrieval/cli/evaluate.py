@@ -43,13 +43,16 @@ def _eval_vectors(ctx: Context, args: argparse.Namespace, queries: list[Any]) ->
 
 
 def _row(r: Any, top_m: int, **extra: Any) -> dict[str, Any]:
-    """One strategy's result: ``default`` marks the rule recognition uses by default (its strategy and top-m)."""
+    """One strategy's result: ``default`` marks the rule recognition uses by default (its strategy and top-m);
+    ``confusions`` lists its most confused (label, predicted top-1, count) pairs, largest count first (``--json``
+    only; ``unibind plot confusions`` draws them)."""
     from unibind.retrieval.centres.strategies import DEFAULT_STRATEGY
     from unibind.retrieval.recognition.engine import DEFAULT_TOP_M
 
     return {**extra, "strategy": r.strategy, "default": r.strategy == DEFAULT_STRATEGY and top_m == DEFAULT_TOP_M,
             "queries": r.n, "categories": r.categories, "top1": r.top1, "top1_ci": list(r.top1_ci),
-            "top5": r.top5, "top5_ci": list(r.top5_ci)}
+            "top5": r.top5, "top5_ci": list(r.top5_ci),
+            "confusions": [{"label": y, "predicted": p, "count": n} for y, p, n in r.confusions]}
 
 
 def _default_first(table: list[dict[str, Any]], group: str | None = None) -> list[dict[str, Any]]:
@@ -62,7 +65,7 @@ def _print(table: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         emit_json(table)
         return
-    keys = [k for k in table[0] if k != "default" and not k.endswith("_ci")]
+    keys = [k for k in table[0] if k not in ("default", "confusions") and not k.endswith("_ci")]
 
     def cell(row: dict[str, Any], k: str) -> Any:
         if k == "strategy" and row["default"]:

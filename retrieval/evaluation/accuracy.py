@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,8 +39,11 @@ class EvalRow:
     categories: int
     top1_ci: tuple[float, float] | None = None  # bootstrap 95 % interval (fractions), see ``intervals``
     top5_ci: tuple[float, float] | None = None
+    # the most confused (true label, predicted top-1 label, count) pairs, largest count first (see ``confusions``)
+    confusions: tuple[tuple[str, str, int], ...] = ()
 
 
+MAX_CONFUSIONS = 50  # the confused pairs an EvalRow keeps
 QUERY_FIELD = {"text": "text", "image": "image", "features": "row"}
 
 
@@ -106,6 +110,16 @@ def accuracy(predictions: Sequence[Sequence[str]], labels: Sequence[str]) -> tup
     return int(h[:, 0].sum()) / n, int(h[:, 1].sum()) / n
 
 
+def confusions(predictions: Sequence[Sequence[str]], labels: Sequence[str],
+               limit: int = MAX_CONFUSIONS) -> tuple[tuple[str, str, int], ...]:
+    """The ``limit`` most frequent (true label, predicted top-1 label, count) pairs among the queries whose top-1 is
+    wrong: largest count first, ties by true label then predicted label (deterministic). A query with no
+    prediction is not counted."""
+    counts = Counter((y, p[0]) for p, y in zip(predictions, labels) if p and p[0] != y)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0][0], item[0][1]))
+    return tuple((y, p, n) for (y, p), n in ranked[:limit])
+
+
 def accuracy_with_intervals(predictions: Sequence[Sequence[str]], labels: Sequence[str]) -> tuple[float, float, tuple[float, float], tuple[float, float]]:
     """(top-1, top-5, top-1 interval, top-5 interval): the accuracies and their seeded bootstrap 95 % intervals."""
     top1, top5 = accuracy(predictions, labels)
@@ -146,8 +160,9 @@ def evaluate(
         if vectors is None:
             vectors = rec.encoder.encode_text([q.text for q in queries])
         results = rec.recognize_vectors(vectors, k=5)
-        top1, top5, ci1, ci5 = accuracy_with_intervals([r.labels for r in results], [q.label for q in queries])
-        rows.append(EvalRow(strategy, len(queries), top1, top5, len(known), ci1, ci5))
+        predicted, labels = [r.labels for r in results], [q.label for q in queries]
+        top1, top5, ci1, ci5 = accuracy_with_intervals(predicted, labels)
+        rows.append(EvalRow(strategy, len(queries), top1, top5, len(known), ci1, ci5, confusions(predicted, labels)))
         log.info("%s: top-1 %.4f [%.4f, %.4f], top-5 %.4f [%.4f, %.4f] on %d queries", strategy, top1, *ci1, top5, *ci5,
                  len(queries))
     return rows

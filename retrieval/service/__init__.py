@@ -5,6 +5,6 @@
 error's HTTP status, in one place; ``queries`` and ``payloads`` the request and response bodies (the OpenAPI
 schema); ``state``, ``locks`` and ``jobs`` what the running service loads, shares and runs in the background.
 
-May import: ``unibind.retrieval.{evaluation,recognition,search,centres}``, ``unibind.indexer``,
+May import: ``unibind.retrieval.{plots,evaluation,recognition,search,centres}``, ``unibind.indexer``,
 ``unibind.schema``; never the CLI.
 """

@@ -1,17 +1,23 @@
 """``GET /v1/categories/{name}/centre``: a category's centre members with rank and score, for one centre spec
 (strategy, K = ``centre_size``, base-prompt template). ``k`` is the old name of ``centre_size``, kept (deprecated)
-for now: elsewhere in the API ``k`` is the number of answers."""
+for now: elsewhere in the API ``k`` is the number of answers.
+
+``GET /v1/categories/{name}/centre/plot.png``: the same centre as a picture (``unibind plot centre``): its members,
+the category's other descriptions, its base prompt and the ``neighbours`` nearest centres, in 2-D (PCA). The
+served spec's centres come from the loaded recognizer; another spec's must be built (409 until then, as for the
+members route)."""
 
 from __future__ import annotations
 
 import re
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from unibind.retrieval.centres.builder import DEFAULT_K, MAX_TEMPLATE_CHARS, CentreSpec, centre_members
 from unibind.retrieval.centres.prompts import BASE_PROMPT
 from unibind.retrieval.centres.strategies import STRATEGIES
+from unibind.retrieval.plots.neighbours import DEFAULT_NEIGHBOURS, MAX_NEIGHBOURS
 from unibind.retrieval.service import payloads as p
 from unibind.retrieval.service.dependencies import State
 from unibind.retrieval.service.errors import responses
@@ -36,7 +42,7 @@ def _centre_size(centre_size: int | None, k: int | None) -> int:
 
 
 def router() -> APIRouter:
-    """The centre route."""
+    """The centre routes: the members, and their picture."""
     api = APIRouter(tags=["knowledge base"])
 
     @api.get("/v1/categories/{name}/centre", response_model=p.CentreView, responses=responses(400, 404, 409, 422))
@@ -62,5 +68,34 @@ def router() -> APIRouter:
                                 members=[p.CentreMember(**m) for m in members])
 
         return await run_in_threadpool(work)
+
+    @api.get("/v1/categories/{name}/centre/plot.png", response_class=Response,
+             responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+                              "description": "a PNG: the centre, the category's other descriptions, its base "
+                                             "prompt and the nearest centres in 2-D (PCA)"},
+                        **responses(400, 404, 409, 422)})
+    async def centre_plot(name: str, st: State,
+                          strategy: str = Query("informative", description="how the centre was built",
+                                                json_schema_extra={"enum": list(STRATEGIES)}),
+                          centre_size: int = Query(DEFAULT_K, ge=1, description=f"K: the centre's size (default "
+                                                                               f"{DEFAULT_K})"),
+                          neighbours: int = Query(DEFAULT_NEIGHBOURS, ge=0, le=MAX_NEIGHBOURS,
+                                                  description="the nearest other centres to draw (nearest: cosine "
+                                                              "of the centre means)")) -> Response:
+        spec = CentreSpec(k=centre_size, strategy=strategy)  # a bad strategy: a 400
+
+        def work() -> bytes:
+            from unibind.retrieval.plots.centre_view import centre_png, gather
+
+            with st.query() as snap:
+                space = snap.space()
+                # the served spec's centres are the recognizer's (built at start); others must be built already
+                table = snap.recognizer().table if spec == CentreSpec() else None
+                view = gather(st.db, space, spec, name, snap.encoder(),  # type: ignore[arg-type]
+                              neighbours=neighbours, table=table)
+            return centre_png(view)
+
+        return Response(await run_in_threadpool(work), media_type="image/png",
+                        headers={"Cache-Control": "no-cache"})
 
     return api

@@ -1,12 +1,13 @@
 // The unibind web page: one text or image query is recognised (top-k categories as bars) and searched
 // (a grid of hits: thumbnails for image items, text for descriptions, metadata on hover); the centre
-// inspector lists a category's centre members with their scores. Every call goes through api(), which
+// inspector lists a category's centre members with their scores; the space view shows the PNG of a category's
+// centre in 2-D among its nearest centres. Every call goes through api(), which
 // adds the API key kept in this browser (localStorage) and turns 4xx bodies into messages.
 "use strict";
 
 const KEY_STORE = "unibind.apiKey";
 const $ = (id) => document.getElementById(id);
-const state = { info: null, image: null, thumbUrls: [] };
+const state = { info: null, image: null, thumbUrls: [], spaceUrl: null };
 
 class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
@@ -192,7 +193,7 @@ async function recognize(init) {
         el("span", { class: "bar-score", textContent: score(s) }));
       bar.dataset.category = name;
       bar.dataset.score = String(s);
-      const open = () => { $("c-name").value = name; showCentre(name); };
+      const open = () => { $("c-name").value = name; showCentre(name); showSpace(name); };
       bar.addEventListener("click", open);
       bar.addEventListener("keydown", (e) => { if (e.key === "Enter") open(); });
       return bar;
@@ -291,6 +292,35 @@ $("centre-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const name = $("c-name").value.trim();
   if (name) showCentre(name); else showError("centre-error", new Error("type a category name"));
+});
+
+// -- the space view: a category's centre plot (a PNG the server draws) -----------------------------------
+async function showSpace(name) {
+  showError("space-error", null);
+  const img = $("space-image");
+  img.hidden = true;
+  img.removeAttribute("src");
+  if (state.spaceUrl) { URL.revokeObjectURL(state.spaceUrl); state.spaceUrl = null; }
+  $("s-name").value = name;
+  $("space-head").textContent = `drawing ${name}…`;
+  const params = new URLSearchParams({ neighbours: $("s-neighbours").value || "5" });
+  try {
+    const blob = await (await api(`/v1/categories/${encodeURIComponent(name)}/centre/plot.png?${params}`)).blob();
+    state.spaceUrl = URL.createObjectURL(blob);
+    img.alt = `${name}: its centre, its other descriptions, its base prompt and the nearest centres in 2-D`;
+    img.src = state.spaceUrl;
+    img.hidden = false;
+    $("space-head").textContent = name;
+  } catch (error) {
+    $("space-head").textContent = "";
+    showError("space-error", error);
+  }
+}
+
+$("space-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const name = $("s-name").value.trim();
+  if (name) showSpace(name); else showError("space-error", new Error("type a category name"));
 });
 
 $("api-key").value = localStorage.getItem(KEY_STORE) || "";
