@@ -150,7 +150,7 @@ def test_spec_validation(db: Database, home: Path, tmp_path: Path, minilm: Encod
     with pytest.raises(NotFound, match="unknown category 'tenhc'; did you mean 'tench'") as excinfo:
         centre_members(db, builder.space, CentreSpec(), "tenhc")
     assert type(excinfo.value).http_status == 404 and type(excinfo.value).exit_code == 2
-    with pytest.raises(CentreNotBuilt, match="run `unibind centres build --strategy informative --centre-size 50`"):
+    with pytest.raises(CentreNotBuilt, match="run `unibind centres build --strategy knowledge --centre-size 50`"):
         load_centres(db, builder.space, CentreSpec())
 
 

@@ -87,7 +87,7 @@ def test_the_method_page_states_the_code_s_defaults() -> None:
     from unibind.retrieval.centres.builder import DEFAULT_K
     from unibind.retrieval.centres.prompts import BASE_PROMPT, CLIP_TEMPLATES
     from unibind.retrieval.centres.strategies import DEFAULT_STRATEGY, STRATEGIES, TEMPLATE_MIN_SHARE
-    from unibind.retrieval.recognition.engine import LOW_PRECISION_NEAR_TIE, NEAR_TIE
+    from unibind.retrieval.recognition.engine import CENTRING_MIN_NORM, DEFAULT_CENTRING, LOW_PRECISION_NEAR_TIE, NEAR_TIE
     from unibind.retrieval.recognition.recognizer import DEFAULT_TOP_M
     from unibind.retrieval.search.cross_modal import DEFAULT_NPROBE
 
@@ -97,9 +97,11 @@ def test_the_method_page_states_the_code_s_defaults() -> None:
         "default $K = 50$": DEFAULT_K == 50,
         "A photo of a } c\\text{.”": BASE_PROMPT == "A photo of a {}.",
         "CLIP's 80 templates": len(CLIP_TEMPLATES) == 80,
-        "`informative` (default)": DEFAULT_STRATEGY == "informative",
+        "`knowledge` (default)": DEFAULT_STRATEGY == "knowledge",
         "\\max(2, \\lceil 0.1\\,|C| \\rceil)": TEMPLATE_MIN_SHARE == 0.1,
-        "With $m = 1$, the default": DEFAULT_TOP_M == 1,
+        "The default is $m = 3$": DEFAULT_TOP_M == 3,
+        "By default unibind scores in the space centred on $\\mu$": DEFAULT_CENTRING,
+        "a member within $10^{-3}$ of $\\mu$": CENTRING_MIN_NORM == 1e-3,
         "$\\epsilon = 10^{-4}$": NEAR_TIE == 1e-4,
         "$4 \\cdot 10^{-3}$": LOW_PRECISION_NEAR_TIE == 4e-3,
         "temperature $\\tau$ (default 0.07)": c.temperature == 0.07 and not c.learn_temperature,

@@ -135,7 +135,7 @@ def kb(tmp_path_factory: pytest.TempPathFactory, minilm: Any) -> Kb:
     sys_stdout, sys.stdout = sys.stdout, out
     try:
         assert main([*base, "eval", "recognition", "--queries", str(queries), "--strategies",
-                     "top,informative,prompt", "-K", "2", "--json"]) == 0
+                     "top,knowledge,prompt", "-K", "2", "--json"]) == 0
     finally:
         sys.stdout = sys_stdout
     eval_json = root / "eval.json"
@@ -155,7 +155,7 @@ def run(kb: Kb, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-
 
 def test_the_eval_json_carries_the_confusions_and_the_table_does_not(kb: Kb, run) -> None:  # type: ignore[no-untyped-def]
     rows = json.loads(kb.eval_json.read_text())
-    assert [r["strategy"] for r in rows] == ["informative", "top", "prompt"]  # the default rule first
+    assert [r["strategy"] for r in rows] == ["knowledge", "top", "prompt"]  # the default rule first
     for r in rows:
         assert all(set(c) == {"label", "predicted", "count"} and c["count"] >= 1 for c in r["confusions"])
         assert sum(c["count"] for c in r["confusions"]) == round((1 - r["top1"]) * r["queries"])

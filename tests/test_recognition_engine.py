@@ -454,3 +454,61 @@ def test_gpu_engines_equal_brute_force(table, queries) -> None:  # type: ignore[
         check(engines, queries, 3, labels=["tench", "zebra", "aardvark", "category 05"])
         cpu_result = make_engine("dense", table, Device(), top_m=top_m).recognize(queries, 5)
         assert engines["dense"].recognize(queries, 5) == cpu_result  # the exact step makes devices agree too
+
+
+def centred_reference(raw: CentreTable, queries: np.ndarray, k: int, top_m: int) -> list[tuple[list[str], list[float]]]:
+    """The default rule from its definition, independently of CentreTable.centred: mu = the mean of the category
+    means of the raw members; members and queries minus mu, renormalised; per category the mean of its top_m best
+    (math.fsum), sorted by (-score, name)."""
+    z = raw.vectors.astype(np.float64)
+    mu = np.mean([z[raw.owner == c].mean(axis=0) for c in range(raw.n_categories)], axis=0)
+    zc = (z - mu) / np.linalg.norm(z - mu, axis=1, keepdims=True)
+    q = queries.astype(np.float64) / np.linalg.norm(queries.astype(np.float64), axis=1, keepdims=True)
+    qc = (q - mu) / np.linalg.norm(q - mu, axis=1, keepdims=True)
+    # the engines score the float32 centred vectors exactly; so does the reference
+    zc, qc = zc.astype(np.float32).astype(np.float64), qc.astype(np.float32).astype(np.float64)
+    out = []
+    for row in qc:
+        per_cat = {}
+        for c, name in enumerate(raw.names):
+            sims = [math.fsum(p) for p in (row * zc[raw.owner == c]).tolist()]
+            best = sorted(sims, reverse=True)[:top_m]
+            per_cat[name] = math.fsum(best) / len(best)
+        ranked = sorted(per_cat.items(), key=lambda item: (-item[1], item[0]))[:k]
+        out.append(([n for n, _ in ranked], [s for _, s in ranked]))
+    return out
+
+
+@pytest.mark.parametrize("top_m", [1, 3])
+@pytest.mark.parametrize("k", [1, 5, 50])
+def test_centred_table_equals_the_definition(table, queries, k: int, top_m: int) -> None:  # type: ignore[no-untyped-def]
+    """The recognizer's default rule (centred space, mean of the 3 best) is exact in both engines."""
+    centred = table.centred()
+    assert centred.mean is not None and centred.names == table.names and (centred.owner == table.owner).all()
+    assert np.allclose(np.linalg.norm(centred.vectors, axis=1), 1, atol=1e-6)
+    assert centred.centred() is centred  # centring twice is centring once
+    results = {name: engine.recognize(queries, k=k) for name, engine in make_engines(centred, top_m).items()}
+    assert results["faiss"] == results["dense"]
+    for got, (labels, scores) in zip(results["faiss"], centred_reference(table, queries, k, top_m)):
+        assert got.labels == labels
+        np.testing.assert_allclose(got.scores, scores, rtol=0, atol=1e-6)
+
+
+def test_centring_needs_two_categories_and_directions() -> None:
+    e = np.eye(4, dtype=np.float32)
+    one = CentreTable(["a"], e[:2], np.array([0, 0]))
+    assert one.centred() is one and one.centred().mean is None  # one category: nothing to centre on
+    same = CentreTable(["a", "b"], e[[0, 0]], np.array([0, 1]))
+    assert same.centred() is same  # every member is the mean direction: nothing left after centring
+    two = CentreTable(["a", "b"], e[[0, 1]], np.array([0, 1])).centred()
+    np.testing.assert_allclose(two.mean, [0.5, 0.5, 0, 0])
+    np.testing.assert_allclose(two.vectors, [[2 ** -0.5, -(2 ** -0.5), 0, 0], [-(2 ** -0.5), 2 ** -0.5, 0, 0]], atol=1e-7)
+    # a query that is the mean direction itself keeps its raw direction; others are centred
+    mean = normalize(np.array([1.0, 1.0, 0, 0]))[0]
+    table = CentreTable(["a", "b"], e[[0, 1]], np.array([0, 1]), mean=mean)
+    out = table.prepare(np.stack([mean, e[2]]))
+    np.testing.assert_allclose(out[0], mean, atol=1e-7)
+    np.testing.assert_allclose(out[1], normalize(e[2] - mean)[0], atol=1e-7)
+    assert table.prepare(np.empty((0, 4), dtype=np.float32)).shape == (0, 4)
+    with pytest.raises(ValueError, match=r"mean must be a finite \[4\] vector"):
+        CentreTable(["a", "b"], e[[0, 1]], np.array([0, 1]), mean=np.ones(3))

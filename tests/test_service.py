@@ -161,7 +161,7 @@ def test_centre_route(world: World) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["category"], body["strategy"], body["centre_size"], body["k"], body["candidates"]) == (
-        "tench", "informative", 50, 50, 4)
+        "tench", "knowledge", 50, 50, 4)
     assert [m["rank"] for m in body["members"]] == [1, 2, 3, 4]
     assert {m["text"] for m in body["members"]} == set(ANIMALS["tench"])
     assert body["members"] == sorted(body["members"], key=lambda m: -m["score"])

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from unibind.indexer.store.centre_keys import ALL_CORPORA, complete_corpus_ids, corpora_key
 from unibind.indexer.encoders.base import Encoder
 from unibind.indexer.runtime.vectors import from_bytes, normalize, to_bytes
-from unibind.retrieval.centres.strategies import DEFAULT_K, KB_FREE, Candidates, Context, find_template_skeletons, get_strategy
+from unibind.retrieval.centres.strategies import DEFAULT_K, DEFAULT_STRATEGY, KB_FREE, SKELETON_AWARE, Candidates, Context, find_template_skeletons, get_strategy
 from unibind.retrieval.centres.prompts import BASE_PROMPT, fill
 from unibind.schema import Category, Centre, CentreMember, Corpus, CorpusStatus, Database, Description, Space
 from unibind.schema.errors import Conflict, InvalidInput, NotFound
@@ -44,7 +44,7 @@ class CentreSpec:
 
     template: str = BASE_PROMPT
     k: int = DEFAULT_K
-    strategy: str = "informative"
+    strategy: str = DEFAULT_STRATEGY
     corpora: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -118,7 +118,7 @@ def category_keys(session: Session, corpora: dict[int, str], strategy: str) -> d
     everything = ALL_CORPORA + corpora_key(corpora)
     return {
         # informative's template filter looks at every selected category: its centres depend on all corpora
-        cat_id: (name, "" if strategy in KB_FREE else everything if strategy == "informative" else corpora_key(ids))
+        cat_id: (name, "" if strategy in KB_FREE else everything if strategy in SKELETON_AWARE else corpora_key(ids))
         for cat_id, (name, ids) in found.items()
     }
 
@@ -187,7 +187,7 @@ class CentreBuilder:
             }
             todo = sorted((c for c, (_, key) in keys.items() if (c, key) not in existing), key=lambda c: keys[c][0])
             skeletons: frozenset[str] = frozenset()
-            if spec.strategy == "informative" and todo:
+            if spec.strategy in SKELETON_AWARE and todo:
                 pairs = session.execute(
                     select(Category.name, Description.text)
                     .join(Category, Description.category_id == Category.id)

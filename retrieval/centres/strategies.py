@@ -1,7 +1,8 @@
 """Centre selection strategies: each a small function from a category's candidates to its members.
 
+- ``knowledge``    the default: every description that is not a prompt template (ranked, K does not cut)
+- ``informative``  ``top`` over the descriptions that are not prompt templates (see below)
 - ``top``          the paper's rule: the K descriptions closest to the base prompt
-- ``informative``  the default: ``top`` over the descriptions that are not prompt templates (see below)
 - ``prompt``       the base prompt alone (the CLIP zero-shot baseline)
 - ``templates``    the mean of CLIP's 80 prompt templates (CLIP's prompt ensemble)
 - ``all``          every description of the category
@@ -12,6 +13,13 @@ prompt, so they are exactly what ``top`` ranks first: the centre becomes a promp
 loses the knowledge the descriptions carry. A string that, with its category's name masked,
 recurs in many categories carries no knowledge of any one of them; ``informative`` drops such
 strings before ranking (falling back to ``top`` when a category has nothing else).
+
+Why ``knowledge`` is the default: ranking against a prompt that says nothing but the name ranks highest
+the sentences that say little else ("I found an image of a bald eagle on the internet."), so the top-K
+cut drops knowledge first. On the dev benchmark (bench/centre_study.py), keeping every non-template
+description beat every top-K cut we tried (K = 20 .. 50, ranked by the base prompt or by closeness to the
+category's own descriptions), for single-sentence and for multi-fact queries alike, once a category
+scores the mean of its few best members (see retrieval/recognition/engine.py DEFAULT_TOP_M).
 """
 
 from __future__ import annotations
@@ -107,6 +115,15 @@ def informative(c: Candidates, prompt: np.ndarray, k: int, ctx: Context) -> Sele
     return _ranked(c, prompt, keep, k)
 
 
+def knowledge(c: Candidates, prompt: np.ndarray, k: int, ctx: Context) -> Selection:
+    keep = np.array([skeleton(t, c.category) not in ctx.template_skeletons for t in c.texts], dtype=bool)
+    if not keep.any():
+        sel = _ranked(c, prompt, None, None)
+        note = f"{c.category!r}: every description looks like a prompt template; keeping them all"
+        return Selection(sel.ids, sel.texts, sel.vectors, sel.scores, note)
+    return _ranked(c, prompt, keep, None)
+
+
 def all_descriptions(c: Candidates, prompt: np.ndarray, k: int, ctx: Context) -> Selection:
     return _ranked(c, prompt, None, None)
 
@@ -125,16 +142,19 @@ def templates(c: Candidates, prompt: np.ndarray, k: int, ctx: Context) -> Select
 Strategy = Callable[[Candidates, np.ndarray, int, Context], Selection]
 
 STRATEGIES: dict[str, Strategy] = {
+    "knowledge": knowledge,
     "informative": informative,
     "top": top,
     "prompt": prompt_only,
     "templates": templates,
     "all": all_descriptions,
 }
-DEFAULT_STRATEGY = "informative"
+DEFAULT_STRATEGY = "knowledge"
 DEFAULT_K = 50  # descriptions per centre (the paper's top-50)
 # strategies whose members do not depend on the knowledge base: their centres are keyed by no corpora
 KB_FREE = frozenset({"prompt", "templates"})
+# strategies that drop prompt templates found across the whole knowledge base: their centres depend on every corpus
+SKELETON_AWARE = frozenset({"knowledge", "informative"})
 
 
 def get_strategy(name: str) -> Strategy:

@@ -47,6 +47,9 @@ def add_top_m_option(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--top-m", type=int, default=DEFAULT_TOP_M, metavar="M",
                     help=f"score a category by the mean of its M best centre members; 1 = the paper's max "
                          f"(default {DEFAULT_TOP_M})")
+    sp.add_argument("--centring", action=argparse.BooleanOptionalAction, default=True,
+                    help="score in the space centred on the knowledge base's mean direction (default); "
+                         "--no-centring: the paper's raw cosines")
 
 
 def cmd_build(ctx: Context, args: argparse.Namespace) -> int:

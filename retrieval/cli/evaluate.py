@@ -12,7 +12,7 @@ from unibind.retrieval.cli.output import emit_json, format_table
 from unibind.retrieval.cli.parser import add_group, add_leaf, common
 from unibind.schema.errors import InvalidInput
 
-ALL_STRATEGIES = "informative,top,prompt,templates,all"
+ALL_STRATEGIES = "knowledge,informative,top,prompt,templates,all"
 
 
 def _strategies(raw: str) -> list[str]:
@@ -42,14 +42,15 @@ def _eval_vectors(ctx: Context, args: argparse.Namespace, queries: list[Any]) ->
     return projection.features(fs.vectors[np.asarray([q.input for q in queries], dtype=np.int64)], args.features)
 
 
-def _row(r: Any, top_m: int, **extra: Any) -> dict[str, Any]:
+def _row(r: Any, top_m: int, centring: bool, **extra: Any) -> dict[str, Any]:
     """One strategy's result: ``default`` marks the rule recognition uses by default (its strategy and top-m);
     ``confusions`` lists its most confused (label, predicted top-1, count) pairs, largest count first (``--json``
     only; ``unibind plot confusions`` draws them)."""
     from unibind.retrieval.centres.strategies import DEFAULT_STRATEGY
-    from unibind.retrieval.recognition.engine import DEFAULT_TOP_M
+    from unibind.retrieval.recognition.engine import DEFAULT_CENTRING, DEFAULT_TOP_M
 
-    return {**extra, "strategy": r.strategy, "default": r.strategy == DEFAULT_STRATEGY and top_m == DEFAULT_TOP_M,
+    return {**extra, "strategy": r.strategy, "default": r.strategy == DEFAULT_STRATEGY and top_m == DEFAULT_TOP_M and centring == DEFAULT_CENTRING,
+            "top_m": top_m, "centring": centring,
             "queries": r.n, "categories": r.categories, "top1": r.top1, "top1_ci": list(r.top1_ci),
             "top5": r.top5, "top5_ci": list(r.top5_ci),
             "confusions": [{"label": y, "predicted": p, "count": n} for y, p, n in r.confusions]}
@@ -65,7 +66,7 @@ def _print(table: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         emit_json(table)
         return
-    keys = [k for k in table[0] if k not in ("default", "confusions") and not k.endswith("_ci")]
+    keys = [k for k in table[0] if k not in ("default", "confusions", "top_m", "centring") and not k.endswith("_ci")]
 
     def cell(row: dict[str, Any], k: str) -> Any:
         if k == "strategy" and row["default"]:
@@ -78,6 +79,9 @@ def _print(table: list[dict[str, Any]], as_json: bool) -> None:
     print(format_table(keys, [[cell(row, k) for k in keys] for row in table]))
     from unibind.retrieval.evaluation.intervals import LEVEL, RESAMPLES
 
+    m, centred = table[0]["top_m"], table[0]["centring"]
+    print(f"category score: {'the best member' if m == 1 else f'the mean of the {m} best members'}, "
+          f"{'in the space centred on the knowledge base' if centred else 'raw cosines'}")
     print(f"[lower, upper]: bootstrap {LEVEL * 100:.0f} % interval over the queries ({RESAMPLES:,} resamples, seeded)")
 
 
@@ -98,8 +102,8 @@ def cmd_recognition(ctx: Context, args: argparse.Namespace) -> int:
     queries = read_queries(args.queries, kind=kind, n_rows=n_rows)
     vectors = _eval_vectors(ctx, args, queries)
     rows = evaluate(ctx.db, ctx.device, queries, strategies, base=centre_spec(args), encoder=ctx.encoder,
-                    engine=args.engine, top_m=args.top_m, source=args.queries, query_vectors=vectors)
-    _print(_default_first([_row(r, args.top_m) for r in rows]), args.json)
+                    engine=args.engine, top_m=args.top_m, centring=args.centring, source=args.queries, query_vectors=vectors)
+    _print(_default_first([_row(r, args.top_m, args.centring) for r in rows]), args.json)
     return 0
 
 
@@ -111,8 +115,8 @@ def cmd_dev(ctx: Context, args: argparse.Namespace) -> int:
     encoder = build_encoder(ctx.default_encoder(), ctx.device)
     rows = run_dev_benchmark(ctx.db, ctx.device, ctx.home, encoder, strategies, classes=args.classes,
                              holdout=args.holdout, seed=args.seed, k=args.centre_size, engine=args.engine,
-                             top_m=args.top_m)
-    _print(_default_first([_row(r, args.top_m, kb=v) for v, r in rows], "kb"), args.json)
+                             top_m=args.top_m, centring=args.centring)
+    _print(_default_first([_row(r, args.top_m, args.centring, kb=v) for v, r in rows], "kb"), args.json)
     return 0
 
 

@@ -28,7 +28,7 @@ def cmd_recognize(ctx: Context, args: argparse.Namespace) -> int:
     space = ctx.space()
     names, vectors, _modality = read_query_vectors(ctx, space, args)  # bad queries fail before centres are built
     rec = Recognizer(ctx.db, ctx.device, encoder=space.encoder, spec=centre_spec(args), engine=args.engine,
-                     top_m=args.top_m)
+                     top_m=args.top_m, centring=args.centring)
     results = rec.recognize_vectors(vectors, k=args.top, labels=_labels(args.labels))
     if args.json:
         emit_json([{"query": t, "labels": r.labels, "scores": r.scores} for t, r in zip(names, results)])

@@ -15,7 +15,7 @@ from unibind.indexer.runtime.device import Device
 from unibind.indexer.encoders.base import Encoder
 from unibind.retrieval.centres.builder import CentreSpec
 from unibind.retrieval.evaluation.intervals import bootstrap_intervals
-from unibind.retrieval.recognition.recognizer import DEFAULT_TOP_M, Recognizer
+from unibind.retrieval.recognition.recognizer import DEFAULT_CENTRING, DEFAULT_TOP_M, Recognizer
 from unibind.schema import Database
 from unibind.schema.errors import InvalidInput
 
@@ -137,6 +137,7 @@ def evaluate(
     encoder: str | None = None,
     engine: str | None = None,
     top_m: int = DEFAULT_TOP_M,
+    centring: bool = DEFAULT_CENTRING,
     encoder_obj: Encoder | None = None,
     query_vectors: np.ndarray | None = None,
     source: str = "queries",
@@ -149,7 +150,7 @@ def evaluate(
     for strategy in strategies:
         kwargs = {"engine": engine} if engine else {}
         rec = Recognizer(db, device, encoder=encoder, spec=replace(base, strategy=strategy), encoder_obj=encoder_obj,
-                         top_m=top_m, **kwargs)
+                         top_m=top_m, centring=centring, **kwargs)
         encoder_obj = rec.encoder
         known = set(rec.categories)
         unknown = [q for q in queries if q.label not in known]

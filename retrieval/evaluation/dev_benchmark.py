@@ -25,7 +25,7 @@ from unibind.indexer.encoders.base import Encoder
 from unibind.indexer.store.ingest import IngestConfig, ingest
 from unibind.retrieval.centres.builder import CentreSpec
 from unibind.retrieval.evaluation.accuracy import EvalRow, Query, evaluate
-from unibind.retrieval.recognition.recognizer import DEFAULT_TOP_M
+from unibind.retrieval.recognition.recognizer import DEFAULT_CENTRING, DEFAULT_TOP_M
 from unibind.schema import Corpus, CorpusStatus, Database, Space
 from unibind.schema.errors import InvalidInput
 
@@ -96,6 +96,7 @@ def run_dev_benchmark(
     k: int = 50,
     engine: str | None = None,
     top_m: int = DEFAULT_TOP_M,
+    centring: bool = DEFAULT_CENTRING,
 ) -> list[tuple[str, EvalRow]]:
     """Ingest the split's corpora (once) and evaluate every strategy on both knowledge-base variants."""
     split = make_split(classes, holdout, seed)
@@ -106,6 +107,6 @@ def run_dev_benchmark(
     out = []
     for variant, corpora in (("descriptions", (desc_name,)), ("all", (desc_name, tmpl_name))):
         rows = evaluate(db, device, split.queries, strategies, base=CentreSpec(k=k, corpora=corpora), encoder=encoder.spec,
-                        engine=engine, top_m=top_m, encoder_obj=encoder, query_vectors=vectors, source=f"dev {split.tag}")
+                        engine=engine, top_m=top_m, centring=centring, encoder_obj=encoder, query_vectors=vectors, source=f"dev {split.tag}")
         out += [(variant, r) for r in rows]
     return out

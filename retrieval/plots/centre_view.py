@@ -62,7 +62,7 @@ def _table(db: Database, space: Space, spec: CentreSpec, encoder: Encoder, devic
     if device is not None:
         from unibind.retrieval.recognition.recognizer import Recognizer
 
-        return Recognizer(db, device, encoder=space.encoder, spec=spec, encoder_obj=encoder).table  # builds missing
+        return Recognizer(db, device, encoder=space.encoder, spec=spec, encoder_obj=encoder, centring=False).table  # builds missing
     names, vectors, owner = load_centres(db, space, spec)  # missing ones: CentreNotBuilt
     return CentreTable(names=names, vectors=vectors, owner=owner)
 

@@ -20,7 +20,7 @@ from unibind.retrieval.centres.builder import (
     load_centres,
 )
 from unibind.retrieval.recognition.engines import make_engine
-from unibind.retrieval.recognition.engine import DEFAULT_ENGINE, DEFAULT_TOP_M, CentreTable, Recognition, RecognitionEngine, check_top_m
+from unibind.retrieval.recognition.engine import DEFAULT_CENTRING, DEFAULT_ENGINE, DEFAULT_TOP_M, CentreTable, Recognition, RecognitionEngine, check_top_m
 from unibind.schema import Database
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,8 @@ BUILD_ATTEMPTS = 3  # centres built while another process changed the corpora ar
 
 class Recognizer:
     """Loads a space's encoder and centres once (building missing centres), then answers many queries;
-    a category scores the mean of its ``top_m`` best centre members (1: the paper's max)."""
+    a category scores the mean of its ``top_m`` best centre members (1: the paper's max), in the space centred on
+    the knowledge base's mean direction unless ``centring`` is False (the paper's raw cosines)."""
 
     def __init__(
         self,
@@ -41,6 +42,7 @@ class Recognizer:
         spec: CentreSpec | None = None,
         engine: str = DEFAULT_ENGINE,
         top_m: int = DEFAULT_TOP_M,
+        centring: bool = DEFAULT_CENTRING,
         build_missing: bool = True,
         encoder_obj: Encoder | None = None,
     ) -> None:
@@ -64,7 +66,9 @@ class Recognizer:
                 if attempt == BUILD_ATTEMPTS:
                     raise
                 log.info("the corpora changed while the centres were built; again from the new set")
-        self.table = CentreTable(names=names, vectors=vectors, owner=owner)
+        table = CentreTable(names=names, vectors=vectors, owner=owner)
+        self.centring = bool(centring)
+        self.table = table.centred() if self.centring else table
         self.default_engine = engine
         self._engines: dict[str, RecognitionEngine] = {engine: make_engine(engine, self.table, device, self.top_m)}
 

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from unibind.retrieval.centres.builder import DEFAULT_K, MAX_TEMPLATE_CHARS, CentreSpec, centre_members
 from unibind.retrieval.centres.prompts import BASE_PROMPT
-from unibind.retrieval.centres.strategies import STRATEGIES
+from unibind.retrieval.centres.strategies import DEFAULT_STRATEGY, STRATEGIES
 from unibind.retrieval.plots.neighbours import DEFAULT_NEIGHBOURS, MAX_NEIGHBOURS
 from unibind.retrieval.service import payloads as p
 from unibind.retrieval.service.dependencies import State
@@ -47,7 +47,7 @@ def router() -> APIRouter:
 
     @api.get("/v1/categories/{name}/centre", response_model=p.CentreView, responses=responses(400, 404, 409, 422))
     async def centre(name: str, st: State,
-                     strategy: str = Query("informative", description="how the centre was built",
+                     strategy: str = Query(DEFAULT_STRATEGY, description="how the centre was built",
                                            json_schema_extra={"enum": list(STRATEGIES)}),
                      centre_size: int | None = Query(None, ge=1, description=f"K: the centre's size (default "
                                                                              f"{DEFAULT_K})"),
@@ -75,7 +75,7 @@ def router() -> APIRouter:
                                              "prompt and the nearest centres in 2-D (PCA)"},
                         **responses(400, 404, 409, 422)})
     async def centre_plot(name: str, st: State,
-                          strategy: str = Query("informative", description="how the centre was built",
+                          strategy: str = Query(DEFAULT_STRATEGY, description="how the centre was built",
                                                 json_schema_extra={"enum": list(STRATEGIES)}),
                           centre_size: int = Query(DEFAULT_K, ge=1, description=f"K: the centre's size (default "
                                                                                f"{DEFAULT_K})"),
