@@ -4,8 +4,11 @@
                                         [--device auto] [--no-append]
 
 Data: synthetic unit vectors, C categories x K = 50 centre members of dimension d (C in {1000, 21000},
-d in {384, 512}); queries are members plus as much noise again (cosine ~0.7 to their member, as a real
-recognition query is close to one category), batches B in {1, 64, 1024}, k = 5. For each shape, each
+d in {384, 512}). A category's members share a direction: two members of one category have cosine ~``--within``
+(default 0.67, what MiniLM gives two descriptions of one builtin class in the centred space; between classes
+it is ~0), and ``--within 0`` draws every member independently (the data of the rows before 2026-12-01).
+Queries are members plus as much noise again (cosine ~0.7 to their member, as a real recognition query is
+close to one category), batches B in {1, 64, 1024}, k = 5. For each shape, each
 repeat times, in this order: the FAISS engine, the bare NumPy float32 product ``[B, d] @ [d, C*K]``, the
 dense engine, the bare torch float32 product of the same shapes (on the torch device), and FAISS's own
 ``index.search`` for the engine's first neighbour count (where the FAISS engine's time goes). The ratio
@@ -44,6 +47,7 @@ log = logging.getLogger("bench.recognize")
 SECTION = "recognize (bench/recognize.py)"
 TARGET_RATIO = 1.5
 CATEGORIES, DIMS, BATCHES, MEMBERS = (1000, 21000), (384, 512), (1, 64, 1024), 50
+WITHIN = 0.67  # MiniLM, builtin corpus, centred: mean cosine of two descriptions of one class (between: ~0)
 QUICK = dict(categories=(300,), dims=(64,), batches=(1, 64, 256), members=20)
 BIG_FLOPS = 2e11  # shapes whose product is bigger than this get fewer repeats
 COLUMNS = (
@@ -65,6 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=None, help="repeats per shape (default: 7 for B=1, 5 small, 2 big)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (default $UNIBIND_DEVICE or auto)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--within", type=float, default=WITHIN,
+                   help=f"cosine of two members of one category (default {WITHIN}; 0: independent members)")
     p.add_argument("--no-append", action="store_true", help="print only; do not append to BENCHMARKS.md")
     args = p.parse_args(argv)
     filters = []
@@ -76,6 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.filters = filters
     if args.k < 1 or args.top_m < 1 or (args.repeats is not None and args.repeats < 1):
         p.error("--k, --top-m and --repeats must be >= 1")
+    if not 0 <= args.within < 1:
+        p.error(f"--within must be in [0, 1), got {args.within}")
     return args
 
 
@@ -85,6 +93,17 @@ def wanted(filters: list[tuple[int | None, ...]], shape: tuple[int, int, int]) -
 
 def unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
     x = rng.standard_normal((n, d), dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
+def category_members(rng: np.random.Generator, C: int, K: int, d: int, within: float) -> np.ndarray:
+    """[C*K, d] unit members, category c owning rows c*K .. c*K+K-1: sqrt(within) of a direction of the category
+    plus sqrt(1 - within) of a member's own, so two members of a category have cosine ~within."""
+    if within <= 0:
+        return unit(rng, C * K, d)
+    shared = np.repeat(unit(rng, C, d), K, axis=0)  # [C*K, d]
+    x = np.sqrt(within, dtype=np.float32) * shared + np.sqrt(1 - within, dtype=np.float32) * unit(rng, C * K, d)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return x
 
@@ -140,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         if not batches:
             continue
         t = time.perf_counter()
-        members = unit(rng, C * K, d)  # [C*K, d], category c owns rows c*K .. c*K+K-1
+        members = category_members(rng, C, K, d, args.within)  # [C*K, d], category c owns rows c*K .. c*K+K-1
         table = CentreTable([f"category {c}" for c in range(C)], members, np.repeat(np.arange(C, dtype=np.int64), K))
         if args.centring:
             table = table.centred()
@@ -176,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                 ms = median(times[engine]) * 1e3
                 label = engine if args.top_m == 1 else f"{engine} top-{args.top_m}"
                 label += " centred" if args.centring else ""
+                label += f", members within {args.within:g}" if args.within > 0 else ""
                 rows.append([
                     label, C, K, d, B, repeats, ms, B / ms * 1e3, median(times[bare_of[engine]]) * 1e3, ratio,
                     median(times["search"]) * 1e3 if engine == "faiss" else "",
