@@ -117,7 +117,7 @@ def category_keys(session: Session, corpora: dict[int, str], strategy: str) -> d
         found.setdefault(cat_id, (name, set()))[1].add(corpus_id)
     everything = ALL_CORPORA + corpora_key(corpora)
     return {
-        # informative's template filter looks at every selected category: its centres depend on all corpora
+        # knowledge's and informative's template filter looks at every selected category: its centres depend on all corpora
         cat_id: (name, "" if strategy in KB_FREE else everything if strategy in SKELETON_AWARE else corpora_key(ids))
         for cat_id, (name, ids) in found.items()
     }

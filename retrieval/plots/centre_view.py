@@ -1,7 +1,8 @@
 """What a centre plot shows, gathered from the store: one category's centre members, the rest of its descriptions,
 its base prompt, and the centres of the ``neighbours`` categories nearest to it.
 
-The centres are the ones recognition uses: the same spec, loaded with ``load_centres`` (or taken from a loaded
+The centres are the ones recognition uses, in the space it scores in (centred on the knowledge base's mean
+direction, see ``CentreTable.centred``): the same spec, loaded with ``load_centres`` (or taken from a loaded
 recognizer's table), and, when a device is given, missing ones are built first by a ``Recognizer``, exactly as
 ``unibind recognize`` builds them. Nearest means the highest cosine between the centres' mean vectors (each mean
 normalised to unit length), ties broken by name.
@@ -50,6 +51,7 @@ class CentreView:
     others: np.ndarray  # [r, d] its descriptions that are not members
     candidates: int  # the descriptions its centre was chosen from
     neighbours: list[Neighbour]
+    centred: bool = False  # drawn in the space centred on the knowledge base's mean direction (as recognition scores)
 
     def points(self) -> np.ndarray:
         """Every vector the picture shows, in one array: members, others, the prompt, then each neighbour's members
@@ -62,9 +64,9 @@ def _table(db: Database, space: Space, spec: CentreSpec, encoder: Encoder, devic
     if device is not None:
         from unibind.retrieval.recognition.recognizer import Recognizer
 
-        return Recognizer(db, device, encoder=space.encoder, spec=spec, encoder_obj=encoder, centring=False).table  # builds missing
+        return Recognizer(db, device, encoder=space.encoder, spec=spec, encoder_obj=encoder).table  # builds missing
     names, vectors, owner = load_centres(db, space, spec)  # missing ones: CentreNotBuilt
-    return CentreTable(names=names, vectors=vectors, owner=owner)
+    return CentreTable(names=names, vectors=vectors, owner=owner).centred()  # the recognizer's default space
 
 
 def gather(db: Database, space: Space, spec: CentreSpec, category: str, encoder: Encoder, *,
@@ -96,15 +98,16 @@ def gather(db: Database, space: Space, spec: CentreSpec, category: str, encoder:
             .order_by(Description.id)
         ).all()
     rest = [v for i, v in rows if i not in member_ids][:MAX_OTHERS]
-    others = from_bytes(rest, space.dim) if rest else np.empty((0, space.dim), dtype=np.float32)
+    # everything drawn in the space recognition scores in: centred like the table's members when the table is
+    others = table.prepare(from_bytes(rest, space.dim)) if rest else np.empty((0, space.dim), dtype=np.float32)
     prompt = fill(spec.template, category)
-    prompt_vector = CentreBuilder(db, space, encoder).encode([prompt])[0]
+    prompt_vector = table.prepare(CentreBuilder(db, space, encoder).encode([prompt]))[0]
     position = table.names.index(category)
     near = [Neighbour(name, cos, table.vectors[table.owner == table.names.index(name)])
             for name, cos in nearest(table.names, table.vectors, table.owner, category, neighbours)]
     return CentreView(category=category, spec=spec, prompt=prompt, prompt_vector=prompt_vector,
                       members=table.vectors[table.owner == position], others=others,
-                      candidates=int(centre.n_candidates), neighbours=near)
+                      candidates=int(centre.n_candidates), neighbours=near, centred=table.mean is not None)
 
 
 def centre_png(view: CentreView, method: str = "pca") -> bytes:
@@ -117,7 +120,7 @@ def centre_png(view: CentreView, method: str = "pca") -> bytes:
     title = (f"{view.category}: its centre ({spec.strategy}, K={spec.k}: {len(view.members)} members of "
              f"{view.candidates} descriptions) and the {len(view.neighbours)} nearest centres\n"
              f"2-D {projection.method.upper()} of these {len(projection.coords)} vectors; nearest: cosine of the "
-             f"centre means")
+             f"centre means" + ("; in the space centred on the knowledge base" if view.centred else ""))
     labels = tuple(f"PC{i + 1} ({share:.0%} of the variance)" for i, share in enumerate(projection.explained))
     return figures.centre_png(projection.coords, category=view.category, prompt=view.prompt,
                               members=len(view.members), others=len(view.others),
