@@ -194,3 +194,18 @@ def test_dev_benchmark_small(db_url: str, home: Path, capsys: pytest.CaptureFixt
     assert main([*base, "corpus", "list", "--json"]) == 0
     names = {r["name"] for r in json.loads(capsys.readouterr().out)}
     assert names == {"dev-cupl-descriptions-c4-h5-s0", "dev-cupl-templates-c4-h5-s0"}
+
+
+def test_auto_engine_is_dense_for_few_queries_and_faiss_for_batches(kb: Database, minilm: Encoder) -> None:
+    from unibind.retrieval.recognition.engine import AUTO_DENSE_BELOW
+
+    rec = Recognizer(kb, minilm.device, encoder_obj=minilm)
+    assert rec.default_engine == "auto"
+    assert rec.engine(batch=1).name == "dense" and rec.engine(batch=AUTO_DENSE_BELOW - 1).name == "dense"
+    assert rec.engine(batch=AUTO_DENSE_BELOW).name == "faiss"
+    q = minilm.encode_text((QUERIES * 10)[: AUTO_DENSE_BELOW + 3])  # a batch: FAISS
+    auto = rec.recognize_vectors(q, k=4)
+    assert auto == rec.recognize_vectors(q, k=4, engine="dense") == rec.recognize_vectors(q, k=4, engine="faiss")
+    assert [rec.recognize_vectors(row, k=4)[0] for row in q[:3]] == auto[:3]  # one query at a time: dense
+    with pytest.raises(ValueError, match="unknown recognition engine 'fast'; engines: auto, faiss, dense"):
+        Recognizer(kb, minilm.device, encoder_obj=minilm, engine="fast")

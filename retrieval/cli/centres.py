@@ -36,9 +36,10 @@ def add_centre_options(sp: argparse.ArgumentParser, strategy: bool = True) -> No
 
 
 def add_engine_option(sp: argparse.ArgumentParser) -> None:
-    from unibind.retrieval.recognition.engine import DEFAULT_ENGINE
+    from unibind.retrieval.recognition.engine import AUTO_DENSE_BELOW, DEFAULT_ENGINE, ENGINES
 
-    sp.add_argument("--engine", default=DEFAULT_ENGINE, choices=["faiss", "dense"], help=f"default {DEFAULT_ENGINE}")
+    sp.add_argument("--engine", default=DEFAULT_ENGINE, choices=list(ENGINES),
+                    help=f"default {DEFAULT_ENGINE}: dense below {AUTO_DENSE_BELOW} queries, faiss from there on")
 
 
 def add_top_m_option(sp: argparse.ArgumentParser) -> None:

@@ -47,7 +47,12 @@ from unibind.indexer.runtime.vectors import normalize
 from unibind.schema.errors import InvalidInput, NotFound
 log = logging.getLogger(__name__)
 
-DEFAULT_ENGINE = "faiss"  # fastest batched on CPU in bench/recognize.py, and FAISS's GPU path; see README "Engines"
+# "auto": the dense engine for batches below AUTO_DENSE_BELOW queries, FAISS from there on (both exact and identical;
+# bench/recognize.py on 2 CPU cores, the default rule: dense answers 1..32 queries in 0.2-0.9 x FAISS's time, FAISS
+# batches of 64 and 1,024 in 0.75-1.3 x the bare product where dense needs up to 1.9 x); see README "Engines"
+DEFAULT_ENGINE = "auto"
+ENGINES = ("auto", "faiss", "dense")
+AUTO_DENSE_BELOW = 32
 # A category scores the mean of its 3 best centre members (top_m = 1 is the paper's max). On the dev benchmark
 # (bench/centre_study.py) the mean of the few best beat the max for single-sentence queries (m = 2, 3) and for
 # multi-fact queries (m = 3, 5); 3 is the choice that is near the best on both. See docs/method.md.

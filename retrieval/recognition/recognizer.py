@@ -20,8 +20,19 @@ from unibind.retrieval.centres.builder import (
     load_centres,
 )
 from unibind.retrieval.recognition.engines import make_engine
-from unibind.retrieval.recognition.engine import DEFAULT_CENTRING, DEFAULT_ENGINE, DEFAULT_TOP_M, CentreTable, Recognition, RecognitionEngine, check_top_m
+from unibind.retrieval.recognition.engine import (
+    AUTO_DENSE_BELOW,
+    DEFAULT_CENTRING,
+    DEFAULT_ENGINE,
+    DEFAULT_TOP_M,
+    ENGINES,
+    CentreTable,
+    Recognition,
+    RecognitionEngine,
+    check_top_m,
+)
 from unibind.schema import Database
+from unibind.schema.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -69,16 +80,22 @@ class Recognizer:
         table = CentreTable(names=names, vectors=vectors, owner=owner)
         self.centring = bool(centring)
         self.table = table.centred() if self.centring else table
+        if engine not in ENGINES:
+            raise InvalidInput(f"unknown recognition engine {engine!r}; engines: {', '.join(ENGINES)}")
         self.default_engine = engine
-        self._engines: dict[str, RecognitionEngine] = {engine: make_engine(engine, self.table, device, self.top_m)}
+        self._engines: dict[str, RecognitionEngine] = {}
+        self.engine(None, batch=1)  # built now, not on the first query: the single-query engine for "auto"
 
     @property
     def categories(self) -> list[str]:
         return list(self.table.names)
 
-    def engine(self, name: str | None = None) -> RecognitionEngine:
-        """The named engine over the same centres (made on first use)."""
+    def engine(self, name: str | None = None, *, batch: int = 1) -> RecognitionEngine:
+        """The named engine over the same centres (made on first use); "auto" (the default) is the dense engine for
+        a ``batch`` below AUTO_DENSE_BELOW queries and FAISS from there on: both give identical answers."""
         name = name or self.default_engine
+        if name == "auto":
+            name = "dense" if batch < AUTO_DENSE_BELOW else "faiss"
         if name not in self._engines:
             self._engines[name] = make_engine(name, self.table, self.device, self.top_m)
         return self._engines[name]
@@ -94,4 +111,5 @@ class Recognizer:
         self, queries: np.ndarray, k: int = 5, labels: Sequence[str] | None = None, engine: str | None = None
     ) -> list[Recognition]:
         """[B, d] vectors of the space → top-k categories per query."""
-        return self.engine(engine).recognize(queries, k=k, labels=labels)
+        batch = int(np.shape(queries)[0]) if np.ndim(queries) == 2 else 1
+        return self.engine(engine, batch=batch).recognize(queries, k=k, labels=labels)
