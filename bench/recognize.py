@@ -5,7 +5,7 @@
 
 Data: synthetic unit vectors, C categories x K = 50 centre members of dimension d (C in {1000, 21000},
 d in {384, 512}). A category's members share a direction: two members of one category have cosine ~``--within``
-(default 0.67, what MiniLM gives two descriptions of one builtin class in the centred space; between classes
+(default 0.67, what MiniLM gives two descriptions of one builtin class, centred; between classes
 it is ~0), and ``--within 0`` draws every member independently (the data of the rows before 2026-12-01).
 Queries are members plus as much noise again (cosine ~0.7 to their member, as a real recognition query is
 close to one category), batches B in {1, 64, 1024}, k = 5. For each shape, each
@@ -19,7 +19,7 @@ its C:d:B filters (``*`` matches anything, e.g. ``1000:*:*``). The rule is the r
 (the mean of a category's 3 best members, in the space centred on the members' mean direction: the table is
 ``CentreTable.centred()`` and each call centres its queries); ``--top-m 1 --no-centring`` is the paper's max of
 raw cosines. ``--top-m m`` scores a category by the mean
-of its m best members (default 1, the paper's max); the engine column then reads e.g. ``faiss top-2``
+of its m best members; the engine column then reads e.g. ``faiss top-3 centred``
 (and the FAISS engine may start deeper than the pigeonhole count the faiss.search column times).
 Prints a table and appends one row per engine and shape to BENCHMARKS.md (section "recognize
 (bench/recognize.py)") unless --no-append.

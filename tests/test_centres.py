@@ -112,6 +112,13 @@ def test_informative_drops_templates(db: Database, home: Path, tmp_path: Path, m
     assert all(m["text"] in templates for m in top_members)  # why plain top fails on messy knowledge bases
     assert not any(m["text"] in templates for m in inf_members)
     assert {m["text"] for m in inf_members} <= set(ANIMALS["goldfish"])
+    # knowledge (the default): every non-template description, whatever K; a category of templates only keeps them
+    report = builder.build(CentreSpec(strategy="knowledge", k=2))
+    _, kn_members = centre_members(db, builder.space, CentreSpec(strategy="knowledge", k=2), "goldfish")
+    assert {m["text"] for m in kn_members} == set(ANIMALS["goldfish"]) and len(kn_members) > 2
+    assert [m["rank"] for m in kn_members] == list(range(1, len(kn_members) + 1))
+    assert all(a["score"] >= b["score"] for a, b in zip(kn_members, kn_members[1:]))  # ranked by the base prompt
+    assert not any("every description looks like a prompt template" in n for n in report.notices)
 
 
 def test_template_skeletons() -> None:
@@ -155,13 +162,17 @@ def test_spec_validation(db: Database, home: Path, tmp_path: Path, minilm: Encod
 
 
 def test_informative_centres_follow_every_corpus(db: Database, home: Path, tmp_path: Path, minilm: Encoder) -> None:
-    """The template filter looks at all categories, so adding any corpus rebuilds informative centres."""
+    """The template filter looks at all categories, so adding any corpus rebuilds the default (knowledge) centres,
+    and informative's."""
     _ingest(db, home, MIXED, "mixed", minilm, tmp_path)
     builder = _builder(db, minilm)
     assert builder.build(CentreSpec(k=3)).built == 5
+    assert builder.build(CentreSpec(strategy="informative", k=3)).built == 5
     _ingest(db, home, {"zebra": ["A striped horse of the savanna."]}, "zebra", minilm, tmp_path)
     report = builder.build(CentreSpec(k=3))
     assert (report.categories, report.built, report.reused) == (6, 6, 0)
+    informative = builder.build(CentreSpec(strategy="informative", k=3))
+    assert (informative.built, informative.reused) == (6, 0)
     top = builder.build(CentreSpec(strategy="top", k=3))
     assert top.built == 6
     _ingest(db, home, {"okapi": ["A forest animal with striped legs."]}, "okapi", minilm, tmp_path)

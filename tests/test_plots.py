@@ -129,6 +129,7 @@ def kb(tmp_path_factory: pytest.TempPathFactory, minilm: Any) -> Kb:
     base = ["--db", url, "--home", str(home)]
     assert main([*base, "ingest", str(write_json(root / "kb.json", {**ANIMALS, **VEHICLES})), "--name", "kb",
                  "--encoder", "minilm"]) == 0
+    assert main([*base, "centres", "build", "--strategy", "all", "-K", "3"]) == 0  # the service draws them below
     queries = root / "q.jsonl"
     queries.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in LABELLED))
     out = io.StringIO()
@@ -275,7 +276,7 @@ def test_the_service_draws_a_centre(client: TestClient) -> None:
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     assert png_of(r.content) == (1100, 700)
     assert client.get("/v1/categories/tabby%20cat/centre/plot.png",
-                      params={"strategy": "all", "centre_size": 3}).status_code == 200  # built by the CLI test
+                      params={"strategy": "all", "centre_size": 3}).status_code == 200  # built by the fixture
     missing = client.get("/v1/categories/tench/centre/plot.png", params={"strategy": "top", "centre_size": 7})
     assert missing.status_code == 409 and "unibind centres build" in missing.json()["detail"]
     unknown = client.get("/v1/categories/tabby/centre/plot.png")

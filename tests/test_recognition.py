@@ -200,11 +200,15 @@ def test_auto_engine_is_dense_for_few_queries_and_faiss_for_batches(kb: Database
     from unibind.retrieval.recognition.engine import AUTO_DENSE_BELOW
 
     rec = Recognizer(kb, minilm.device, encoder_obj=minilm)
-    assert rec.default_engine == "auto"
+    assert rec.default_engine == "auto" and set(rec._engines) == {"dense"}  # the single-query engine, built at once
+    rec.recognize_vectors(minilm.encode_text(QUERIES[0])[0], k=2)  # one 1-D query
+    rec.recognize_vectors(minilm.encode_text(QUERIES * 7), k=2)  # 28 queries
+    assert set(rec._engines) == {"dense"}  # neither needed FAISS
     assert rec.engine(batch=1).name == "dense" and rec.engine(batch=AUTO_DENSE_BELOW - 1).name == "dense"
     assert rec.engine(batch=AUTO_DENSE_BELOW).name == "faiss"
     q = minilm.encode_text((QUERIES * 10)[: AUTO_DENSE_BELOW + 3])  # a batch: FAISS
     auto = rec.recognize_vectors(q, k=4)
+    assert set(rec._engines) == {"dense", "faiss"}  # the batch went to FAISS
     assert auto == rec.recognize_vectors(q, k=4, engine="dense") == rec.recognize_vectors(q, k=4, engine="faiss")
     assert [rec.recognize_vectors(row, k=4)[0] for row in q[:3]] == auto[:3]  # one query at a time: dense
     with pytest.raises(ValueError, match="unknown recognition engine 'fast'; engines: auto, faiss, dense"):

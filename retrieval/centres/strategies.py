@@ -16,10 +16,11 @@ strings before ranking (falling back to ``top`` when a category has nothing else
 
 Why ``knowledge`` is the default: ranking against a prompt that says nothing but the name ranks highest
 the sentences that say little else ("I found an image of a bald eagle on the internet."), so the top-K
-cut drops knowledge first. On the dev benchmark (bench/centre_study.py), keeping every non-template
-description beat every top-K cut we tried (K = 20 .. 50, ranked by the base prompt or by closeness to the
-category's own descriptions), for single-sentence and for multi-fact queries alike, once a category
-scores the mean of its few best members (see retrieval/recognition/engine.py DEFAULT_TOP_M).
+cut drops knowledge first. On the dev benchmark (bench/centre_study.py, BENCHMARKS.md), keeping every
+non-template description beat the top 50 for single-sentence and for multi-fact queries alike, once a
+category scores the mean of its few best members (see retrieval/recognition/engine.py DEFAULT_TOP_M). An
+exploratory run (not in BENCHMARKS.md) found smaller K worse still (K = 20, 30, 40), and ranking by
+closeness to the category's own descriptions instead of the prompt did not close the gap.
 """
 
 from __future__ import annotations

@@ -36,20 +36,20 @@ def add_centre_options(sp: argparse.ArgumentParser, strategy: bool = True) -> No
 
 
 def add_engine_option(sp: argparse.ArgumentParser) -> None:
-    from unibind.retrieval.recognition.engine import AUTO_DENSE_BELOW, DEFAULT_ENGINE, ENGINES
+    from unibind.retrieval.recognition.engine import AUTO_DENSE_BELOW, DEFAULT_ENGINE, ENGINE_CHOICES
 
-    sp.add_argument("--engine", default=DEFAULT_ENGINE, choices=list(ENGINES),
+    sp.add_argument("--engine", default=DEFAULT_ENGINE, choices=list(ENGINE_CHOICES),
                     help=f"default {DEFAULT_ENGINE}: dense below {AUTO_DENSE_BELOW} queries, faiss from there on")
 
 
 def add_top_m_option(sp: argparse.ArgumentParser) -> None:
-    from unibind.retrieval.recognition.engine import DEFAULT_TOP_M
+    from unibind.retrieval.recognition.engine import DEFAULT_CENTRING, DEFAULT_TOP_M
 
     sp.add_argument("--top-m", type=int, default=DEFAULT_TOP_M, metavar="M",
                     help=f"score a category by the mean of its M best centre members; 1 = the paper's max "
                          f"(default {DEFAULT_TOP_M})")
-    sp.add_argument("--centring", action=argparse.BooleanOptionalAction, default=True,
-                    help="score in the space centred on the knowledge base's mean direction (default); "
+    sp.add_argument("--centring", action=argparse.BooleanOptionalAction, default=DEFAULT_CENTRING,
+                    help="score in the space centred on the centre members' mean direction (default); "
                          "--no-centring: the paper's raw cosines")
 
 

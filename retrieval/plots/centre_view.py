@@ -51,7 +51,7 @@ class CentreView:
     others: np.ndarray  # [r, d] its descriptions that are not members
     candidates: int  # the descriptions its centre was chosen from
     neighbours: list[Neighbour]
-    centred: bool = False  # drawn in the space centred on the knowledge base's mean direction (as recognition scores)
+    centred: bool = False  # drawn in the space centred on the centre members' mean direction (as recognition scores)
 
     def points(self) -> np.ndarray:
         """Every vector the picture shows, in one array: members, others, the prompt, then each neighbour's members

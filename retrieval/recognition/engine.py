@@ -2,7 +2,7 @@
 
 ``S_m(q, C)`` = the mean of the min(m, |C|) largest cosines between q and the members of C's centre;
 ``top_m`` = m = 1 is the paper's ``S(q, C) = max_j cos(q, z_C^j)`` (UniBind's recognition rule), the default of the
-engines; the recognizer's default is m = 3 in the space centred on the knowledge base's mean direction
+engines; the recognizer's default is m = 3 in the space centred on the centre members' mean direction
 (``CentreTable.centred``: members and queries minus mu, renormalised), which the engines see as just another
 table of unit members and unit queries. Two engines answer behind one interface, in two steps, so that they return identical results
 (labels, order and bitwise-equal scores):
@@ -47,20 +47,26 @@ from unibind.indexer.runtime.vectors import normalize
 from unibind.schema.errors import InvalidInput, NotFound
 log = logging.getLogger(__name__)
 
-# "auto": the dense engine for batches below AUTO_DENSE_BELOW queries, FAISS from there on (both exact and identical;
-# bench/recognize.py on 2 CPU cores, the default rule: dense answers 1..32 queries in 0.2-0.9 x FAISS's time, FAISS
-# batches of 64 and 1,024 in 0.75-1.3 x the bare product where dense needs up to 1.9 x); see README "Engines"
+# "auto": the dense engine for batches below AUTO_DENSE_BELOW queries, FAISS from there on (both exact and identical).
+# On 2 CPU cores with the default rule (a one-off run over B = 1..32, C = 1,000 and 21,000, d = 384, 2026-12-01),
+# dense answered 1-16 queries in 0.28-0.77 x FAISS's time and 32 in 0.83-0.89 x,
+# while FAISS answers batches of 64 and 1,024 within 1.5 x the bare product where dense needs up to 1.9 x
+# (BENCHMARKS.md "recognize"; README "Engines").
 DEFAULT_ENGINE = "auto"
-ENGINES = ("auto", "faiss", "dense")
+ENGINE_CHOICES = ("auto", "faiss", "dense")
 AUTO_DENSE_BELOW = 32
+# the dense engine pads every category to K_max members: "auto" keeps to FAISS when that padded copy is more than this
+# many times the members themselves (one category with thousands of descriptions would multiply the memory)
+DENSE_MAX_PADDING = 2.0
 # A category scores the mean of its 3 best centre members (top_m = 1 is the paper's max). On the dev benchmark
 # (bench/centre_study.py) the mean of the few best beat the max for single-sentence queries (m = 2, 3) and for
 # multi-fact queries (m = 3, 5); 3 is the choice that is near the best on both. See docs/method.md.
 DEFAULT_TOP_M = 3
-# Centring: members and queries are scored in the space re-centred on the knowledge base's mean direction
-# (the mean of the category means), which every description shares and which rewards generic sentences
-# ("There are several ways to identify a ..."); +1.4 points top-1 for the max and more with top_m on the dev
-# benchmark, for both query styles.
+# Centring: members and queries are scored in the space re-centred on the centre members' mean direction (the mean
+# of the category means; for the default strategy, every non-template description of the knowledge base), which
+# every description shares and which rewards generic sentences ("There are several ways to identify a ...");
+# on the dev benchmark it adds 1.3-1.6 points top-1 to the max and 0.8-1.3 to the mean of the 3 best, for both
+# query styles (BENCHMARKS.md "centre rule study").
 DEFAULT_CENTRING = True
 CENTRING_MIN_NORM = 1e-3  # a member this close to the mean has no direction left: the table is not centred
 NEAR_TIE = 1e-4  # float32 scores of unit vectors are within ~1e-6 of exact: candidates within this of the k-th
@@ -76,7 +82,7 @@ class CentreTable:
     names: list[str]  # category names, index = category position c
     vectors: np.ndarray = field(repr=False)  # [M, d] float32 unit rows: every member of every category
     owner: np.ndarray = field(repr=False)  # [M] int64: category position of each member
-    # the knowledge base's mean direction [d] the members were centred on (see ``centred``), subtracted from
+    # the centre members' mean direction [d] the members were centred on (see ``centred``), subtracted from
     # every query before scoring; None: raw cosines
     mean: np.ndarray | None = field(default=None, repr=False)
     counts: np.ndarray = field(init=False, repr=False)  # [C] members per category
@@ -118,7 +124,7 @@ class CentreTable:
         rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
         mean = self.mean
         if mean is not None:
-            mean = np.asarray(mean, dtype=np.float32)
+            mean = np.asarray(mean, dtype=np.float64)  # queries are centred on the point the members were
             if mean.shape != (vectors.shape[1],) or not np.isfinite(mean).all():
                 raise ValueError(f"mean must be a finite [{vectors.shape[1]}] vector, got shape {mean.shape}")
         for key, value in [("names", names), ("vectors", vectors), ("owner", owner), ("counts", counts),
@@ -126,7 +132,7 @@ class CentreTable:
             object.__setattr__(self, key, value)
 
     def centred(self) -> CentreTable:
-        """This table re-centred on its knowledge base's mean direction: mu = the mean of the category means of
+        """This table re-centred on its members' mean direction: mu = the mean of the category means of
         the (unit) members, each member becomes normalize(z - mu) and each query will be normalize(q - mu). Returns
         ``self`` (uncentred, with a log line) when there is nothing to centre on: one category, or a member
         within CENTRING_MIN_NORM of mu."""
@@ -142,10 +148,10 @@ class CentreTable:
         norms = np.linalg.norm(shifted, axis=1)
         if (norms < CENTRING_MIN_NORM).any():
             bad = int(np.argmin(norms))
-            log.info("member %d of %r is the knowledge base's mean direction: recognition scores raw cosines",
+            log.info("member %d of %r is the centre members' mean direction: recognition scores raw cosines",
                      bad, self.names[int(self.owner[bad])])
             return self
-        return CentreTable(list(self.names), (shifted / norms[:, None]).astype(np.float32), self.owner, mu.astype(np.float32))
+        return CentreTable(list(self.names), (shifted / norms[:, None]).astype(np.float32), self.owner, mu)
 
     def prepare(self, queries: np.ndarray) -> np.ndarray:
         """[B, d] queries as the engines score them: unit rows, centred like the members when the table is (a query
@@ -153,7 +159,7 @@ class CentreTable:
         q = normalize(queries)  # [B, d] float32 unit rows: the one place queries are normalised
         if self.mean is None or q.shape[0] == 0:
             return q
-        shifted = q.astype(np.float64) - self.mean.astype(np.float64)  # [B, d]
+        shifted = q.astype(np.float64) - self.mean  # [B, d]
         norms = np.linalg.norm(shifted, axis=1, keepdims=True)
         empty = norms[:, 0] < CENTRING_MIN_NORM
         if empty.any():
@@ -303,6 +309,11 @@ class RecognitionEngine(ABC):
         member whose approximate score is >= the query's approximate k-th best category score - tolerance;
         for top_m > 1, of every category whose approximate S_m is >= that k-th best S_m - tolerance, every
         member whose approximate score is >= its approximate m'-th best member score - tolerance."""
+
+
+def dense_fits(table: CentreTable) -> bool:
+    """Whether the dense engine's padded [K_max, C, d] copy stays within DENSE_MAX_PADDING x the table's members."""
+    return table.k_max * table.n_categories <= DENSE_MAX_PADDING * table.n_members
 
 
 def kth_per_row(row: np.ndarray, pos: np.ndarray, values: np.ndarray, k: int, n: int) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,11 +26,12 @@ from unibind.retrieval.recognition.engine import (
     DEFAULT_CENTRING,
     DEFAULT_ENGINE,
     DEFAULT_TOP_M,
-    ENGINES,
+    ENGINE_CHOICES,
     CentreTable,
     Recognition,
     RecognitionEngine,
     check_top_m,
+    dense_fits,
 )
 from unibind.schema import Database
 from unibind.schema.errors import InvalidInput
@@ -42,7 +44,7 @@ BUILD_ATTEMPTS = 3  # centres built while another process changed the corpora ar
 class Recognizer:
     """Loads a space's encoder and centres once (building missing centres), then answers many queries;
     a category scores the mean of its ``top_m`` best centre members (1: the paper's max), in the space centred on
-    the knowledge base's mean direction unless ``centring`` is False (the paper's raw cosines)."""
+    the centre members' mean direction unless ``centring`` is False (the paper's raw cosines)."""
 
     def __init__(
         self,
@@ -57,6 +59,8 @@ class Recognizer:
         build_missing: bool = True,
         encoder_obj: Encoder | None = None,
     ) -> None:
+        if engine not in ENGINE_CHOICES:  # before any work
+            raise InvalidInput(f"unknown recognition engine {engine!r}; engines: {', '.join(ENGINE_CHOICES)}")
         self.db, self.device = db, device
         self.top_m = check_top_m(top_m)
         self.spec = spec or CentreSpec()
@@ -78,13 +82,12 @@ class Recognizer:
                     raise
                 log.info("the corpora changed while the centres were built; again from the new set")
         table = CentreTable(names=names, vectors=vectors, owner=owner)
-        self.centring = bool(centring)
-        self.table = table.centred() if self.centring else table
-        if engine not in ENGINES:
-            raise InvalidInput(f"unknown recognition engine {engine!r}; engines: {', '.join(ENGINES)}")
+        self.table = table.centred() if centring else table
+        self.centring = self.table.mean is not None  # False too where centring found nothing to centre on
         self.default_engine = engine
         self._engines: dict[str, RecognitionEngine] = {}
-        self.engine(None, batch=1)  # built now, not on the first query: the single-query engine for "auto"
+        self._engines_lock = threading.Lock()  # a service's threads share one recognizer
+        self.engine(None, batch=1)  # built now, not on the first query: the single-query engine
 
     @property
     def categories(self) -> list[str]:
@@ -92,13 +95,18 @@ class Recognizer:
 
     def engine(self, name: str | None = None, *, batch: int = 1) -> RecognitionEngine:
         """The named engine over the same centres (made on first use); "auto" (the default) is the dense engine for
-        a ``batch`` below AUTO_DENSE_BELOW queries and FAISS from there on: both give identical answers."""
+        a ``batch`` below AUTO_DENSE_BELOW queries and FAISS from there on, and FAISS always when the dense engine's
+        padded copy would be large (``dense_fits``): both give identical answers."""
         name = name or self.default_engine
         if name == "auto":
-            name = "dense" if batch < AUTO_DENSE_BELOW else "faiss"
-        if name not in self._engines:
-            self._engines[name] = make_engine(name, self.table, self.device, self.top_m)
-        return self._engines[name]
+            name = "dense" if batch < AUTO_DENSE_BELOW and dense_fits(self.table) else "faiss"
+        engine = self._engines.get(name)
+        if engine is None:
+            with self._engines_lock:
+                engine = self._engines.get(name)
+                if engine is None:
+                    engine = self._engines[name] = make_engine(name, self.table, self.device, self.top_m)
+        return engine
 
     def recognize_texts(
         self, texts: Sequence[str], k: int = 5, labels: Sequence[str] | None = None, engine: str | None = None
