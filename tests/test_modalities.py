@@ -32,6 +32,7 @@ from unibind.indexer.modalities.head import LinearHead
 from unibind.indexer.modalities.projection import load_projection
 from unibind.retrieval.centres.builder import CentreSpec, load_centres
 from unibind.retrieval.cli.main import main
+from unibind.retrieval.recognition.engine import DEFAULT_TOP_M
 from unibind.schema import Centre, CentreMember, Corpus, Database, Description, Head, Item, Modality, Space
 from tiny_models import TINY_OPEN_CLIP_CONFIG, make_tiny_open_clip
 
@@ -116,10 +117,17 @@ def np_normalize(x: np.ndarray) -> np.ndarray:
     return x / np.sqrt((x * x).sum(axis=1, keepdims=True))
 
 
-def reference_scores(query: np.ndarray, centres: dict[str, np.ndarray]) -> dict[str, float]:
-    """S(M, C) = max_j cos(q, z_C^j) over each category's centre members, by brute force in float64."""
-    q = np_normalize(query)[0]  # [d]
-    return {c: float((np_normalize(v) @ q).max()) for c, v in centres.items()}
+def reference_scores(query: np.ndarray, centres: dict[str, np.ndarray], top_m: int = DEFAULT_TOP_M) -> dict[str, float]:
+    """The default rule by brute force in float64, from its definition: members and query minus mu (the mean of the
+    category means of the unit members), renormalised (with two categories or more); per category the mean of its
+    top_m best cosines."""
+    q = np_normalize(query)[0].astype(np.float64)  # [d]
+    members = {c: np_normalize(v).astype(np.float64) for c, v in centres.items()}
+    if len(members) >= 2:
+        mu = np.mean([v.mean(axis=0) for v in members.values()], axis=0)
+        members = {c: (v - mu) / np.linalg.norm(v - mu, axis=1, keepdims=True) for c, v in members.items()}
+        q = (q - mu) / np.linalg.norm(q - mu)
+    return {c: float(np.sort(v @ q)[::-1][:top_m].mean()) for c, v in members.items()}
 
 
 def assert_recognition(result: dict[str, Any], expected: dict[str, float]) -> None:
