@@ -189,7 +189,7 @@ def test_centre_inspector_lists_members_with_scores(page: Any, served: Site) -> 
         r.querySelector('.member-text').textContent])""")
     assert [(r[0], r[2]) for r in rows] == [(m["rank"], m["text"]) for m in centre["members"]]
     assert [r[1] for r in rows] == pytest.approx([m["score"] for m in centre["members"]], abs=1e-6)
-    assert "tabby cat: 3 members of 3 descriptions (informative, K=50" in page.inner_text("#centre-head")
+    assert "tabby cat: 3 members of 3 descriptions (knowledge, K=50" in page.inner_text("#centre-head")
 
     page.fill("#c-name", "tabby")
     page.click("#c-go")

@@ -81,7 +81,7 @@ def _print(table: list[dict[str, Any]], as_json: bool) -> None:
 
     m, centred = table[0]["top_m"], table[0]["centring"]
     print(f"category score: {'the best member' if m == 1 else f'the mean of the {m} best members'}, "
-          f"{'in the space centred on the knowledge base' if centred else 'raw cosines'}")
+          f"{'in the centred space' if centred else 'raw cosines'}")
     print(f"[lower, upper]: bootstrap {LEVEL * 100:.0f} % interval over the queries ({RESAMPLES:,} resamples, seeded)")
 
 
