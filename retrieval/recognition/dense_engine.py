@@ -103,6 +103,10 @@ class DenseEngine(RecognitionEngine):
         low = torch.topk(parts[0][3].view(n, probe), k, dim=1).values[:, -1]  # [n]
         more = best >= (low - tol)[:, None]  # [n, Ca] the other categories whose max reaches low - tol
         more.scatter_(1, top, False)
+        if not bool(more.any()):  # every category that can reach the top k was probed: low is the k-th best S_m
+            bi, ci, member, mean, mth = parts[0]
+            keep = mean >= low[bi] - tol
+            return [(bi[keep], ci[keep], member[:, keep], mth[keep] - tol)]
         parts.append(scored(*torch.nonzero(more, as_tuple=True)))
         scores = torch.full((n, Ca), float("-inf"), device=best.device)
         for bi, ci, _, mean, _ in parts:
