@@ -107,22 +107,23 @@ def top(c: Candidates, prompt: np.ndarray, k: int, ctx: Context) -> Selection:
     return _ranked(c, prompt, None, k)
 
 
-def informative(c: Candidates, prompt: np.ndarray, k: int, ctx: Context) -> Selection:
+def _non_templates(c: Candidates, prompt: np.ndarray, k: int | None, ctx: Context, fallback: str) -> Selection:
+    """The top ``k`` (None: all) of the descriptions whose skeleton is not a template; all of them ranked when
+    every one is a template, with a notice ending in ``fallback``."""
     keep = np.array([skeleton(t, c.category) not in ctx.template_skeletons for t in c.texts], dtype=bool)
-    if not keep.any():
-        sel = _ranked(c, prompt, None, k)
-        note = f"{c.category!r}: every description looks like a prompt template; ranking them all"
-        return Selection(sel.ids, sel.texts, sel.vectors, sel.scores, note)
-    return _ranked(c, prompt, keep, k)
+    if keep.any():
+        return _ranked(c, prompt, keep, k)
+    sel = _ranked(c, prompt, None, k)
+    note = f"{c.category!r}: every description looks like a prompt template; {fallback}"
+    return Selection(sel.ids, sel.texts, sel.vectors, sel.scores, note)
+
+
+def informative(c: Candidates, prompt: np.ndarray, k: int, ctx: Context) -> Selection:
+    return _non_templates(c, prompt, k, ctx, "ranking them all")
 
 
 def knowledge(c: Candidates, prompt: np.ndarray, k: int, ctx: Context) -> Selection:
-    keep = np.array([skeleton(t, c.category) not in ctx.template_skeletons for t in c.texts], dtype=bool)
-    if not keep.any():
-        sel = _ranked(c, prompt, None, None)
-        note = f"{c.category!r}: every description looks like a prompt template; keeping them all"
-        return Selection(sel.ids, sel.texts, sel.vectors, sel.scores, note)
-    return _ranked(c, prompt, keep, None)
+    return _non_templates(c, prompt, None, ctx, "keeping them all")
 
 
 def all_descriptions(c: Candidates, prompt: np.ndarray, k: int, ctx: Context) -> Selection:
