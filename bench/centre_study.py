@@ -28,7 +28,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
-import random  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -80,24 +79,20 @@ def category_scores(q: np.ndarray, members: np.ndarray, vectors: np.ndarray, m: 
 
 
 def dev_texts() -> tuple[list[str], list[str], list[int], dict[str, list[tuple[str, int]]]]:
-    """(class names, knowledge-base texts, their class, {query style: [(text, class)]}) of the dev split."""
-    from unibind.indexer.readers.builtin import CUPL_LLM_PER_CLASS, cupl_classes
-    from unibind.retrieval.evaluation.dev_benchmark import mask_class_name
+    """(class names, knowledge-base texts, their class, {query style: [(text, class)]}) of the dev benchmark's split
+    (``make_split``): the kept LLM descriptions, and its masked held-out descriptions alone and joined in threes."""
+    from unibind.retrieval.evaluation.dev_benchmark import make_split
 
-    table = cupl_classes()
-    names = list(table)
-    # the dev benchmark's split (make_split): unique LLM descriptions, `holdout` of them drawn per class
-    rng = random.Random(SEED)
-    kb_texts, kb_owner, sentence, joined = [], [], [], []
-    for c, name in enumerate(names):
-        llm = list(dict.fromkeys(s.strip() for s in table[name][:CUPL_LLM_PER_CLASS] if s.strip()))
-        held = set(rng.sample(range(len(llm)), HOLDOUT))
-        kept = [s for i, s in enumerate(llm) if i not in held]
-        kb_texts += kept
-        kb_owner += [c] * len(kept)
-        masked = [mask_class_name(llm[i], name) for i in sorted(held)]
-        sentence += [(t, c) for t in masked]
-        joined += [(", ".join(t.rstrip(".") for t in masked[g : g + JOIN]), c) for g in range(0, HOLDOUT - JOIN + 1, JOIN)]
+    split = make_split(holdout=HOLDOUT, seed=SEED)
+    names = list(split.descriptions)
+    kb_texts = [t for name in names for t in split.descriptions[name]]
+    kb_owner = [c for c, name in enumerate(names) for _ in split.descriptions[name]]
+    held: dict[str, list[str]] = {name: [] for name in names}
+    for q in split.queries:  # per class, in the order they were held out
+        held[q.label].append(q.text)
+    sentence = [(t, c) for c, name in enumerate(names) for t in held[name]]
+    joined = [(", ".join(t.rstrip(".") for t in held[name][g : g + JOIN]), c)
+              for c, name in enumerate(names) for g in range(0, HOLDOUT - JOIN + 1, JOIN)]
     return names, kb_texts, kb_owner, {"sentence": sentence, "joined": joined}
 
 

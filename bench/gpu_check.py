@@ -215,7 +215,6 @@ def main(argv: list[str] | None = None) -> int:
 
     # (b) exactness on the first queries of the largest batch
     n = min(args.exact_queries, len(last_queries))
-    q = normalize(last_queries[:n])  # what the engines score with (normalize works row by row)
     dev_res = last_result[:n]
     cpu_engine = DenseEngine(table, cpu, top_m=top_m) if device.is_cuda else engine
     t = time.perf_counter()
