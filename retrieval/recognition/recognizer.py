@@ -83,11 +83,15 @@ class Recognizer:
                 log.info("the corpora changed while the centres were built; again from the new set")
         table = CentreTable(names=names, vectors=vectors, owner=owner)
         self.table = table.centred() if centring else table
-        self.centring = self.table.mean is not None  # False too where centring found nothing to centre on
         self.default_engine = engine
         self._engines: dict[str, RecognitionEngine] = {}
         self._engines_lock = threading.Lock()  # a service's threads share one recognizer
         self.engine(None, batch=1)  # built now, not on the first query: the single-query engine
+
+    @property
+    def centring(self) -> bool:
+        """Whether scores are centred (False too where centring found nothing to centre on)."""
+        return self.table.mean is not None
 
     @property
     def categories(self) -> list[str]:
