@@ -23,6 +23,12 @@ of its m best members; the engine column then reads e.g. ``faiss top-3 centred``
 (and the FAISS engine may start deeper than the pigeonhole count the faiss.search column times).
 Prints a table and appends one row per engine and shape to BENCHMARKS.md (section "recognize
 (bench/recognize.py)") unless --no-append.
+
+Single-query A/B: when B = 1 is measured and the rule is not the paper's, the dense engine (what the default
+engine ``auto`` uses for one query) answers 64 other queries with the rule and with the paper's max of raw
+cosines, alternately, with no other library's call in between (FAISS's and NumPy's worker threads spinning after
+their calls slow the next torch call by up to 3x on 2 cores, which makes the interleaved B = 1 rows above noisy);
+the p50 of each and their ratio go to a second table and section ("single-query A/B (bench/recognize.py)").
 """
 
 from __future__ import annotations
@@ -55,6 +61,10 @@ COLUMNS = (
     "faiss.search ms", f"batched ≤ {TARGET_RATIO}",
 )
 MD_COLUMNS = ("date", "machine", "device", "faiss BLAS", *COLUMNS, "command")
+AB_SECTION = "single-query A/B (bench/recognize.py)"
+AB_QUERIES = 64
+AB_COLUMNS = ("engine", "C", "K", "d", "queries x rounds", "rule p50 ms", "paper's max p50 ms", "ratio rule÷paper")
+AB_MD_COLUMNS = ("date", "machine", "device", *AB_COLUMNS, "command")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -153,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("machine: %s; device: %s; torch threads: %d; faiss BLAS: %s", host, device.describe(),
              torch.get_num_threads(), blas)
     rows: list[list[object]] = []
+    ab_rows: list[list[object]] = []
     rng = np.random.default_rng(args.seed)
     for C, d in itertools.product(cfg["categories"], cfg["dims"]):
         batches = [B for B in cfg["batches"] if wanted(args.filters, (C, d, B))]
@@ -160,9 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         t = time.perf_counter()
         members = category_members(rng, C, K, d, args.within)  # [C*K, d], category c owns rows c*K .. c*K+K-1
-        table = CentreTable([f"category {c}" for c in range(C)], members, np.repeat(np.arange(C, dtype=np.int64), K))
-        if args.centring:
-            table = table.centred()
+        raw = CentreTable([f"category {c}" for c in range(C)], members, np.repeat(np.arange(C, dtype=np.int64), K))
+        table = raw.centred() if args.centring else raw
         engines = {name: make_engine(name, table, device, top_m=args.top_m) for name in ("faiss", "dense")}
         z_torch = torch.as_tensor(members).to(device.torch)  # [C*K, d], for the bare torch product
         log.info("C=%d K=%d d=%d: data and engines built in %.1fs", C, K, d, time.perf_counter() - t)
@@ -201,17 +211,47 @@ def main(argv: list[str] | None = None) -> int:
                     median(times["search"]) * 1e3 if engine == "faiss" else "",
                     ("yes" if ratio <= TARGET_RATIO else "no") if B > 1 else "n/a (p50 latency)",
                 ])
-        del engines, table, members, z_torch
+        if 1 in batches and (args.top_m != 1 or args.centring):
+            ab_rows.append(single_query_ab(rng, engines["dense"], make_engine("dense", raw, device, top_m=1),
+                                           members, args.k, rounds=3 if C * K * d < 1e8 else 1))
+        del engines, table, raw, members, z_torch
 
     date = now()
     print(f"\nrecognize benchmark, {date}, {host}, {device.describe()}, faiss BLAS: {blas}, k={args.k}, "
           f"top_m={args.top_m}, centring={args.centring}; engine ms at B=1 is the single-query p50 latency")
     print(text_table(COLUMNS, rows))
+    cmd = f"`{command_line('bench/recognize.py')}`"
     if rows and not args.no_append:
-        cmd = f"`{command_line('bench/recognize.py')}`"
         append_rows(SECTION, MD_COLUMNS, [[date, host, device.describe(), blas, *(
             round(v, 3) if isinstance(v, float) else v for v in row), cmd] for row in rows])
+    if ab_rows:
+        print(f"\nsingle-query A/B, {date}: dense engine, the rule (top_m={args.top_m}, centring={args.centring}) vs "
+              "the paper's max of raw cosines, alternately on the same queries")
+        print(text_table(AB_COLUMNS, ab_rows))
+        if not args.no_append:
+            append_rows(AB_SECTION, AB_MD_COLUMNS, [[date, host, device.describe(), *(
+                round(v, 3) if isinstance(v, float) else v for v in row), cmd] for row in ab_rows])
     return 0
+
+
+def single_query_ab(rng: np.random.Generator, rule, paper, members: np.ndarray, k: int, rounds: int) -> list[object]:  # type: ignore[no-untyped-def]
+    """p50 latency of one query with ``rule`` and with ``paper`` (both dense engines on the same members),
+    called alternately on AB_QUERIES queries, ``rounds`` times, nothing else in between."""
+    from unibind.indexer.runtime.vectors import normalize
+
+    M, d = members.shape
+    queries = normalize(members[rng.integers(0, M, size=AB_QUERIES)] + unit(rng, AB_QUERIES, d))
+    rule.recognize(queries[0], k), paper.recognize(queries[0], k)  # warm-up
+    times: dict[str, list[float]] = {"rule": [], "paper": []}
+    for _ in range(rounds):
+        for q in queries:
+            times["rule"].append(timed(lambda: rule.recognize(q, k)))  # noqa: B023 (called at once)
+            times["paper"].append(timed(lambda: paper.recognize(q, k)))  # noqa: B023
+    rule_ms, paper_ms = median(times["rule"]) * 1e3, median(times["paper"]) * 1e3
+    log.info("C=%d d=%d single-query A/B: rule %.2f ms, paper's max %.2f ms (p50)", rule.table.n_categories, d,
+             rule_ms, paper_ms)
+    return [f"dense top-{rule.top_m}" + (" centred" if rule.table.mean is not None else ""), rule.table.n_categories,
+            rule.table.k_max, d, f"{AB_QUERIES} x {rounds}", rule_ms, paper_ms, rule_ms / paper_ms]
 
 
 if __name__ == "__main__":

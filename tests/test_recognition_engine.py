@@ -289,6 +289,25 @@ def test_dense_chunking_changes_nothing(  # type: ignore[no-untyped-def]
         assert small.recognize(queries, k, labels) == engines_by_m[top_m]["faiss"].recognize(queries, k, labels)
 
 
+@pytest.mark.parametrize("numpy_rows", [0, 8])
+@pytest.mark.parametrize("top_m", [2, 3, 50])
+def test_dense_small_batches(  # type: ignore[no-untyped-def]
+    table, queries, engines_by_m, top_m: int, numpy_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the CPU the dense engine nominates batches of up to NUMPY_ROWS_MAX queries one query at a time in NumPy
+    (numpy_rows = 8), larger ones with batched torch ops (numpy_rows = 0 forces them for every batch): both equal
+    the brute force, one query at a time, a few at once, with and without label subsets and short categories."""
+    monkeypatch.setattr("unibind.retrieval.recognition.dense_engine.NUMPY_ROWS_MAX", numpy_rows)
+    dense = DenseEngine(table, Device(), top_m=top_m)
+    subset = [f"category {i:02d}" for i in range(0, 41, 3)] + TIED + ["electric ray"]
+    for k, labels in [(1, None), (5, None), (60, None), (2, subset), (4, ["tench"]), (len(subset), subset)]:
+        for b0, b1 in [(0, 1), (1, 2), (7, 8), (2, 5), (10, 18)]:
+            check({"dense": dense}, queries[b0:b1], k, labels)
+        assert dense.recognize(queries[20:23], k, labels) == engines_by_m[top_m]["faiss"].recognize(
+            queries[20:23], k, labels
+        )
+
+
 @pytest.mark.parametrize("top_m", [1, 2, 3])
 def test_exact_scores_do_not_depend_on_the_batch(table, queries, top_m: int) -> None:  # type: ignore[no-untyped-def]
     """The shared exact step gives a pair the same float64 score whatever other pairs come along (here: all
