@@ -554,3 +554,21 @@ def test_normalize_unit_rows() -> None:
 def test_normalize_rejects_bad_vectors(bad: np.ndarray, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         normalize(bad)
+
+
+@pytest.mark.slow
+def test_fit_text_cuts_to_the_context_length(tiny_oc, tiny_hf, minilm) -> None:  # type: ignore[no-untyped-def]
+    """Knowledge-base cleaning stores what the text tower reads: a text that fits is unchanged; a longer one is cut
+    to its longest prefix of whole words that fits (one more word would not)."""
+    short = "A photo of a red fox in the snow."
+    long = " ".join(f"red{i % 7} fox, with a bushy tail;" for i in range(200))
+    for enc in (tiny_oc, tiny_hf, minilm):
+        limit = enc.context_length
+        assert isinstance(limit, int) and limit > 8, enc.spec
+        assert enc.fit_text(short) == short
+        fitted = enc.fit_text(long)
+        words = fitted.split()
+        assert fitted and long.startswith(fitted) and fitted[-1] not in ",;:"
+        assert enc.count_tokens(fitted) <= limit < enc.count_tokens(" ".join(long.split()[: len(words) + 1]))
+    tokens = tiny_oc._tokenizer([short])  # open_clip pads with 0 after its start and end tokens
+    assert int((tokens != 0).sum()) == tiny_oc.count_tokens(short)

@@ -63,6 +63,37 @@ class Encoder(ABC):
             list(images), self._image_batch, dim=self.dim, batch_size=batch_size, progress=progress, desc="encode images"
         )
 
+    def count_tokens(self, text: str) -> int | None:
+        """Tokens the text tower sees for ``text`` (special tokens included), or None when the encoder cannot
+        say; compared with :attr:`context_length` by :meth:`fit_text`."""
+        return None
+
+    @property
+    def context_length(self) -> int | None:
+        """The most tokens the text tower reads (longer texts are truncated when encoded); None: unknown."""
+        return None
+
+    def fit_text(self, text: str) -> str:
+        """``text`` unchanged when its tokens fit :attr:`context_length`, else its longest prefix of whole words
+        that fits (what the encoder would read anyway, cut at a word instead of mid-word), trailing ``,;:`` removed.
+        Knowledge-base cleaning stores this prefix, so a stored description is exactly what its vector encodes."""
+        limit = self.context_length
+        if limit is None:
+            return text
+        count = self.count_tokens(text)
+        if count is None or count <= limit:
+            return text
+        words = text.split()
+        lo, hi = 0, len(words)  # the largest n whose first n words fit: fits(lo), not fits(hi)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            n = self.count_tokens(" ".join(words[:mid]))
+            if n is not None and n <= limit:
+                lo = mid
+            else:
+                hi = mid
+        return " ".join(words[:lo]).rstrip(",;:")
+
     @abstractmethod
     def _text_batch(self, texts: Sequence[str]) -> np.ndarray: ...
 

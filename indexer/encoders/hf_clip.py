@@ -58,6 +58,13 @@ class HFClipEncoder(Encoder):
         # transformers 5 returns a model output with pooler_output; older versions a tensor
         return out if hasattr(out, "shape") else out.pooler_output
 
+    @property
+    def context_length(self) -> int | None:
+        return self._max_tokens
+
+    def count_tokens(self, text: str) -> int | None:
+        return len(self._processor.tokenizer(text, verbose=False)["input_ids"])
+
     def _text_batch(self, texts: Sequence[str]) -> np.ndarray:
         torch = self._torch
         inputs = self._processor(

@@ -96,6 +96,17 @@ class OpenClipEncoder(Encoder):
             probe = model.encode_text(self._tokenizer(["probe"]).to(device.torch))
         self.dim = int(probe.shape[-1])
 
+    @property
+    def context_length(self) -> int | None:
+        return int(getattr(self._tokenizer, "context_length", 77))
+
+    def count_tokens(self, text: str) -> int | None:
+        inner = getattr(self._tokenizer, "tokenizer", None)  # open_clip's HFTokenizer wraps a transformers one
+        if inner is not None:
+            return len(inner(text)["input_ids"])
+        encode = getattr(self._tokenizer, "encode", None)  # SimpleTokenizer (CLIP BPE): + start and end tokens
+        return len(encode(text)) + 2 if encode is not None else None
+
     def _text_batch(self, texts: Sequence[str]) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():

@@ -55,6 +55,13 @@ class SentenceEncoder(Encoder):
         out = self._model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=show)
         return normalize(out)
 
+    @property
+    def context_length(self) -> int | None:
+        return int(self._model.max_seq_length)
+
+    def count_tokens(self, text: str) -> int | None:
+        return len(self._model.tokenizer(text, verbose=False)["input_ids"])
+
     def _text_batch(self, texts: Sequence[str]) -> np.ndarray:
         return self._model.encode(
             list(texts), batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False, normalize_embeddings=False
