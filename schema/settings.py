@@ -128,6 +128,10 @@ SPECS: tuple[SettingSpec, ...] = (
                 "serve: the largest upload in MiB"),
     SettingSpec("max_image_pixels", "UNIBIND_MAX_IMAGE_PIXELS", "--max-image-pixels", _int_in(1),
                 "serve: the largest image, width x height"),
+    SettingSpec("llm_base_url", "UNIBIND_LLM_BASE_URL", "--base-url", _text,
+                "kb: the OpenAI-compatible server of --llm openai:MODEL (default: $OPENAI_BASE_URL, else OpenAI's)"),
+    SettingSpec("llm_api_key", "UNIBIND_LLM_API_KEY", None, _secret,
+                "kb: the key sent to that server (default: $OPENAI_API_KEY)", secret=True),
 )
 SPEC_BY_NAME: Mapping[str, SettingSpec] = MappingProxyType({s.name: s for s in SPECS})
 
@@ -168,6 +172,8 @@ class Settings:
     max_labels: int = DEFAULT_MAX_LABELS
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    llm_base_url: str | None = None
+    llm_api_key: str | None = None
     sources: Mapping[str, Source] = field(default_factory=lambda: MappingProxyType({}), compare=False, repr=False)
 
     @classmethod

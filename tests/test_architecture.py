@@ -21,7 +21,7 @@ FOLDERS = ("schema", "indexer", "retrieval", "migrations")
 
 # Top to bottom; a subpackage may import its own layer's modules, and any subpackage in a lower layer.
 LAYERS: dict[str, list[set[str]]] = {
-    "indexer": [{"training"}, {"gallery"}, {"modalities"}, {"store"}, {"index"}, {"encoders", "readers"}, {"runtime"}],
+    "indexer": [{"training"}, {"gallery"}, {"modalities"}, {"store"}, {"index"}, {"knowledge"}, {"encoders", "readers"}, {"runtime"}],
     "retrieval": [{"cli"}, {"service"}, {"plots"}, {"evaluation"}, {"recognition", "search"}, {"centres"}],
 }
 TOP_ORDER = ["retrieval", "indexer", "schema"]  # migrations may import schema; nothing imports migrations

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 # namespace attribute -> Settings field, for the flags that are settings
 SETTING_FLAGS = {"db": "database_url", "home": "home", "device": "device", "fp16": "fp16", "encoder": "encoder",
                  "host": "host", "port": "port", "max_batch": "max_batch", "max_k": "max_k",
-                 "max_labels": "max_labels", "max_upload_mb": "max_upload_mb", "max_image_pixels": "max_image_pixels"}
+                 "max_labels": "max_labels", "max_upload_mb": "max_upload_mb", "max_image_pixels": "max_image_pixels",
+                 "base_url": "llm_base_url"}
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
