@@ -75,7 +75,7 @@ def test_every_leaf_ends_its_help_with_examples_that_parse(path: tuple[str, ...]
 
 def test_the_groups_are_the_root_and_the_commands_with_actions() -> None:
     assert {p for p, _ in GROUPS} == {(), ("corpus",), ("index",), ("centres",), ("eval",), ("plot",), ("modality",),
-                                      ("head",), ("gallery",)}
+                                      ("head",), ("gallery",), ("kb",)}
 
 
 @pytest.mark.parametrize("path,parser", GROUPS, ids=[" ".join(p) or "unibind" for p, _ in GROUPS])

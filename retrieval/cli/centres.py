@@ -20,8 +20,9 @@ def centre_spec(args: argparse.Namespace, strategy: str | None = None) -> Any:
     return CentreSpec(template=args.template, k=args.centre_size, strategy=strategy, corpora=corpora)
 
 
-def add_centre_options(sp: argparse.ArgumentParser, strategy: bool = True) -> None:
-    """--strategy, --template, -K/--centre-size, --corpus: which centres."""
+def add_centre_options(sp: argparse.ArgumentParser, strategy: bool = True, compare_corpora: bool = False) -> None:
+    """--strategy, --template, -K/--centre-size, --corpus: which centres (``compare_corpora``: --corpus may be
+    repeated, one selection per repeat)."""
     from unibind.retrieval.centres.strategies import DEFAULT_K
     from unibind.retrieval.centres.prompts import BASE_PROMPT
     from unibind.retrieval.centres.strategies import DEFAULT_STRATEGY, STRATEGIES
@@ -32,7 +33,12 @@ def add_centre_options(sp: argparse.ArgumentParser, strategy: bool = True) -> No
     sp.add_argument("--template", default=BASE_PROMPT, help=f"base prompt, {{}} = category (default {BASE_PROMPT!r})")
     sp.add_argument("-K", "--centre-size", dest="centre_size", type=int, default=DEFAULT_K, metavar="K",
                     help=f"descriptions per centre (default {DEFAULT_K})")
-    sp.add_argument("--corpus", help="draw centres from these corpora only (comma-separated; default all)")
+    if compare_corpora:
+        sp.add_argument("--corpus", action="append", metavar="NAMES",
+                        help="draw centres from these corpora only (comma-separated; default all); repeat to compare "
+                             "selections in one table, e.g. --corpus gpt --corpus cupl-imagenet --corpus waffle")
+    else:
+        sp.add_argument("--corpus", help="draw centres from these corpora only (comma-separated; default all)")
 
 
 def add_engine_option(sp: argparse.ArgumentParser) -> None:

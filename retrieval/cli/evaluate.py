@@ -101,9 +101,16 @@ def cmd_recognition(ctx: Context, args: argparse.Namespace) -> int:
         n_rows = len(read_features(args.features, modality=args.modality))
     queries = read_queries(args.queries, kind=kind, n_rows=n_rows)
     vectors = _eval_vectors(ctx, args, queries)
-    rows = evaluate(ctx.db, ctx.device, queries, strategies, base=centre_spec(args), encoder=ctx.encoder,
-                    engine=args.engine, top_m=args.top_m, centring=args.centring, source=args.queries, query_vectors=vectors)
-    _print(_default_first([_row(r, args.top_m, args.centring) for r in rows]), args.json)
+    selections = args.corpus or [None]  # one table row per (corpus selection, strategy)
+    table = []
+    for selection in selections:
+        spec = centre_spec(argparse.Namespace(**{**vars(args), "corpus": selection}))
+        rows = evaluate(ctx.db, ctx.device, queries, strategies, base=spec, encoder=ctx.encoder, engine=args.engine,
+                        top_m=args.top_m, centring=args.centring, source=args.queries, query_vectors=vectors)
+        extra = {"corpus": ",".join(spec.corpora)} if len(selections) > 1 and spec.corpora else \
+            {"corpus": "all"} if len(selections) > 1 else {}
+        table += [_row(r, args.top_m, args.centring, **extra) for r in rows]
+    _print(_default_first(table, "corpus" if len(selections) > 1 else None), args.json)
     return 0
 
 
@@ -120,11 +127,11 @@ def cmd_dev(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def _shared(sp: argparse.ArgumentParser) -> None:
+def _shared(sp: argparse.ArgumentParser, compare_corpora: bool = False) -> None:
     sp.add_argument("--strategies", default=ALL_STRATEGIES, help=f"comma-separated (default {ALL_STRATEGIES})")
     add_engine_option(sp)
     add_top_m_option(sp)
-    add_centre_options(sp, strategy=False)
+    add_centre_options(sp, strategy=False, compare_corpora=compare_corpora)
 
 
 def add_commands(sub: Any) -> None:
@@ -133,12 +140,13 @@ def add_commands(sub: Any) -> None:
         "unibind eval recognition --queries queries.jsonl",
         "unibind eval recognition --queries q.jsonl --modality image --strategies informative,top",
         "unibind eval recognition --queries q.jsonl --modality audio --features clips.npy",
+        "unibind eval recognition --queries q.jsonl --corpus gpt-cupl --corpus cupl-imagenet --corpus waffle",
     ])
     sp.add_argument("--queries", required=True, metavar="FILE.jsonl",
                     help="JSONL with {\"text\"|\"image\"|\"row\": ..., \"label\": ...} per line")
     sp.add_argument("--modality", help="the queries' modality: text (default), image, or a feature modality")
     sp.add_argument("--features", help="feature modality: the file whose rows the queries name")
-    _shared(sp)
+    _shared(sp, compare_corpora=True)
     common(sp)
     sp = add_leaf(group, "dev", "the dev benchmark: held-out LLM descriptions of the builtin corpus as queries",
                   cmd_dev, ["unibind eval dev --encoder minilm", "unibind eval dev --encoder minilm --classes 100 --json"])

@@ -29,6 +29,7 @@ def build_parser() -> CliParser:
         head,
         index,
         ingest,
+        kb,
         modality,
         plot,
         recognize,
@@ -49,7 +50,7 @@ def build_parser() -> CliParser:
                    help="store vectors as float16 in FAISS GPU indexes (default: $UNIBIND_FP16 or off)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CliParser)
-    for group in (ingest, corpus, index, search, centres, recognize, evaluate, plot, modality, head, gallery, serve, config):
+    for group in (ingest, kb, corpus, index, search, centres, recognize, evaluate, plot, modality, head, gallery, serve, config):
         group.add_commands(sub)
     return p
 
