@@ -70,7 +70,7 @@ def test_partial_run_resumes_and_top_ups(minilm, tmp_path: Path) -> None:  # typ
     config = GenerateConfig.from_prompts(load_prompts("cupl"), samples=2, min_per_category=0,
                                          cleaning=CleaningConfig(near_duplicate=None))
     with ResponseCache(tmp_path / "c.sqlite") as cache:
-        planned = plan(llm, "owl", config, range(1))
+        planned = plan(llm, "owl", config, range(config.samples))
         for request, _ in planned[:4]:  # what an interrupted run had saved
             cache.put(request_key(llm.identity, request), llm.identity, request, llm_text(llm, request))
         records, report = Generator(llm, cache, config, fit=minilm.fit_text).run(["owl", "fox"])
@@ -126,7 +126,6 @@ def test_dry_run_and_bad_inputs(run, tmp_path: Path, home: Path) -> None:  # typ
 
 def test_ingest_and_compare_corpora(run, tmp_path: Path, home: Path) -> None:  # type: ignore[no-untyped-def]
     """Generated → ingested → centres → one eval table comparing corpus selections."""
-    cats = ["owl", "red fox", "goldfish"]
     hand = tmp_path / "hand.jsonl"
     hand.write_text("".join(json.dumps({"category": c, "text": t}) + "\n" for c, ts in {
         "owl": ["An owl is a nocturnal bird of prey with large forward-facing eyes.", "Owls hoot at night in the woods."],
@@ -151,3 +150,33 @@ def test_ingest_and_compare_corpora(run, tmp_path: Path, home: Path) -> None:  #
     assert all(r["categories"] == 3 and r["queries"] == 3 for r in rows)
     code, text, _ = run("eval", "recognition", "--queries", str(queries), "--strategies", "all", "--corpus", "hand")
     assert code == 0 and "corpus" not in text.splitlines()[0]  # one selection: the table as before
+
+
+def test_no_top_ups_at_temperature_zero(minilm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A model that repeats itself (DCLIP's temperature 0) is not asked round after round for nothing new."""
+    from unibind.indexer.knowledge.request import LLM
+
+    class Repeater(LLM):  # a deterministic stand-in for a model at temperature 0 (not one of our components)
+        spec = "repeater"
+
+        def run(self, requests, on_result):  # type: ignore[no-untyped-def]
+            for i, r in enumerate(requests):
+                on_result(i, f"- long {r.category} feathers\n- sharp curved beak")
+
+    config = GenerateConfig.from_prompts(load_prompts("dclip"), min_per_category=50, top_up_rounds=3,
+                                         cleaning=CleaningConfig(near_duplicate=None))
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        records, report = Generator(Repeater(), cache, config, fit=minilm.fit_text).run(["owl"])
+    assert report.requests == 1 and report.short == {"owl": 2} and len(records) == 2  # no top-up at temperature 0
+    assert [r["text"] for r in records] == ["owl, which has long owl feathers.", "owl, which has sharp curved beak."]
+
+
+def test_a_top_up_asks_for_about_the_deficit(minilm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """50 answers give 50 descriptions; 2 short of 52, a top-up asks each of the 5 prompts once more (5 requests,
+    not another 50), and the prefetched first round counts as sent, not cached."""
+    config = GenerateConfig.from_prompts(load_prompts("cupl"), min_per_category=52,
+                                         cleaning=CleaningConfig(near_duplicate=None))
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        records, report = Generator(WaffleBackend(), cache, config, fit=minilm.fit_text).run(["owl", "fox"])
+    assert report.requests == report.sent == 2 * 55 and report.cached == 0 and not report.short
+    assert sorted({r["sample"] for r in records if r["category"] == "owl"}) == list(range(11))

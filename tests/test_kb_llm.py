@@ -232,11 +232,9 @@ def test_openai_sends_images(server: TransformersServer, tiny_llm: Path) -> None
 def test_openai_unreachable_server_fails_fast() -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
     llm = backend(url, "some-model", retries=8)
-    started = time.monotonic()
-    with pytest.raises(Unavailable) as info:
+    with pytest.raises(Unavailable) as info:  # from the reachability check, before any request and its 8 retries
         llm.run([Request("a bird")], lambda i, t: None)
-    assert time.monotonic() - started < 5
-    assert url in str(info.value) and "--base-url" in str(info.value)
+    assert str(info.value).startswith(f"cannot reach the LLM server at {url}") and "--base-url" in str(info.value)
 
 
 @pytest.mark.slow

@@ -147,3 +147,9 @@ def test_request_seed_is_stable_distinct_and_31_bit() -> None:
     assert all(0 <= x < 2**31 for x in seeds)
     # the fields are separated: moving text between category and template changes the seed
     assert request_seed(0, "ab", "c{}", 0) != request_seed(0, "a", "bc{}", 0)
+
+
+def test_a_repeated_template_is_asked_once(tmp_path: Path) -> None:
+    f = tmp_path / "q.txt"
+    f.write_text("What does {a} {} look like?\nWhat does {a} {} look like?\nDescribe {a} {}.\n")
+    assert load_prompts(str(f)).templates == ("What does {a} {} look like?", "Describe {a} {}.")

@@ -18,9 +18,11 @@ if TYPE_CHECKING:
 __all__ = ["make_llm"]
 
 
-def make_llm(spec: str | LLMSpec, *, openai: OpenAIConfig | None = None, device: Device | None = None) -> LLM:
+def make_llm(spec: str | LLMSpec, *, openai: OpenAIConfig | None = None, device: Device | None = None,
+             load: bool = True) -> LLM:
     """Build the backend for ``spec``. ``openai`` configures ``openai:`` backends (server, key, concurrency,
-    retries); ``device`` is where ``hf:`` models run (None: ``select_device("auto")``)."""
+    retries); ``device`` is where ``hf:`` models run (None: ``select_device("auto")``); ``load=False`` builds an
+    ``hf:`` backend without loading its model (its spec and identity only, for a dry run)."""
     parsed = spec if isinstance(spec, LLMSpec) else parse_llm_spec(spec)
     if parsed.kind == "waffle":
         from unibind.indexer.knowledge.waffle import WaffleBackend
@@ -34,5 +36,5 @@ def make_llm(spec: str | LLMSpec, *, openai: OpenAIConfig | None = None, device:
         from unibind.indexer.knowledge.hf_backend import HFBackend
         from unibind.indexer.runtime.device import select_device
 
-        return HFBackend(parsed.model, device or select_device("auto"))
+        return HFBackend(parsed.model, device or select_device("auto"), load=load)
     raise AssertionError(f"unhandled LLM kind {parsed.kind!r}")  # parse_llm_spec admits only the three kinds

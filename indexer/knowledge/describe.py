@@ -32,6 +32,7 @@ IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
 DESCRIBE_PROMPT = ("Describe this image in one or two sentences: what it shows, its parts, colours, "
                    "textures and setting.")
 CAPTION_KEYS = ("row", "caption", "label", "meta")
+IMAGES_PER_STEP = 256  # images read, asked about and cached per step
 
 
 def list_images(inputs: Sequence[str]) -> list[Path]:
@@ -53,8 +54,8 @@ def list_images(inputs: Sequence[str]) -> list[Path]:
     return list(dict.fromkeys(out))
 
 
-def data_url(path: Path) -> str:
-    """The image as a ``data:`` URL; a file that is not a readable image is an error naming it."""
+def check_image(path: Path) -> None:
+    """A file that is not a readable image is an error naming it."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -62,6 +63,11 @@ def data_url(path: Path) -> str:
             im.verify()
     except (UnidentifiedImageError, OSError) as e:
         raise InvalidInput(f"{path}: not a readable image ({e})") from e
+
+
+def data_url(path: Path) -> str:
+    """The image as a ``data:`` URL (checked to be a readable image)."""
+    check_image(path)
     return f"data:{IMAGE_TYPES[path.suffix.lower()]};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
 
 
@@ -79,29 +85,29 @@ def describe_images(llm: LLM, images: Sequence[Path], cache: ResponseCache, out:
     ``labels_from_folders``) and ``meta`` (provenance)."""
     if samples < 1:
         raise InvalidInput(f"--samples must be >= 1, got {samples}")
-    planned = []
-    for path in images:
-        url = data_url(path)
-        for s in range(samples):
-            planned.append((Request(prompt=prompt, images=(url,), temperature=temperature, max_tokens=max_tokens,
-                                    seed=request_seed(seed, path.name, prompt, s)), {}))
+    for path in images:  # every image readable before anything is asked
+        check_image(path)
     report = GenerateReport(llm=llm.describe(), prompts="describe", categories=0)
-    texts = ask(llm, cache, [r for r, _ in planned], report, "kb describe", progress)
     base = out.resolve().parent
     records: list[dict[str, Any]] = []
-    for i, path in enumerate(images):
-        answers = [t for t in (_clean(x) for x in texts[i * samples : (i + 1) * samples]) if t]
-        if not answers:
-            log.warning("%s: no usable description (empty or refused); left out", path)
-            continue
-        rel = os.path.relpath(path.resolve(), base)
-        row: dict[str, Any] = {"input": rel}
-        row.update({"description": answers[0]} if len(answers) == 1 else {"descriptions": answers})
-        if labels_from_folders:
-            row["label"] = path.parent.name
-        row["meta"] = {"model": llm.spec, "prompt": prompt, "temperature": temperature, "seed": seed,
-                       "samples": samples}
-        records.append(row)
+    for c0 in range(0, len(images), IMAGES_PER_STEP):  # a step's images are held in memory as data URLs, not all
+        chunk = images[c0 : c0 + IMAGES_PER_STEP]
+        requests = [Request(prompt=prompt, images=(url,), temperature=temperature, max_tokens=max_tokens,
+                            seed=request_seed(seed, path.name, prompt, s))
+                    for path in chunk for url in (data_url(path),) for s in range(samples)]
+        texts = ask(llm, cache, requests, report, f"kb describe {c0 + 1}-{c0 + len(chunk)} of {len(images)}", progress)
+        for i, path in enumerate(chunk):
+            answers = [t for t in (_clean(x) for x in texts[i * samples : (i + 1) * samples]) if t]
+            if not answers:
+                log.warning("%s: no usable description (empty or refused); left out", path)
+                continue
+            row: dict[str, Any] = {"input": os.path.relpath(path.resolve(), base)}
+            row.update({"description": answers[0]} if len(answers) == 1 else {"descriptions": answers})
+            if labels_from_folders:
+                row["label"] = path.resolve().parent.name
+            row["meta"] = {"model": llm.spec, "prompt": prompt, "temperature": temperature, "seed": seed,
+                           "samples": samples}
+            records.append(row)
     report.records = len(records)
     if not records:
         raise InvalidInput("no image got a usable description; nothing written")
@@ -135,6 +141,8 @@ def captions_to_pairs(path: str | os.PathLike[str], n_rows: int | None = None) -
                 raise InvalidInput(f'{loc}: field "label" must be a non-empty string (got {json_kind(obj["label"])})')
             rec["label"] = obj["label"].strip()
         if "meta" in obj:
+            if not isinstance(obj["meta"], dict):
+                raise InvalidInput(f'{loc}: field "meta" must be an object (got {json_kind(obj["meta"])})')
             rec["meta"] = obj["meta"]
         out.append(rec)
     if not out:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
 import time
@@ -31,7 +32,7 @@ from unibind.schema.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
-MIN_PER_CATEGORY = 50  # the default centre size K: every centre can fill
+MIN_PER_CATEGORY = 50  # the default centre size K (retrieval/centres/strategies.py; the CLI passes it): every centre can fill
 TOP_UP_ROUNDS = 3
 
 
@@ -91,105 +92,140 @@ class GenerateReport:
 Planned = tuple[Request, dict[str, Any]]  # a request and the provenance its sentences keep
 
 
-def plan(llm: LLM, category: str, config: GenerateConfig, rounds: range) -> list[Planned]:
-    """The requests of ``category`` in ``rounds`` (round r = samples r*N .. r*N + N - 1 of every prompt)."""
-    p, n = config.prompts, config.samples
+def plan(llm: LLM, category: str, config: GenerateConfig, samples: range) -> list[Planned]:
+    """The requests of ``category``: the sample indices ``samples`` of every prompt (the first round is
+    ``range(config.samples)``; top-ups continue from there)."""
+    p = config.prompts
     out = []
-    for r in rounds:
-        for template in p.templates:
-            for sample in range(r * n, (r + 1) * n):
-                request = Request(prompt=render(template, category), category=category, system=p.system,
-                                  temperature=config.temperature, max_tokens=config.max_tokens,
-                                  seed=request_seed(config.seed, category, template, sample), stop=p.stop)
-                out.append((request, {"model": llm.spec, "prompt_set": p.name, "prompt": template,
-                                      "temperature": config.temperature, "seed": config.seed, "sample": sample}))
+    for template in p.templates:
+        for sample in samples:
+            request = Request(prompt=render(template, category), category=category, system=p.system,
+                              temperature=config.temperature, max_tokens=config.max_tokens,
+                              seed=request_seed(config.seed, category, template, sample), stop=p.stop)
+            out.append((request, {"model": llm.spec, "prompt_set": p.name, "prompt": template,
+                                  "temperature": config.temperature, "seed": config.seed, "sample": sample}))
     return out
 
 
-def ask(llm: LLM, cache: ResponseCache, requests: Sequence[Request], report: GenerateReport, desc: str,
-        progress: bool | None = None) -> list[str]:
+def ask(llm: LLM, cache: ResponseCache, requests: Sequence[Request], report: GenerateReport | None, desc: str,
+        progress: bool | None = None, fresh: set[str] | None = None) -> list[str]:
     """The response text of every request, in order: from the cache, else asked (each cached as it arrives, so
-    an interrupted run resumes where it stopped). Counts requests, cached and sent answers in ``report``."""
+    an interrupted run resumes where it stopped; identical requests are sent once). ``report`` (None: not
+    counted) counts the requests, and which were cached before this run and which were sent; ``fresh`` collects
+    the keys this run sent, so a request sent earlier in the run (a prefetch) counts as sent, not cached."""
     keys = [request_key(llm.identity, r) for r in requests]
     known = cache.get_many(keys)
-    missing = [i for i, k in enumerate(keys) if k not in known]
-    report.requests += len(requests)
-    report.cached += len(requests) - len(missing)
+    first = {k: i for i, k in reversed(list(enumerate(keys)))}  # the first request of each key
+    missing = [k for k in first if k not in known]
+    if report is not None:
+        report.requests += len(keys)
+        earlier = sum(1 for k in keys if k in known and fresh is not None and k in fresh)
+        report.sent += earlier
+        report.cached += sum(1 for k in keys if k in known) - earlier
     if missing:
         with tqdm(total=len(missing), desc=desc, unit="request", leave=False,
                   disable=None if progress is None else not progress) as bar:
             def done(j: int, text: str) -> None:
-                i = missing[j]
-                cache.put(keys[i], llm.identity, requests[i], text)
-                known[keys[i]] = text
-                report.sent += 1
+                k = missing[j]
+                cache.put(k, llm.identity, requests[first[k]], text)
+                known[k] = text
+                if fresh is not None:
+                    fresh.add(k)
+                if report is not None:
+                    report.sent += keys.count(k)
                 bar.update(1)
 
-            llm.run([requests[i] for i in missing], done)
+            llm.run([requests[first[k]] for k in missing], done)
     return [known[k] for k in keys]
 
 
 class Generator:
     """Runs a :class:`GenerateConfig` with one LLM and one cache; ``fit`` and ``embed`` come from the text encoder
-    (cut to its context length; unit vectors for near-duplicate removal)."""
+    (cut to its context length; unit vectors for near-duplicate removal).
+
+    The first round of every category in a window of :data:`PREFETCH` categories goes to the LLM in one call,
+    so ``--concurrency`` requests stay in flight across category boundaries; top-ups are asked per category."""
+
+    PREFETCH = 16
 
     def __init__(self, llm: LLM, cache: ResponseCache, config: GenerateConfig, *,
                  fit: Callable[[str], str] | None = None, embed: Callable[[list[str]], np.ndarray] | None = None,
                  progress: bool | None = None) -> None:
         self.llm, self.cache, self.config = llm, cache, config
         self.fit, self.embed, self.progress = fit, embed, progress
+        self.fresh: set[str] = set()  # keys sent by this run
 
-    def answers(self, planned: Sequence[Planned], report: GenerateReport, desc: str) -> list[str]:
-        return ask(self.llm, self.cache, [r for r, _ in planned], report, desc, self.progress)
+    def answers(self, planned: Sequence[Planned], report: GenerateReport | None, desc: str) -> list[str]:
+        return ask(self.llm, self.cache, [r for r, _ in planned], report, desc, self.progress, self.fresh)
+
+    def _clean(self, name: str, texts: list[str], planned: list[Planned]) -> tuple[list[tuple[str, dict[str, Any]]], CleaningReport]:
+        counts = CleaningReport()
+        kept = clean_category(name, [(t, prov) for t, (_, prov) in zip(texts, planned)], form=self.config.prompts.form,
+                              config=self.config.cleaning, fit=self.fit, embed=self.embed, report=counts)
+        return kept, counts
 
     def category(self, name: str, report: GenerateReport) -> tuple[list[dict[str, Any]], CleaningReport]:
-        """One category's records (after top-ups) and its cleaning counts."""
+        """One category's records and its cleaning counts. Below ``min_per_category``, top-up rounds ask each
+        prompt for about as many more samples as the deficit needs at the yield seen so far (at most
+        ``samples``), up to ``top_up_rounds`` times, while a round still adds descriptions; none at temperature 0,
+        where a model repeats itself (the waffle control, which has no temperature, is topped up)."""
         cfg = self.config
-        planned: list[Planned] = []
-        texts: list[str] = []
-        for r in range(cfg.top_up_rounds + 1):
-            more = plan(self.llm, name, cfg, range(r, r + 1))
+        planned = plan(self.llm, name, cfg, range(cfg.samples))
+        texts = self.answers(planned, report, name[:30])
+        kept, counts = self._clean(name, texts, planned)
+        next_sample, before = cfg.samples, -1
+        rounds = cfg.top_up_rounds if cfg.temperature > 0 or self.llm.spec == "waffle" else 0
+        for _ in range(rounds):
+            if len(kept) >= cfg.min_per_category or len(kept) <= before:
+                break
+            before = len(kept)
+            deficit, per_answer = cfg.min_per_category - len(kept), len(kept) / max(1, len(texts))
+            per_prompt = cfg.samples if per_answer <= 0 else \
+                min(cfg.samples, max(1, math.ceil(deficit / (per_answer * len(cfg.prompts.templates)))))
+            log.info("%s: %d descriptions, below %d: asking each prompt for %d more", name, len(kept),
+                     cfg.min_per_category, per_prompt)
+            more = plan(self.llm, name, cfg, range(next_sample, next_sample + per_prompt))
+            next_sample += per_prompt
             texts += self.answers(more, report, name[:30])
             planned += more
-            counts = CleaningReport()
-            kept = clean_category(name, [(t, prov) for t, (_, prov) in zip(texts, planned)], form=cfg.prompts.form,
-                                  config=cfg.cleaning, fit=self.fit, embed=self.embed, report=counts)
-            if len(kept) >= cfg.min_per_category:
-                break
-            if r < cfg.top_up_rounds:
-                log.info("%s: %d sentences after %d round(s), below %d: asking for more", name, len(kept), r + 1,
-                         cfg.min_per_category)
+            kept, counts = self._clean(name, texts, planned)
         return [{"category": name, "text": text, **prov} for text, prov in kept], counts
 
     def run(self, categories: Sequence[str]) -> tuple[list[dict[str, Any]], GenerateReport]:
         t0 = time.perf_counter()
         report = GenerateReport(llm=self.llm.describe(), prompts=self.config.prompts.name, categories=len(categories))
         records: list[dict[str, Any]] = []
-        for name in tqdm(categories, desc="kb generate", unit="category",
-                         disable=None if self.progress is None else not self.progress):
-            rows, counts = self.category(name, report)
-            report.cleaning.add(counts)
-            if len(rows) < self.config.min_per_category:
-                report.short[name] = len(rows)
-            records += rows
+        with tqdm(total=len(categories), desc="kb generate", unit="category",
+                  disable=None if self.progress is None else not self.progress) as bar:
+            for w0 in range(0, len(categories), self.PREFETCH):
+                window = categories[w0 : w0 + self.PREFETCH]
+                first = [p for c in window for p in plan(self.llm, c, self.config, range(self.config.samples))]
+                self.answers(first, None, f"categories {w0 + 1}-{w0 + len(window)}")
+                for name in window:
+                    rows, counts = self.category(name, report)
+                    report.cleaning.add(counts)
+                    if len(rows) < self.config.min_per_category:
+                        report.short[name] = len(rows)
+                    records += rows
+                    bar.update(1)
         report.records = len(records)
         report.seconds = time.perf_counter() - t0
         if report.short:
-            log.warning("%d categories have fewer than %d descriptions after %d top-up round(s): %s",
-                        len(report.short), self.config.min_per_category, self.config.top_up_rounds,
+            log.warning("%d categories have fewer than %d descriptions: %s", len(report.short),
+                        self.config.min_per_category,
                         ", ".join(f"{c} ({n})" for c, n in list(report.short.items())[:10]))
         return records, report
 
 
 def dry_run(llm: LLM, categories: Sequence[str], config: GenerateConfig, cache: ResponseCache | None) -> dict[str, Any]:
     """What a run would ask in its first round: the prompts (rendered for the first category) and request counts."""
-    planned = [p for c in categories for p in plan(llm, c, config, range(1))]
+    planned = [p for c in categories for p in plan(llm, c, config, range(config.samples))]
     cached = len(cache.get_many(request_key(llm.identity, r) for r, _ in planned)) if cache is not None else 0
     first = categories[0]
     return {"llm": llm.describe(), "prompt_set": config.prompts.name, "categories": len(categories),
             "prompts": [render(t, first) for t in config.prompts.templates], "samples": config.samples,
             "requests": len(planned), "cached": cached, "to_send": len(planned) - cached,
-            "top_up": f"up to {config.top_up_rounds} more round(s) of {config.samples} samples per prompt for "
+            "top_up": f"up to {config.top_up_rounds} more round(s) of at most {config.samples} samples per prompt for "
                       f"categories below {config.min_per_category} descriptions"}
 
 

@@ -39,7 +39,7 @@ def weights_fingerprint(folder: Path) -> str:
 class HFBackend(LLM):
     """A transformers ``AutoModelForCausalLM`` (+ its tokenizer) from a local folder or a hub id. Text only."""
 
-    def __init__(self, model: str, device: Device) -> None:
+    def __init__(self, model: str, device: Device, *, load: bool = True) -> None:
         name = (model or "").strip()
         if not name:
             raise InvalidInput("hf backend: the model path is empty: use hf:<path-or-hub-id>")
@@ -54,7 +54,8 @@ class HFBackend(LLM):
         self.spec = f"hf:{name}"
         self.device = device
         self._identity = f"{self.spec}@{weights_fingerprint(Path(name))}" if self.local else self.spec
-        self.tokenizer, self.model = self._load()
+        # load=False: the spec, identity and description only (a dry run asks nothing of the model)
+        self.tokenizer, self.model = self._load() if load else (None, None)
 
     def _load(self) -> tuple[Any, Any]:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -123,6 +124,8 @@ class HFBackend(LLM):
             if request.images:
                 raise InvalidInput(f"{self.spec}: request {i} has images, but hf backends are text-only: use "
                                    "openai:<vision model> for images")
+        if self.model is None:
+            self.tokenizer, self.model = self._load()
         for i, request in enumerate(requests):
             on_result(i, self.generate(request))
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
@@ -231,24 +231,53 @@ class OpenAIBackend(LLM):
     # -- the interface -----------------------------------------------------------------------------------
     def run(self, requests: Sequence[Request], on_result: Callable[[int, str], None]) -> None:
         """Answer ``requests`` ``concurrency`` at a time; ``on_result`` runs in this thread as each finishes.
-        On a failure retries did not cure, the pending requests are cancelled and the typed error is raised."""
+        On a failure retries did not cure, no further request is started and the typed error is raised.
+
+        The workers are daemon threads and this thread waits for their results in short slices, so Ctrl-C stops a
+        run at once: the requests in flight are abandoned (not waited for), the answers already delivered stay."""
         if not requests:
             return
         if not self._reached:
             self.check_reachable()
         stop = threading.Event()
-        pool = ThreadPoolExecutor(max_workers=min(self.config.concurrency, len(requests)),
-                                  thread_name_prefix="unibind-llm")
-        futures: dict[Future[str], int] = {pool.submit(self._answer, r, stop): i for i, r in enumerate(requests)}
-        ok = False
+        todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for i in range(len(requests)):
+            todo.put(i)
+        done: queue.SimpleQueue[tuple[int, str | None, BaseException | None]] = queue.SimpleQueue()
+
+        def worker() -> None:
+            while not stop.is_set():
+                try:
+                    i = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    done.put((i, self._answer(requests[i], stop), None))
+                except _Stopped:
+                    return
+                except BaseException as e:  # delivered to the calling thread, which raises it
+                    done.put((i, None, e))
+                    return
+
+        threads = [threading.Thread(target=worker, name=f"unibind-llm-{k}", daemon=True)
+                   for k in range(min(self.config.concurrency, len(requests)))]
+        for t in threads:
+            t.start()
+        received = 0
         try:
-            for future in as_completed(futures):
-                on_result(futures[future], future.result())
-            ok = True
+            while received < len(requests):
+                try:
+                    i, text, error = done.get(timeout=0.2)  # short waits keep Ctrl-C responsive
+                except queue.Empty:
+                    if not any(t.is_alive() for t in threads) and done.empty():
+                        raise RuntimeError("LLM workers ended without answering every request") from None
+                    continue
+                if error is not None:
+                    raise error
+                on_result(i, text)  # type: ignore[arg-type]
+                received += 1
         finally:
-            if not ok:
-                stop.set()  # in-flight requests give up at their next wait instead of retrying on
-            pool.shutdown(wait=ok, cancel_futures=True)
+            stop.set()  # no new request starts; in-flight ones give up at their next retry wait
 
     def close(self) -> None:
         self._client.close()

@@ -211,6 +211,9 @@ def load_prompts(name_or_file: str) -> PromptSet:
             continue
         if "{}" not in template:
             raise InvalidInput(f"{label}:{number}: a template must contain '{{}}' where the category goes: {template!r}")
+        if template in templates:  # the same question twice would only ask the same requests twice
+            log.warning("%s:%d: the same template as an earlier line; asked once", label, number)
+            continue
         templates.append(template)
     if not templates:
         raise InvalidInput(f"{label}: no templates (one per line, each with '{{}}' for the category; "

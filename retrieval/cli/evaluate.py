@@ -102,11 +102,18 @@ def cmd_recognition(ctx: Context, args: argparse.Namespace) -> int:
     queries = read_queries(args.queries, kind=kind, n_rows=n_rows)
     vectors = _eval_vectors(ctx, args, queries)
     selections = args.corpus or [None]  # one table row per (corpus selection, strategy)
+    encoder_obj = None
+    if vectors is None and len(selections) > 1:  # text queries: encoded once for every selection
+        from unibind.indexer.encoders.factory import build_encoder
+
+        encoder_obj = build_encoder(ctx.space().encoder, ctx.device)
+        vectors = encoder_obj.encode_text([q.text for q in queries])
     table = []
     for selection in selections:
         spec = centre_spec(argparse.Namespace(**{**vars(args), "corpus": selection}))
         rows = evaluate(ctx.db, ctx.device, queries, strategies, base=spec, encoder=ctx.encoder, engine=args.engine,
-                        top_m=args.top_m, centring=args.centring, source=args.queries, query_vectors=vectors)
+                        top_m=args.top_m, centring=args.centring, source=args.queries, query_vectors=vectors,
+                        encoder_obj=encoder_obj)
         extra = {"corpus": ",".join(spec.corpora)} if len(selections) > 1 and spec.corpora else \
             {"corpus": "all"} if len(selections) > 1 else {}
         table += [_row(r, args.top_m, args.centring, **extra) for r in rows]

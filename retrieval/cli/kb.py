@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +17,42 @@ from unibind.schema.errors import InvalidInput, NotFound
 log = logging.getLogger(__name__)
 
 
-def _llm(args: argparse.Namespace, ctx: Context) -> Any:
-    from unibind.indexer.knowledge.backends import make_llm
+def _llm_spec(args: argparse.Namespace) -> Any:
     from unibind.indexer.knowledge.llm_spec import parse_llm_spec
-    from unibind.indexer.knowledge.openai_backend import OpenAIConfig
 
     spec = parse_llm_spec(args.llm)
     if args.base_url and spec.kind != "openai":
         raise InvalidInput(f"--base-url goes with --llm openai:<model>, not {spec}")
-    config = OpenAIConfig(base_url=ctx.settings.llm_base_url, api_key=ctx.settings.llm_api_key,
-                          concurrency=args.concurrency, timeout=args.timeout, retries=args.retries)
-    return make_llm(spec, openai=config, device=ctx.device if spec.kind == "hf" else None)
+    return spec
+
+
+def _llm(args: argparse.Namespace, ctx: Context, *, load: bool = True) -> Any:
+    """The backend; an ``openai:`` server is checked to answer at once (before anything slow is loaded)."""
+    from unibind.indexer.knowledge.backends import make_llm
+
+    spec = _llm_spec(args)
+    if spec.kind == "openai":
+        from unibind.indexer.knowledge.openai_backend import OpenAIConfig
+
+        config = OpenAIConfig(base_url=ctx.settings.llm_base_url, api_key=ctx.settings.llm_api_key,
+                              concurrency=args.concurrency, timeout=args.timeout, retries=args.retries)
+        llm = make_llm(spec, openai=config)
+        if load:
+            llm.check_reachable()
+        return llm
+    return make_llm(spec, device=ctx.device if spec.kind == "hf" else None, load=load)
+
+
+def _writable(path: str, option: str) -> None:
+    """``path`` can be written (its folder exists or can be made, and it is not a folder): checked before any
+    request is sent, so a typo does not cost a whole run."""
+    p = Path(path)
+    if p.is_dir():
+        raise InvalidInput(f"{option} {path}: is a folder; give a file name")
+    parent = p.parent if str(p.parent) else Path(".")
+    existing = next((a for a in (parent, *parent.parents) if a.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise InvalidInput(f"{option} {path}: cannot write in {existing}")
 
 
 def _cache(args: argparse.Namespace, ctx: Context) -> Any:
@@ -44,17 +70,24 @@ def _categories(args: argparse.Namespace, ctx: Context) -> list[str]:
         return read_categories_file(args.categories_file)
     from sqlalchemy import select
 
-    from unibind.schema.models import Category, Corpus, Description
+    from unibind.schema.models import Category, Corpus, CorpusStatus, Description, Space
 
-    space = ctx.space()
-    with ctx.db.session() as session:
-        corpus = session.scalars(select(Corpus).where(Corpus.space_id == space.id, Corpus.name == args.from_corpus)).first()
-        if corpus is None:
-            names = sorted(session.scalars(select(Corpus.name).where(Corpus.space_id == space.id)))
-            raise NotFound(f"--from-corpus: no corpus named {args.from_corpus!r} in space {space.encoder!r} "
-                           f"(corpora: {', '.join(names) or 'none'})")
+    name = args.from_corpus
+    with ctx.db.session() as session:  # category names do not depend on the space: look in every space
+        stmt = (select(Corpus.id, Space.encoder).join(Space, Corpus.space_id == Space.id)
+                .where(Corpus.name == name, Corpus.status == CorpusStatus.COMPLETE))
+        if ctx.encoder:
+            stmt = stmt.where(Space.encoder == ctx.encoder)
+        found = list(session.execute(stmt))
+        if not found:
+            names = sorted(set(session.scalars(select(Corpus.name).where(Corpus.status == CorpusStatus.COMPLETE))))
+            raise NotFound(f"--from-corpus: no complete corpus named {name!r}"
+                           f"{f' in space {ctx.encoder!r}' if ctx.encoder else ''} (corpora: {', '.join(names) or 'none'})")
+        if len(found) > 1:
+            raise InvalidInput(f"--from-corpus: corpus {name!r} exists in several spaces "
+                               f"({', '.join(e for _, e in found)}): say which with --encoder")
         rows = session.execute(select(Category.name, Description.id).join(Description, Description.category_id == Category.id)
-                               .where(Description.corpus_id == corpus.id).order_by(Description.id))
+                               .where(Description.corpus_id == found[0][0]).order_by(Description.id))
         return list(dict.fromkeys(name for name, _ in rows))
 
 
@@ -77,13 +110,26 @@ def cmd_generate(ctx: Context, args: argparse.Namespace) -> int:
         raise InvalidInput("--name goes with --ingest")
     if args.out and Path(args.out).suffix.lower() not in (".jsonl", ".ndjson"):
         raise InvalidInput(f"--out {args.out}: the corpus is JSONL; name the file .jsonl")
+    if args.out:
+        _writable(args.out, "--out")
+    if not 0 <= args.near_duplicate <= 1:
+        raise InvalidInput(f"--near-duplicate must be a cosine in (0, 1], or 0 to keep near duplicates; got "
+                           f"{args.near_duplicate}")
+    spec = _llm_spec(args)
+    if spec.kind == "waffle" and args.names == "never":
+        raise InvalidInput("--names never cannot be met by --llm waffle: its descriptions always name the category")
     prompts = load_prompts(args.prompts)
     cleaning = CleaningConfig(names=args.names, near_duplicate=args.near_duplicate or None)
     config = GenerateConfig.from_prompts(prompts, samples=args.samples, temperature=args.temperature,
                                          max_tokens=args.max_tokens, seed=args.seed, min_per_category=args.min_per_category,
                                          top_up_rounds=args.top_up_rounds, cleaning=cleaning)
+    if config.temperature == 0 and config.samples > 1 and spec.kind != "waffle":
+        log.warning("--samples %d at temperature 0: a model that decodes greedily gives the same answer each time",
+                    config.samples)
     categories = _categories(args, ctx)
-    llm = _llm(args, ctx)
+    if args.ingest and not args.replace and not args.dry_run:
+        _name_is_free(ctx, args.name)
+    llm = _llm(args, ctx, load=not args.dry_run)
     try:
         with _cache(args, ctx) as cache:
             if args.dry_run:
@@ -106,11 +152,11 @@ def cmd_generate(ctx: Context, args: argparse.Namespace) -> int:
     if not records:
         raise InvalidInput("the LLM's answers left no description after cleaning; nothing written "
                            f"(cleaning: {report.cleaning.as_dict()})")
+    ingested = None
+    if args.ingest:  # first: a corpus that cannot be ingested leaves no --out file either
+        ingested = _ingest(ctx, args, records, llm.spec, prompts.name)
     if args.out:
         write_jsonl(records, args.out)
-    ingested = None
-    if args.ingest:
-        ingested = _ingest(ctx, args, records, llm.spec, prompts.name)
     out = {**report.as_dict(), "out": args.out, "ingested": ingested}
     if args.json:
         emit_json(out)
@@ -127,6 +173,22 @@ def cmd_generate(ctx: Context, args: argparse.Namespace) -> int:
         if ingested:
             print(f"ingested corpus {ingested['name']!r}: {ingested['n_descriptions']} descriptions")
     return 0
+
+
+def _name_is_free(ctx: Context, name: str) -> None:
+    """--ingest without --replace: the corpus name must be free in the space, checked before any request."""
+    from sqlalchemy import select
+
+    from unibind.schema.errors import Conflict
+    from unibind.schema.models import Corpus, Space
+
+    encoder = ctx.default_encoder()
+    with ctx.db.session() as session:
+        taken = session.scalars(select(Corpus.id).join(Space, Corpus.space_id == Space.id)
+                                .where(Space.encoder == encoder, Corpus.name == name)).first()
+    if taken is not None:
+        raise Conflict(f"corpus {name!r} already exists in space {encoder!r}: pass --replace to replace it, or "
+                       "another --name")
 
 
 def _ingest(ctx: Context, args: argparse.Namespace, records: list[dict[str, Any]], model: str, prompts: str) -> dict[str, Any]:
@@ -195,6 +257,8 @@ def _llm_options(sp: argparse.ArgumentParser, *, required: bool) -> None:
 
 
 def add_commands(sub: Any) -> None:
+    from unibind.retrieval.centres.strategies import DEFAULT_K
+
     group = add_group(sub, "kb", "knowledge bases written by an LLM: category descriptions and per-sample descriptions")
     sp = add_leaf(group, "generate", "ask an LLM to describe categories; write a corpus (JSONL) or ingest it", cmd_generate, [
         "unibind kb generate --categories owl,fox --llm openai:gpt-4o-mini --out kb.jsonl",
@@ -215,8 +279,9 @@ def add_commands(sub: Any) -> None:
     sp.add_argument("--samples", type=int, help="answers per prompt and category (default: the prompt set's; cupl 10)")
     sp.add_argument("--temperature", type=float, help="sampling temperature (default: the prompt set's; cupl 0.99)")
     sp.add_argument("--max-tokens", type=int, help="tokens per answer (default: the prompt set's; cupl 50)")
-    sp.add_argument("--min-per-category", type=int, default=50, metavar="K",
-                    help="ask for more samples until every category has K descriptions (default 50, the centre size)")
+    sp.add_argument("--min-per-category", type=int, default=DEFAULT_K, metavar="K",
+                    help=f"ask for more samples until every category has K descriptions (default {DEFAULT_K}, the "
+                         "centre size)")
     sp.add_argument("--top-up-rounds", type=int, default=3, help="at most this many extra rounds (default 3)")
     sp.add_argument("--names", choices=["any", "must", "never"], default="any",
                     help="keep sentences whatever they name (any, default), only those naming the category (must), "
