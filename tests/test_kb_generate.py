@@ -110,6 +110,9 @@ def test_dry_run_and_bad_inputs(run, tmp_path: Path, home: Path) -> None:  # typ
         (["--categories", "owl", "--samples", "0"], "samples must be an integer >= 1"),
         (["--categories", "owl", "--ingest"], "--ingest needs --name"),
         (["--categories", "owl", "--out", str(tmp_path / "x.json")], "name the file .jsonl"),
+        (["--categories", "owl", "--names", "never"], "--names never cannot be met by --llm waffle"),
+        (["--categories", "owl", "--near-duplicate", "1.5"], "--near-duplicate must be a cosine"),
+        (["--from-corpus", "nope"], "--from-corpus: no complete corpus named 'nope'"),
     ]
     for extra, message in cases:
         argv = ["kb", "generate", "--llm", "waffle", "--out", str(out), *extra]
@@ -120,6 +123,9 @@ def test_dry_run_and_bad_inputs(run, tmp_path: Path, home: Path) -> None:  # typ
         assert not out.exists()
     code, _, err = run("kb", "generate", "--categories", "owl", "--llm", "waffle")
     assert code == 2 and "--out FILE.jsonl, --ingest --name NAME" in err
+    (tmp_path / "dir.jsonl").mkdir()
+    code, _, err = run("kb", "generate", "--categories", "owl", "--llm", "waffle", "--out", str(tmp_path / "dir.jsonl"))
+    assert code == 2 and "is a folder" in err
     code, _, err = run("kb", "generate", "--categories", "owl", "--from-corpus", "x", "--llm", "waffle", "--out", str(out))
     assert code == 2 and "one way" in err
 
@@ -137,6 +143,10 @@ def test_ingest_and_compare_corpora(run, tmp_path: Path, home: Path) -> None:  #
                           "--samples", "2", "--min-per-category", "0", "--json")
     assert code == 0, err
     assert json.loads(text)["ingested"] == {"name": "waffle", "n_descriptions": json.loads(text)["records"], "n_categories": 3}
+    out = tmp_path / "never.jsonl"  # a taken name is found before any request, and no --out file is left
+    code, text, err = run("kb", "generate", "--from-corpus", "hand", "--llm", "waffle", "--ingest", "--name", "hand",
+                          "--out", str(out))
+    assert code == 3 and "corpus 'hand' already exists" in err and "--replace" in err and not out.exists()
     queries = tmp_path / "q.jsonl"
     queries.write_text("".join(json.dumps({"text": t, "label": c}) + "\n" for c, t in [
         ("owl", "a bird that hunts at night"), ("red fox", "an orange wild dog"), ("goldfish", "a pet fish in a bowl")]))

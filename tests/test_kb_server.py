@@ -174,6 +174,7 @@ def test_captions_become_pairs(run, tmp_path: Path) -> None:  # type: ignore[no-
     for body, message in [('{"row": 9, "caption": "x"}\n', 'captions.jsonl:1: field "row" must be an integer >= 0 < 4'),
                           ('{"row": 0}\n', 'field "caption" must be a non-empty string'),
                           ('{"row": 0, "caption": "x", "text": "y"}\n', 'unknown field(s) "text"'),
+                          ('{"row": 0, "caption": "x", "meta": [1]}\n', 'field "meta" must be an object (got array)'),
                           ("", "the file has no captions")]:
         captions.write_text(body)
         code, _, err = run("kb", "describe", "--captions", str(captions), "--rows", "4", "--out", str(tmp_path / "n.jsonl"))
