@@ -9,7 +9,10 @@ from typing import Any
 from unibind.retrieval.cli.context import Context
 from unibind.retrieval.cli.output import emit_json, format_table
 from unibind.retrieval.cli.parser import add_group, add_leaf, common, exclusive
+from unibind.retrieval.cli.ray_options import add_ray_options, on_ray, ray_config
 from unibind.schema.errors import InvalidInput
+
+RAY_IMAGE_BATCH = 64  # images per actor call under --ray (the local image batch)
 
 
 def _new_items(args: argparse.Namespace, n: int, uris: list[str] | None) -> list[Any]:
@@ -113,6 +116,10 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
     from unibind.indexer.modalities.projection import ensure_image_modality, load_projection
     from unibind.indexer.readers.features import read_features
 
+    if args.features and args.ray is not None:
+        raise InvalidInput("--ray encodes image files (--files); a features file holds vectors already, so there is "
+                           "nothing to encode on Ray")
+    ray = ray_config(args, batch_size=RAY_IMAGE_BATCH)
     space = ctx.space()
     if args.label is not None and not (0 < len(args.label.strip()) <= 500):
         raise InvalidInput("--label must be a non-empty string of at most 500 characters")
@@ -125,7 +132,10 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
                 raise FileNotFoundError(f"image file not found: {f}")
         projection = load_projection(ctx.db, space, "image", ctx.device, home=ctx.home)
         items = _new_items(args, len(args.files), [str(Path(f).resolve()) for f in args.files])
-        raw = projection.encode_images(args.files, progress=True)  # [N, d_img]
+        if ray is not None and projection.encoder is not None:  # only encoding runs on Ray; this process writes
+            raw = on_ray(projection.encoder, ray).encode_images(args.files)
+        else:
+            raw = projection.encode_images(args.files, progress=True)  # [N, d_img]
         if projection.modality_id is None:
             from unibind.indexer.modalities.registry import get_modality
             from unibind.schema.store_state import lock_catalog
@@ -166,6 +176,7 @@ def add_commands(sub: Any) -> None:
     sp = add_leaf(group, "add", "add items: image files, or the rows of a features file with their metadata", cmd_add, [
         "unibind gallery add --modality image --files photos/cat1.jpg photos/cat2.jpg --label cat",
         "unibind gallery add --modality audio --features clips.npy --meta clips.jsonl",
+        "unibind gallery add --modality image --files photos/cat1.jpg photos/cat2.jpg --label cat --ray",
         "unibind gallery add --modality audio --features clips.jsonl",
     ])
     sp.add_argument("--modality", required=True, help="the items' modality")
@@ -175,6 +186,7 @@ def add_commands(sub: Any) -> None:
     sp.add_argument("--meta", help="JSONL, one line per item: uri, label and any other fields")
     sp.add_argument("--label", help="the label of every item added")
     sp.add_argument("--factory", help="a FAISS factory string (default: keep the current one; Flat)")
+    add_ray_options(sp, "the image files")
     common(sp)
 
     sp = add_leaf(group, "list", "items per modality, with the index type", cmd_list,

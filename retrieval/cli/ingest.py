@@ -8,8 +8,13 @@ from typing import Any
 from unibind.retrieval.cli.context import Context
 from unibind.retrieval.cli.output import emit_json
 from unibind.retrieval.cli.parser import add_leaf, common, exclusive
+from unibind.retrieval.cli.ray_options import add_ray_options, on_ray, ray_config
 from unibind.schema.errors import InvalidInput
 from unibind.schema.settings import DEFAULT_ENCODER, ENCODER_ENV
+
+DEFAULT_CHUNK_SIZE = 4096  # descriptions per encode-and-write step (IngestConfig's default)
+# under --ray: a Ray Data job starts its actors and loads a model in each (seconds), so a corpus goes in one job
+RAY_CHUNK_SIZE = 1_000_000
 
 
 def cmd_ingest(ctx: Context, args: argparse.Namespace) -> int:
@@ -28,6 +33,8 @@ def cmd_ingest(ctx: Context, args: argparse.Namespace) -> int:
             raise InvalidInput("--name is required when ingesting a file")
         data = read_corpus(args.file, format=args.format, key=args.key)
         name, source = args.name, args.source
+    ray = ray_config(args, batch_size=args.batch_size)
+    chunk_size = args.chunk_size if args.chunk_size is not None else RAY_CHUNK_SIZE if ray is not None else DEFAULT_CHUNK_SIZE
     config = IngestConfig(
         name=name,
         encoder=ctx.default_encoder(),
@@ -35,9 +42,14 @@ def cmd_ingest(ctx: Context, args: argparse.Namespace) -> int:
         factory=args.factory,
         replace=args.replace,
         batch_size=args.batch_size,
-        chunk_size=args.chunk_size,
+        chunk_size=chunk_size,
     )
-    report = ingest(ctx.db, data, config, home=ctx.home, device=ctx.device)
+    encoder = None
+    if ray is not None:  # only encoding runs on Ray; this process writes and publishes
+        from unibind.indexer.encoders.factory import build_encoder
+
+        encoder = on_ray(build_encoder(config.encoder, ctx.device), ray)
+    report = ingest(ctx.db, data, config, home=ctx.home, device=ctx.device, encoder=encoder)
     if args.json:
         emit_json({k: str(v) if k == "index_path" else v for k, v in report.__dict__.items()})
     else:
@@ -53,6 +65,8 @@ def add_commands(sub: Any) -> None:
         'unibind ingest descriptions.json --name cupl-gpt3 --encoder minilm --source "GPT-3, CuPL prompts"',
         "unibind ingest prompts.json --key imagenet1k --name cupl --encoder minilm",
         "unibind ingest --builtin cupl-imagenet --classes 100 --encoder minilm",
+        "unibind ingest descriptions.json --name cupl-gpt3 --encoder minilm --ray",
+        "unibind ingest descriptions.json --name cupl-gpt3 --encoder minilm --ray-gpus 1 --ray-concurrency 4 --ray=auto",
     ])
     what = exclusive(sp, "give a corpus FILE or --builtin NAME, not both")
     what.add_argument("file", nargs="?", help="corpus file: .json {category: [texts]}, .jsonl, or .csv with "
@@ -69,5 +83,7 @@ def add_commands(sub: Any) -> None:
                                       "Flat when new)")
     sp.add_argument("--replace", action="store_true", help="replace a corpus of the same name")
     sp.add_argument("--batch-size", type=int, default=256, help="encoder batch size (default 256)")
-    sp.add_argument("--chunk-size", type=int, default=4096, help="descriptions encoded and written per step (default 4096)")
+    sp.add_argument("--chunk-size", type=int, help=f"descriptions encoded and written per step (default "
+                                                    f"{DEFAULT_CHUNK_SIZE}; with --ray {RAY_CHUNK_SIZE:,}: one Ray job)")
+    add_ray_options(sp, "the descriptions")
     common(sp, f"encoder spec (default: ${ENCODER_ENV}, the only space's encoder, or {DEFAULT_ENCODER})")
