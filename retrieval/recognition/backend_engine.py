@@ -1,0 +1,87 @@
+"""Exact recognition over any vector backend (FAISS files, Milvus): the centre members live in a
+:class:`~unibind.indexer.index.backend.VectorBackend` (key = member row, scalar field ``category`` = the owner's
+category position) and nomination searches it, so the members can sit in a Milvus server shared by replicas.
+
+The nomination is the FAISS engine's, unchanged (:class:`FaissEngine` ``_nominate`` / ``_nominate_top_m``); only
+the index it searches differs. For top_m = 1 a query fetches its (k - 1)·M + 1 nearest members (M = the largest
+centre among the allowed categories, capped at their member count): by the pigeonhole principle they span at least
+k categories, and a category's first hit is its best member, so the k-th distinct category's first hit is the k-th
+best category score T; every hit >= T - tol is nominated, and when the last fetched hit is still >= T - tol the
+query fetches twice as many. For top_m > 1 the fetched hits bound each category's mean of its m best, partly seen
+categories that may reach the k-th best are rescored from the table, and the fetch doubles until no unseen
+category can reach it. :func:`~unibind.retrieval.recognition.engine.score_nominated` then scores exactly.
+
+Exact when the backend's search is exact (FAISS Flat, Milvus FLAT). Label subsets are a filter
+``category in [allowed]`` on the backend's scalar column (rows of other categories never come back).
+Milvus's grouping search (``group_by_field``) is deliberately not used: it is not exact (it may return a
+category's second-best member or miss a category), and the pigeonhole fetch needs only a plain top-k.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from unibind.indexer.index.backend import Filter, VectorBackend
+from unibind.indexer.runtime.device import Device
+from unibind.retrieval.recognition.engine import CentreTable
+from unibind.retrieval.recognition.faiss_engine import FaissEngine
+from unibind.schema.errors import Conflict, InvalidInput
+
+log = logging.getLogger(__name__)
+
+CATEGORY = "category"  # the backend's int64 field holding each member's category position
+
+
+class BackendView:
+    """A backend seen as the FAISS engine's index: ``search(q, k)`` among the rows that pass ``filter``, which must
+    hold ``n_rows`` members (a hole in the answer means the backend lost rows)."""
+
+    def __init__(self, backend: VectorBackend, filter: Filter | None, n_rows: int) -> None:
+        self.backend, self.filter, self.n_rows = backend, filter, n_rows
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, ids = self.backend.search(queries, k, self.filter)
+        if (ids < 0).any():
+            kind = self.backend.describe().get("backend")
+            raise Conflict(f"the {kind} backend returned fewer than {k} of the table's {self.n_rows} centre members; "
+                           "it does not hold the whole centre table: repopulate it")
+        return scores, ids
+
+
+def populate(backend: VectorBackend, table: CentreTable) -> None:
+    """Put ``table``'s members into ``backend`` (key = member row, ``category`` = owner) and flush; the backend
+    must then hold exactly those rows."""
+    backend.upsert(np.arange(table.n_members, dtype=np.int64), table.vectors, {CATEGORY: table.owner})
+    backend.flush()
+    n = backend.count()
+    if n != table.n_members:
+        raise Conflict(f"the vector backend holds {n} rows after loading the {table.n_members} centre members; "
+                       "give recognition an empty collection of its own")
+
+
+class BackendEngine(FaissEngine):
+    """The FAISS engine's exact nomination over a :class:`VectorBackend` holding the table's members."""
+
+    name = "backend"
+
+    def __init__(self, table: CentreTable, device: Device, backend: VectorBackend, *, top_m: int = 1,
+                 fill: bool = True) -> None:
+        if backend.dim != table.dim:
+            raise InvalidInput(f"the vector backend has dimension {backend.dim}; the centre table {table.dim}")
+        if backend.fields.get(CATEGORY) != "int64":
+            raise InvalidInput(f"the vector backend needs an int64 field {CATEGORY!r} (the member's category "
+                               f"position); it has {backend.fields}")
+        self.backend = backend  # before FaissEngine.__init__, which builds the "index" through _build
+        if fill:
+            populate(backend, table)
+        super().__init__(table, device, top_m=top_m)
+
+    def _build(self, rows: np.ndarray) -> BackendView:  # type: ignore[override]
+        """All members: the backend itself, no filter (FaissEngine.__init__ calls this with every row)."""
+        return BackendView(self.backend, None, len(rows))
+
+    def _subset_store(self, allowed: np.ndarray) -> BackendView:  # type: ignore[override]
+        """The allowed categories' members: a ``category in [...]`` filter on the backend."""
+        return BackendView(self.backend, Filter.isin(CATEGORY, allowed), int(self.table.counts[allowed].sum()))
