@@ -364,6 +364,29 @@ def test_backend_engine_equals_faiss_engine_and_brute_force(  # type: ignore[no-
                 assert len(result.labels) == min(k, len(labels or table.names))
 
 
+@pytest.mark.parametrize("top_m", [1, 3])
+def test_fetches_beyond_the_backends_hit_limit_search_the_table(tmp_path: Path, table: CentreTable, top_m: int) -> None:
+    """A Milvus server answers at most 16,384 hits per search; a backend with such a limit (here a FAISS backend
+    capped at 12 hits, below the 37 = (k - 1)·M + 1 that k = 4 needs) refuses a bigger search with one line, and
+    recognition answers those fetches from its centre table instead: still equal to the FAISS engine and the
+    brute force."""
+    capped = FaissBackend(DIM, fields={"category": "int64"}, path=tmp_path / "capped.faiss", max_k=12)
+    engine = BackendEngine(table, Device(), capped, top_m=top_m)
+    faiss_engine = FaissEngine(table, Device(), top_m=top_m)
+    queries = clustered_queries(table)
+    for labels in SUBSETS:
+        for k in (1, 4, 10):
+            got = engine.recognize(queries, k=k, labels=labels)
+            assert got == faiss_engine.recognize(queries, k=k, labels=labels)
+            for result, (names, scores) in zip(got, reference(table, queries, k, labels, top_m)):
+                assert result.labels == names
+                np.testing.assert_allclose(result.scores, scores, rtol=0, atol=1e-6)
+    with pytest.raises(InvalidInput, match=r"^the faiss backend returns at most 12 hits per search; 13 were asked for$"):
+        capped.search(queries[:2], 13)
+    with pytest.raises(InvalidInput, match="max_k must be an integer >= 1"):
+        FaissBackend(DIM, max_k=0)
+
+
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_backend_engine_on_a_centred_table(opener, table: CentreTable, kind: str) -> None:  # type: ignore[no-untyped-def]
     """The recognizer's default space (members and queries centred on the members' mean direction)."""

@@ -176,10 +176,20 @@ def check_queries(dim: int, queries: np.ndarray, k: int) -> np.ndarray:
     return q
 
 
+def check_max_k(backend: VectorBackend, k: int) -> None:
+    """A search for more hits than the backend's :attr:`~VectorBackend.max_k` is refused with one clear line."""
+    if backend.max_k is not None and k > backend.max_k:
+        raise InvalidInput(f"the {backend.kind} backend returns at most {backend.max_k} hits per search; "
+                           f"{k} were asked for")
+
+
 class VectorBackend(ABC):
     """Where vectors live: keys, vectors, scalar fields; exact inner-product search (see the module docstring)."""
 
     kind: str = "backend"
+    # the most hits one search may return (a Milvus server answers at most 16,384); None: no limit. Callers that
+    # need more (recognition's over-fetch on very large centres) search their own copy of the vectors instead.
+    max_k: int | None = None
 
     @property
     @abstractmethod
@@ -243,7 +253,10 @@ class FaissBackend(VectorBackend):
     kind = "faiss"
 
     def __init__(self, dim: int, *, fields: Mapping[str, str] | None = None, path: Path | None = None,
-                 device: Device | None = None, factory: str = "Flat") -> None:
+                 device: Device | None = None, factory: str = "Flat", max_k: int | None = None) -> None:
+        if max_k is not None and (isinstance(max_k, bool) or not isinstance(max_k, int) or max_k < 1):
+            raise InvalidInput(f"max_k must be an integer >= 1 or None, got {max_k!r}")
+        self.max_k = max_k  # a limit of the deployment's own (None: FAISS has none on the CPU)
         self._types = check_field_types(fields or {})
         self.path = Path(path) if path is not None else None
         self.device = device or Device()
@@ -330,6 +343,7 @@ class FaissBackend(VectorBackend):
     ) -> tuple[np.ndarray, np.ndarray]:
         q = check_queries(self.dim, queries, k)
         k = int(k)
+        check_max_k(self, k)
         if filter is not None:
             filter.check(self._types)
         allowed = None if filter is None or not filter.clauses else self._keys[filter.mask(self._columns)]

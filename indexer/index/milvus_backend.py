@@ -32,6 +32,7 @@ from unibind.indexer.index.backend import (
     Filter,
     VectorBackend,
     check_field_types,
+    check_max_k,
     check_queries,
     check_rows,
     empty_result,
@@ -45,6 +46,7 @@ SPEC_FORMS = "faiss (the default), milvus-lite:PATH or milvus://host:port"
 INDEX_TYPES = ("FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW")
 UPSERT_BATCH = 5_000  # rows per upsert call: one gRPC message stays well under Milvus's 64 MB limit at d = 1024
 DELETE_BATCH = 16_384
+MILVUS_SERVER_MAX_K = 16_384  # a Milvus server refuses a search for more hits (its topk limit); milvus-lite has none
 CONNECT_TIMEOUT_S = 10.0
 LITE_DB = "milvus.db"  # the milvus-lite data folder inside a ``milvus-lite:PATH`` folder not itself named *.db
 _COLLECTION = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
@@ -144,6 +146,7 @@ class MilvusBackend(VectorBackend):
         self._local: Path | None = None
         if _is_remote(uri):
             self.uri = uri
+            self.max_k = MILVUS_SERVER_MAX_K
         else:
             self._local = lite_path(uri)
             self._local.parent.mkdir(parents=True, exist_ok=True)
@@ -260,6 +263,7 @@ class MilvusBackend(VectorBackend):
     ) -> tuple[np.ndarray, np.ndarray]:
         q = check_queries(self._dim, queries, k)
         k = int(k)
+        check_max_k(self, k)
         expr = ""
         if filter is not None:
             filter.check(self._types)

@@ -35,19 +35,37 @@ CATEGORY = "category"  # the backend's int64 field holding each member's categor
 
 
 class BackendView:
-    """A backend seen as the FAISS engine's index: ``search(q, k)`` among the rows that pass ``filter``, which must
-    hold ``n_rows`` members (a hole in the answer means the backend lost rows)."""
+    """A backend seen as the FAISS engine's index: ``search(q, k)`` among the table's member ``rows`` (those that
+    pass ``filter``); a hole in the answer means the backend lost rows. A fetch beyond the backend's
+    :attr:`~VectorBackend.max_k` (a Milvus server answers at most 16,384 hits; recognition's over-fetch on very
+    large centres can ask for more) is answered by an exact float32 search of the same rows in the centre table,
+    which the engine holds anyway: the same hits, in the same order of scores."""
 
-    def __init__(self, backend: VectorBackend, filter: Filter | None, n_rows: int) -> None:
-        self.backend, self.filter, self.n_rows = backend, filter, n_rows
+    def __init__(self, backend: VectorBackend, filter: Filter | None, rows: np.ndarray, table: CentreTable) -> None:
+        self.backend, self.filter, self.rows, self.table = backend, filter, rows, table
+        self.n_rows = len(rows)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.backend.max_k is not None and k > self.backend.max_k:
+            return self._local(queries, k)
         scores, ids = self.backend.search(queries, k, self.filter)
         if (ids < 0).any():
             kind = self.backend.describe().get("backend")
             raise Conflict(f"the {kind} backend returned fewer than {k} of the table's {self.n_rows} centre members; "
                            "it does not hold the whole centre table: repopulate it")
         return scores, ids
+
+    def _local(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The top ``k`` of ``rows`` by inner product, best first (k <= len(rows), as the engine asks)."""
+        log.debug("fetch of %d exceeds the backend's %d hits per search: searching the table", k, self.backend.max_k)
+        k = min(int(k), self.n_rows)
+        sims = np.asarray(queries, dtype=np.float32) @ self.table.vectors[self.rows].T  # [B, n]
+        part = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < self.n_rows else \
+            np.broadcast_to(np.arange(self.n_rows), (sims.shape[0], self.n_rows))
+        top = np.take_along_axis(sims, part, axis=1)
+        order = np.argsort(-top, axis=1, kind="stable")
+        part = np.take_along_axis(part, order, axis=1)
+        return np.take_along_axis(sims, part, axis=1), self.rows[part].astype(np.int64)
 
 
 def populate(backend: VectorBackend, table: CentreTable) -> None:
@@ -80,8 +98,9 @@ class BackendEngine(FaissEngine):
 
     def _build(self, rows: np.ndarray) -> BackendView:  # type: ignore[override]
         """All members: the backend itself, no filter (FaissEngine.__init__ calls this with every row)."""
-        return BackendView(self.backend, None, len(rows))
+        return BackendView(self.backend, None, np.asarray(rows, dtype=np.int64), self.table)
 
     def _subset_store(self, allowed: np.ndarray) -> BackendView:  # type: ignore[override]
         """The allowed categories' members: a ``category in [...]`` filter on the backend."""
-        return BackendView(self.backend, Filter.isin(CATEGORY, allowed), int(self.table.counts[allowed].sum()))
+        rows = np.flatnonzero(np.isin(self.table.owner, allowed)).astype(np.int64)
+        return BackendView(self.backend, Filter.isin(CATEGORY, allowed), rows, self.table)
