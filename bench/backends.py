@@ -13,6 +13,13 @@ FAISS backend's top-k keys the backend also returned (both are exact: ~100 %, ti
 on this machine, not of a Milvus server. Prints a table and appends one row per backend to BENCHMARKS.md
 (section "vector backends (bench/backends.py)"), with the 1-minute load average when it started (another job on
 the cores makes FAISS's OpenMP threads stall), unless --no-append.
+
+Recognition (unless --no-recognition): ``--n`` // 50 categories of 50 centre members whose members share their
+category's direction (cosine ~0.67, as bench/recognize.py), in the recognizer's default space and rule (centred,
+the mean of the 3 best members), ``--queries`` queries near members, k = 5: the FAISS engine (its own in-memory
+index), and the exact backend engine (retrieval/recognition/backend_engine.py) on each backend. Queries/s is the
+median of 3 batched calls after a warm-up; "equal" says whether every answer (labels and scores) is identical to
+the FAISS engine's. Rows go to the section "recognition over vector backends (bench/backends.py)".
 """
 
 from __future__ import annotations
@@ -39,6 +46,10 @@ CATEGORIES, FILTER_CATEGORIES = 100, 10
 COLUMNS = ("backend", "index", "n", "d", "upsert s", "upsert rows/s", "flush s", "B", "k", "batch ms",
            "queries/s", "single p50 ms", "filtered queries/s", "top-k agree %")
 MD_COLUMNS = ("date", "machine", "load 1 min", *COLUMNS, "command")
+RECOGNITION_SECTION = "recognition over vector backends (bench/backends.py)"
+RECOGNITION_COLUMNS = ("engine", "categories", "members", "d", "B", "k", "top_m", "populate s", "batch ms",
+                       "queries/s", "equal to the FAISS engine")
+RECOGNITION_MD_COLUMNS = ("date", "machine", "load 1 min", *RECOGNITION_COLUMNS, "command")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,6 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--k", type=int, default=10, help="neighbours per query (default 10)")
     p.add_argument("--backends", default="faiss,milvus", help="comma-separated: faiss, milvus (default both)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-recognition", action="store_true", help="skip the recognition part")
     p.add_argument("--no-append", action="store_true", help="print only; do not append to BENCHMARKS.md")
     return p.parse_args(argv)
 
@@ -121,10 +133,63 @@ def main(argv: list[str] | None = None) -> int:
                          round(args.queries / t["batch"]), round(1e3 * t["single"], 2),
                          round(args.queries / t["filtered"]), round(agree, 1)])
     print(text_table(COLUMNS, rows))
+    stamp, cmd = now(), command_line("bench/backends.py")
     if not args.no_append:
-        stamp, cmd = now(), command_line("bench/backends.py")
         append_rows(SECTION, MD_COLUMNS, [[stamp, host, load, *r, cmd] for r in rows])
+    if not args.no_recognition:
+        rec_rows = recognition(args, kinds)
+        print(text_table(RECOGNITION_COLUMNS, rec_rows))
+        if not args.no_append:
+            append_rows(RECOGNITION_SECTION, RECOGNITION_MD_COLUMNS, [[stamp, host, load, *r, cmd] for r in rec_rows])
     return 0
+
+
+def recognition(args: argparse.Namespace, kinds: list[str]) -> list[list[object]]:
+    """The FAISS engine and the backend engine on each backend, on clustered centres (see the module docstring)."""
+    from bench.recognize import category_members, unit
+    from unibind.indexer.index.backend import FaissBackend
+    from unibind.indexer.runtime.device import Device
+    from unibind.indexer.runtime.vectors import normalize
+    from unibind.retrieval.recognition.backend_engine import BackendEngine
+    from unibind.retrieval.recognition.engine import DEFAULT_TOP_M, CentreTable
+    from unibind.retrieval.recognition.faiss_engine import FaissEngine
+
+    K, k = 50, 5
+    C = max(2, args.n // K)
+    rng = np.random.default_rng(args.seed + 1)
+    members = category_members(rng, C, K, args.dim, 0.67)
+    table = CentreTable([f"category {c}" for c in range(C)], members, np.repeat(np.arange(C, dtype=np.int64), K)).centred()
+    queries = normalize(members[rng.integers(0, C * K, args.queries)] + unit(rng, args.queries, args.dim))
+    out: list[list[object]] = []
+    reference = None
+    with tempfile.TemporaryDirectory(prefix="unibind-backends-rec-") as folder:
+        engines: list[tuple[str, Callable[[], object]]] = [("faiss engine", lambda: FaissEngine(table, Device(), top_m=DEFAULT_TOP_M))]
+        for kind in kinds:
+            if kind == "faiss":
+                engines.append(("backend engine, faiss backend", lambda: BackendEngine(
+                    table, Device(), FaissBackend(args.dim, fields={"category": "int64"}, path=Path(folder) / "c.faiss"),
+                    top_m=DEFAULT_TOP_M)))
+            elif kind == "milvus":
+                from unibind.indexer.index.milvus_backend import MilvusBackend
+
+                engines.append(("backend engine, milvus-lite FLAT", lambda: BackendEngine(
+                    table, Device(), MilvusBackend(str(Path(folder) / "lite"), "centres", args.dim,
+                                                   fields={"category": "int64"}), top_m=DEFAULT_TOP_M)))
+        for name, build in engines:
+            t = time.perf_counter()
+            engine = build()
+            populate_s = time.perf_counter() - t
+            engine.recognize(queries, k)  # warm-up
+            times = [timed(lambda: engine.recognize(queries, k)) for _ in range(3)]
+            got = engine.recognize(queries, k)
+            reference = got if reference is None else reference
+            log.info("%s: %.1f queries/s", name, args.queries / median(times))
+            out.append([name, C, C * K, args.dim, args.queries, k, DEFAULT_TOP_M, round(populate_s, 2),
+                        round(1e3 * median(times), 1), round(args.queries / median(times)), "yes" if got == reference else "NO"])
+            backend = getattr(engine, "backend", None)
+            if backend is not None:
+                backend.close()
+    return out
 
 
 if __name__ == "__main__":
