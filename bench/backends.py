@@ -37,6 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repo root first
 
+from bench.recognize import category_members, timed, unit  # noqa: E402 (the same data and timer as recognize.py)
 from bench.report import append_rows, command_line, machine, median, now, text_table  # noqa: E402
 
 log = logging.getLogger("bench.backends")
@@ -63,12 +64,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-recognition", action="store_true", help="skip the recognition part")
     p.add_argument("--no-append", action="store_true", help="print only; do not append to BENCHMARKS.md")
     return p.parse_args(argv)
-
-
-def timed(fn: Callable[[], object]) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
 
 
 def measure(backend: object, ids: np.ndarray, vectors: np.ndarray, fields: dict[str, np.ndarray],
@@ -146,7 +141,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def recognition(args: argparse.Namespace, kinds: list[str]) -> list[list[object]]:
     """The FAISS engine and the backend engine on each backend, on clustered centres (see the module docstring)."""
-    from bench.recognize import category_members, unit
     from unibind.indexer.index.backend import FaissBackend
     from unibind.indexer.runtime.device import Device
     from unibind.indexer.runtime.vectors import normalize

@@ -148,9 +148,11 @@ class TransformersServer:
         self.stop()
 
 
-class RateLimitServer:
-    """A stdlib HTTP server that answers every POST with 429 (counted in ``posts``) and ``GET /v1/models``
-    with an empty list: a rate-limit storm that never ends."""
+class StandInServer:
+    """A stdlib HTTP server standing in for an OpenAI-compatible one (not one of our components): ``GET …/models``
+    lists ``models``, every POST is counted in ``posts`` and answered by :meth:`answer` (status, JSON body)."""
+
+    models: list[str] = []
 
     def __init__(self) -> None:
         owner = self
@@ -168,7 +170,7 @@ class RateLimitServer:
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/").endswith("/models"):
-                    self._send(200, {"object": "list", "data": []})
+                    self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in owner.models]})
                 else:
                     self._send(404, {"error": {"message": "not found"}})
 
@@ -176,23 +178,28 @@ class RateLimitServer:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with owner._lock:
                     owner.posts += 1
-                self._send(429, {"error": {"message": "rate limited", "type": "rate_limit"}})
+                self._send(*owner.answer())
 
             def log_message(self, format: str, *args: object) -> None:  # quiet
                 pass
 
         class QuietServer(ThreadingHTTPServer):
+            daemon_threads = True
+
             def handle_error(self, request: object, client_address: object) -> None:  # a client that hung up
                 pass
 
         self._server = QuietServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
+    def answer(self) -> tuple[int, dict[str, object]]:
+        raise NotImplementedError
+
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 
-    def __enter__(self) -> RateLimitServer:
+    def __enter__(self) -> StandInServer:
         self._thread.start()
         return self
 
@@ -200,3 +207,26 @@ class RateLimitServer:
                  tb: TracebackType | None) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class RateLimitServer(StandInServer):
+    """Answers every POST with 429 and lists no model: a rate-limit storm that never ends."""
+
+    def answer(self) -> tuple[int, dict[str, object]]:
+        return 429, {"error": {"message": "rate limited", "type": "rate_limit"}}
+
+
+class SlowServer(StandInServer):
+    """Lists the model ``slow`` and holds every chat request for ``delay`` seconds before answering: requests in
+    flight when the user presses Ctrl-C."""
+
+    models = ["slow"]
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def answer(self) -> tuple[int, dict[str, object]]:
+        time.sleep(self.delay)
+        return 200, {"id": "x", "object": "chat.completion", "created": 0, "model": "slow", "choices": [
+            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "A slow owl."}}]}

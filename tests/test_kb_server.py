@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.llm_server import RateLimitServer, TransformersServer, free_port, make_tiny_llm
+from tests.llm_server import RateLimitServer, SlowServer, TransformersServer, free_port, make_tiny_llm
 from unibind.indexer.readers.corpus import read_corpus
 from unibind.indexer.readers.pairs import read_pairs
 from unibind.retrieval.cli.main import main
@@ -179,60 +179,6 @@ def test_captions_become_pairs(run, tmp_path: Path) -> None:  # type: ignore[no-
         captions.write_text(body)
         code, _, err = run("kb", "describe", "--captions", str(captions), "--rows", "4", "--out", str(tmp_path / "n.jsonl"))
         assert code == 2 and message in err and not (tmp_path / "n.jsonl").exists(), err
-
-
-class SlowServer:
-    """A stand-in OpenAI-compatible server (not one of our components) that answers ``/models`` at once and
-    holds every chat request for ``delay`` seconds: requests in flight when the user presses Ctrl-C."""
-
-    def __init__(self, delay: float) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        owner, self.posts = self, 0
-
-        class Handler(BaseHTTPRequestHandler):
-            def _send(self, body: dict) -> None:  # type: ignore[type-arg]
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                self._send({"object": "list", "data": [{"id": "slow", "object": "model"}]})
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                owner.posts += 1
-                time.sleep(delay)
-                self._send({"id": "x", "object": "chat.completion", "created": 0, "model": "slow", "choices": [
-                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "A slow owl."}}]})
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        class Quiet(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: object, client_address: object) -> None:
-                pass
-
-        self._server = Quiet(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-
-    def __enter__(self) -> SlowServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 def test_ctrl_c_stops_at_once_and_writes_nothing(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

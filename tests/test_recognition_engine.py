@@ -30,8 +30,9 @@ def reference(
 ) -> list[tuple[list[str], list[float]]]:
     """Exact brute force: per query, per category, the mean of its min(top_m, |C|) best correctly rounded
     dot products (math.fsum of the exact float64 products: no summation order, so identical members tie
-    exactly; top_m = 1: the max); sort by (-score, name); top k."""
-    q = normalize(queries).astype(np.float64)
+    exactly; top_m = 1: the max); sort by (-score, name); top k. Queries are prepared as the engines prepare them
+    (unit rows, centred when the table is)."""
+    q = table.prepare(queries).astype(np.float64)
     z = table.vectors.astype(np.float64)
     sims = np.array([[math.fsum(p) for p in (row * z).tolist()] for row in q])  # [B, M]
     allowed = sorted(set(labels)) if labels is not None else table.names

@@ -25,6 +25,7 @@ from unibind.retrieval.recognition.backend_engine import BackendEngine
 from unibind.retrieval.recognition.engine import CentreTable
 from unibind.retrieval.recognition.faiss_engine import FaissEngine
 from unibind.schema.errors import Conflict, InvalidInput, Unavailable
+from tests.test_recognition_engine import reference
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -308,26 +309,6 @@ def clustered_queries(table: CentreTable, seed: int = 1) -> np.ndarray:
     near = table.vectors[rng.choice(table.n_members, 20, replace=False)]
     return normalize(np.concatenate([near + 0.3 * normalize(rng.standard_normal((20, DIM))),
                                      rng.standard_normal((4, DIM))]))
-
-
-def reference(table: CentreTable, queries: np.ndarray, k: int, labels: list[str] | None = None,
-              top_m: int = 1) -> list[tuple[list[str], list[float]]]:
-    """Exact brute force (tests/test_recognition_engine.py's): per category the mean of its min(top_m, |C|) best
-    correctly rounded dot products; sort by (-score, name); top k."""
-    q = table.prepare(queries).astype(np.float64)
-    z = table.vectors.astype(np.float64)
-    sims = np.array([[math.fsum(p) for p in (row * z).tolist()] for row in q])  # [B, M]
-    allowed = sorted(set(labels)) if labels is not None else table.names
-    members = {name: np.flatnonzero(table.owner == table.names.index(name)) for name in allowed}
-    out = []
-    for row in sims:
-        per_cat = {}
-        for name, rows_ in members.items():
-            best = sorted(row[rows_].tolist(), reverse=True)[:top_m]
-            per_cat[name] = math.fsum(best) / len(best)
-        ranked = sorted(per_cat.items(), key=lambda item: (-item[1], item[0]))[:k]
-        out.append(([n for n, _ in ranked], [float(s) for _, s in ranked]))
-    return out
 
 
 SUBSETS = [None, [f"category {c:02d}" for c in (0, 4, 5, 6, 13, 22, 23, 31)]]

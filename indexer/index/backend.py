@@ -27,6 +27,7 @@ from types import TracebackType
 
 import numpy as np
 
+from unibind.indexer.index.exact import exact_knn
 from unibind.indexer.index.files import write_atomically
 from unibind.indexer.index.vector_store import VectorStore
 from unibind.indexer.runtime.device import Device
@@ -359,7 +360,7 @@ class FaissBackend(VectorBackend):
             scores, ids = self.store.search_subset(q, kk, allowed)
         if (ids < 0).any() and self.factory != "Flat":  # an approximate index missed some: exact fallback
             pool = self._keys if allowed is None else allowed
-            scores, ids = _exact(q, self._vectors_of(pool), pool, kk)
+            scores, ids = exact_knn(q, pool, self._vectors_of(pool), kk)
         out_s, out_i = empty_result(q.shape[0], k)
         out_s[:, :kk], out_i[:, :kk] = np.where(ids >= 0, scores, -np.inf), ids
         return out_s, out_i
@@ -384,11 +385,3 @@ def _save_npz(tmp: Path, arrays: dict[str, np.ndarray]) -> None:
         np.savez(f, **arrays)
 
 
-def _exact(q: np.ndarray, vectors: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k inner products of ``q`` [B, d] over ``vectors`` [n, d] under ``keys`` (float32 scores)."""
-    sims = q @ vectors.T  # [B, n]
-    top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else np.tile(np.arange(k), (len(q), 1))
-    part = np.take_along_axis(sims, top, axis=1)
-    order = np.argsort(-part, axis=1, kind="stable")
-    top = np.take_along_axis(top, order, axis=1)
-    return np.take_along_axis(sims, top, axis=1).astype(np.float32), keys[top]

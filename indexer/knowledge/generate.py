@@ -16,6 +16,7 @@ import math
 import os
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +117,7 @@ def ask(llm: LLM, cache: ResponseCache, requests: Sequence[Request], report: Gen
     keys = [request_key(llm.identity, r) for r in requests]
     known = cache.get_many(keys)
     first = {k: i for i, k in reversed(list(enumerate(keys)))}  # the first request of each key
+    copies = Counter(keys)
     missing = [k for k in first if k not in known]
     if report is not None:
         report.requests += len(keys)
@@ -132,7 +134,7 @@ def ask(llm: LLM, cache: ResponseCache, requests: Sequence[Request], report: Gen
                 if fresh is not None:
                     fresh.add(k)
                 if report is not None:
-                    report.sent += keys.count(k)
+                    report.sent += copies[k]
                 bar.update(1)
 
             llm.run([requests[first[k]] for k in missing], done)
@@ -158,10 +160,20 @@ class Generator:
     def answers(self, planned: Sequence[Planned], report: GenerateReport | None, desc: str) -> list[str]:
         return ask(self.llm, self.cache, [r for r, _ in planned], report, desc, self.progress, self.fresh)
 
-    def _clean(self, name: str, texts: list[str], planned: list[Planned]) -> tuple[list[tuple[str, dict[str, Any]]], CleaningReport]:
+    def _clean(self, name: str, texts: list[str], planned: list[Planned],
+               vectors: dict[str, np.ndarray]) -> tuple[list[tuple[str, dict[str, Any]]], CleaningReport]:
+        """Clean a category's answers so far; ``vectors`` keeps the sentences' embeddings across its top-up rounds,
+        so each sentence is encoded once."""
+        def embed(sentences: list[str]) -> np.ndarray:
+            new = [t for t in dict.fromkeys(sentences) if t not in vectors]
+            if new:
+                vectors.update(zip(new, self.embed(new)))  # type: ignore[misc]
+            return np.stack([vectors[t] for t in sentences]) if sentences else np.empty((0, 0), np.float32)
+
         counts = CleaningReport()
         kept = clean_category(name, [(t, prov) for t, (_, prov) in zip(texts, planned)], form=self.config.prompts.form,
-                              config=self.config.cleaning, fit=self.fit, embed=self.embed, report=counts)
+                              config=self.config.cleaning, fit=self.fit, embed=embed if self.embed else None,
+                              report=counts)
         return kept, counts
 
     def category(self, name: str, report: GenerateReport) -> tuple[list[dict[str, Any]], CleaningReport]:
@@ -172,7 +184,8 @@ class Generator:
         cfg = self.config
         planned = plan(self.llm, name, cfg, range(cfg.samples))
         texts = self.answers(planned, report, name[:30])
-        kept, counts = self._clean(name, texts, planned)
+        vectors: dict[str, np.ndarray] = {}
+        kept, counts = self._clean(name, texts, planned, vectors)
         next_sample, before = cfg.samples, -1
         rounds = cfg.top_up_rounds if cfg.temperature > 0 or self.llm.spec == "waffle" else 0
         for _ in range(rounds):
@@ -188,7 +201,7 @@ class Generator:
             next_sample += per_prompt
             texts += self.answers(more, report, name[:30])
             planned += more
-            kept, counts = self._clean(name, texts, planned)
+            kept, counts = self._clean(name, texts, planned, vectors)
         return [{"category": name, "text": text, **prov} for text, prov in kept], counts
 
     def run(self, categories: Sequence[str]) -> tuple[list[dict[str, Any]], GenerateReport]:

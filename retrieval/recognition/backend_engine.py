@@ -24,6 +24,7 @@ import logging
 import numpy as np
 
 from unibind.indexer.index.backend import Filter, VectorBackend
+from unibind.indexer.index.exact import exact_knn
 from unibind.indexer.runtime.device import Device
 from unibind.retrieval.recognition.engine import CentreTable
 from unibind.retrieval.recognition.faiss_engine import FaissEngine
@@ -56,16 +57,10 @@ class BackendView:
         return scores, ids
 
     def _local(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The top ``k`` of ``rows`` by inner product, best first (k <= len(rows), as the engine asks)."""
+        """The top ``k`` of ``rows`` by inner product, best first."""
         log.debug("fetch of %d exceeds the backend's %d hits per search: searching the table", k, self.backend.max_k)
-        k = min(int(k), self.n_rows)
-        sims = np.asarray(queries, dtype=np.float32) @ self.table.vectors[self.rows].T  # [B, n]
-        part = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < self.n_rows else \
-            np.broadcast_to(np.arange(self.n_rows), (sims.shape[0], self.n_rows))
-        top = np.take_along_axis(sims, part, axis=1)
-        order = np.argsort(-top, axis=1, kind="stable")
-        part = np.take_along_axis(part, order, axis=1)
-        return np.take_along_axis(sims, part, axis=1), self.rows[part].astype(np.int64)
+        q = np.asarray(queries, dtype=np.float32)
+        return exact_knn(q, self.rows, self.table.vectors[self.rows], int(k))
 
 
 def populate(backend: VectorBackend, table: CentreTable) -> None:
