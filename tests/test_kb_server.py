@@ -84,8 +84,12 @@ def test_a_killed_run_resumes_where_it_stopped(run, model: Path, server: Transfo
         while time.monotonic() < deadline and proc.poll() is None:
             if cache.exists():
                 with sqlite3.connect(cache) as db:
-                    if db.execute("SELECT count(*) FROM responses").fetchone()[0] >= 10:
-                        break
+                    try:
+                        done = db.execute("SELECT count(*) FROM responses").fetchone()[0]
+                    except sqlite3.OperationalError:  # the file is there, its table not yet
+                        done = 0
+                if done >= 10:
+                    break
             time.sleep(0.2)
         assert proc.poll() is None, "the run ended before it could be interrupted"
         os.kill(proc.pid, signal.SIGKILL)
