@@ -166,7 +166,10 @@ def head_revision() -> str | None:
 class Database:
     """An engine plus a session factory; migrates a new (or older) database on first use."""
 
-    def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
+    def __init__(self, url: str, *, auto_migrate: bool = True, vectors: str | None = None) -> None:
+        """``vectors``: where this store's index versions live (the ``--vectors`` setting: None or ``faiss`` for
+        FAISS files in the data folder, ``milvus-lite:PATH`` or ``milvus://host:port``); the rows stay here."""
+        self.vectors = vectors
         self.engine = make_engine(url)
         self.url = self.engine.url
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

@@ -8,6 +8,7 @@ secrets (the API key, the database password) so nothing prints them in clear.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +98,40 @@ def _home(value: Any, where: str) -> Path:
     return Path(_text(value, where)).expanduser().resolve()
 
 
+VECTORS_FORMS = "faiss (the default), milvus-lite:PATH or milvus://host:port"
+
+
+@dataclass(frozen=True)
+class VectorsSpec:
+    """Where index vectors live: ``kind`` "faiss" (uri None), "milvus-lite" (uri = a folder) or "milvus" (uri =
+    ``http://host:port``)."""
+
+    kind: Literal["faiss", "milvus-lite", "milvus"]
+    uri: str | None = None
+
+
+def parse_vectors_spec(spec: str | None, where: str = "--vectors") -> VectorsSpec:
+    """``faiss`` / None / "" → FAISS files; ``milvus-lite:PATH``; ``milvus://host:port`` (port required)."""
+    if spec is None or spec.strip() in ("", "faiss"):
+        return VectorsSpec("faiss")
+    spec = spec.strip()
+    if spec.startswith("milvus-lite:"):
+        path = spec[len("milvus-lite:"):]
+        if path.strip():
+            return VectorsSpec("milvus-lite", str(Path(path.strip()).expanduser().absolute()))
+    m = re.fullmatch(r"milvus://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})/?", spec)
+    if m and 0 < int(m.group(2)) < 65536:
+        return VectorsSpec("milvus", f"http://{m.group(1)}:{int(m.group(2))}")
+    raise InvalidInput(f"{where} {spec!r} is not understood; use {VECTORS_FORMS}")
+
+
+def _vectors(value: Any, where: str) -> str:
+    """The ``--vectors`` setting, checked, in its canonical spelling (a milvus-lite folder made absolute)."""
+    spec = parse_vectors_spec(_text(value, where), where)
+    return "faiss" if spec.kind == "faiss" else f"milvus-lite:{spec.uri}" if spec.kind == "milvus-lite" else \
+        f"milvus://{str(spec.uri).removeprefix('http://')}"
+
+
 @dataclass(frozen=True)
 class SettingSpec:
     """One setting: its environment variable, its flag (None: environment only), how a value is read."""
@@ -113,6 +148,8 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("home", HOME_ENV, "--home", _home, "data folder: the SQLite store, FAISS and head files"),
     SettingSpec("database_url", DATABASE_ENV, "--db", _text, "database URL (default: SQLite in the data folder)",
                 secret=True),
+    SettingSpec("vectors", "UNIBIND_VECTORS", "--vectors", _vectors,
+                f"where index vectors live: {VECTORS_FORMS}"),
     SettingSpec("device", DEVICE_ENV, "--device", _device, "auto, cpu, cuda or cuda:N"),
     SettingSpec("fp16", "UNIBIND_FP16", "--fp16", _bool, "store vectors as float16 in FAISS GPU indexes"),
     SettingSpec("encoder", ENCODER_ENV, "--encoder", _text,
@@ -161,6 +198,7 @@ class Settings:
 
     home: Path
     database_url: str
+    vectors: str = "faiss"
     device: str = "auto"
     fp16: bool = False
     encoder: str | None = None  # None: the only space's encoder, else DEFAULT_ENCODER (decided where the store is read)

@@ -49,7 +49,8 @@ def test_flag_beats_environment_beats_default(tmp_path: Path) -> None:
         (tmp_path / "env-home").resolve(), "cpu", 9002, 2.5, True, "st:/models/x")
     assert s.database_url == f"sqlite:///{(tmp_path / 'env-home').resolve() / 'unibind.db'}"
     assert dict(s.sources) == {
-        "home": "environment", "database_url": "default", "device": "environment", "fp16": "environment",
+        "home": "environment", "database_url": "default", "vectors": "default", "device": "environment",
+        "fp16": "environment",
         "encoder": "flag", "api_key": "default", "host": "default", "port": "flag", "max_batch": "default",
         "max_k": "default", "max_labels": "default", "max_upload_mb": "environment", "max_image_pixels": "default",
         "llm_base_url": "default", "llm_api_key": "default"}

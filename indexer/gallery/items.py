@@ -145,7 +145,7 @@ def add_items(
     seconds = time.perf_counter() - start
     log.info("added %d %s items in %.1fs", len(items), modality.name, seconds)
     return AddReport(modality.name, len(items), total, projection.describe().split("(")[-1].rstrip(")"),
-                     store.factory, str(index.path), seconds)
+                     store.factory, index.location, seconds)
 
 
 def reproject(
@@ -183,7 +183,7 @@ def reproject(
         head_id = head.id if head is not None else None
         ids = np.concatenate(id_parts) if id_parts else np.empty(0, dtype=np.int64)
         vectors = np.concatenate(vec_parts) if vec_parts else np.empty((0, index.dim), dtype=np.float32)
-        store = VectorStore.from_vectors(index.dim, device, factory, ids, vectors)
+        store = index.new_store(factory, ids, vectors)
         with db.transaction() as session:
             bump_version(session)  # first: then nothing else publishes until this commits
             now_active = active_head(session, modality)
@@ -220,7 +220,7 @@ def remove_items(db: Database, home: Path, device: Device, modality: Modality, l
             with db.session() as session:
                 keep_ids, keep = index.vectors(session)
             mask = ~np.isin(keep_ids, ids)
-            store = VectorStore.from_vectors(index.dim, device, store.factory, keep_ids[mask], keep[mask])
+            store = index.new_store(store.factory, keep_ids[mask], keep[mask])
         with db.transaction() as session:
             bump_version(session)
             for s in range(0, ids.size, INSERT_CHUNK):

@@ -31,7 +31,6 @@ from unibind.indexer.index.exact import exact_knn
 from unibind.indexer.index.files import write_atomically
 from unibind.indexer.index.vector_store import VectorStore
 from unibind.indexer.runtime.device import Device
-from unibind.indexer.runtime.faiss_lib import faiss
 from unibind.schema.errors import Conflict, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -314,15 +313,7 @@ class FaissBackend(VectorBackend):
         self._columns = {name: col[stay] for name, col in self._columns.items()}
 
     def _vectors_of(self, keys: np.ndarray) -> np.ndarray:
-        """[n, d] stored vectors of ``keys`` (IVF: through a temporary id → entry hash map)."""
-        if not self.store.is_ivf:
-            return self.store.index.reconstruct_batch(keys)  # IndexIDMap2 maps keys to entries
-        ivf = faiss.extract_index_ivf(self.store.index)
-        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
-        try:
-            return ivf.reconstruct_batch(keys)
-        finally:
-            ivf.set_direct_map_type(faiss.DirectMap.NoMap)
+        return self.store.vectors_of(keys)
 
     def upsert(self, ids: np.ndarray, vectors: np.ndarray, fields: Mapping[str, np.ndarray] | None = None) -> None:
         ids, vectors, columns = check_rows(self.dim, self._types, ids, vectors, fields)

@@ -84,7 +84,7 @@ class DescriptionIndex(StampedIndex):
                 stmt = stmt.where(Corpus.id != exclude_corpus)
             ids, vectors = read_vectors(session, stmt, self.dim, total=sum(self.complete_corpora(session).values()),
                                         desc="read vectors", progress=progress)
-        return VectorStore.from_vectors(self.dim, self.device, factory, ids, vectors)
+        return self.new_store(factory, ids, vectors)
 
     def without_corpus(self, corpus_id: int) -> VectorStore:
         """The current index less one corpus's vectors (removed, or rebuilt without them when the index

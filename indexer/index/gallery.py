@@ -68,4 +68,4 @@ class GalleryIndex(StampedIndex):
         with self.db.session() as session:
             factory = factory or self.factory(session)
             ids, vectors = self.vectors(session, progress=progress)
-        return VectorStore.from_vectors(self.dim, self.device, factory, ids, vectors)
+        return self.new_store(factory, ids, vectors)

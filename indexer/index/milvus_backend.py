@@ -11,8 +11,10 @@ collection reopened after a restart is ``load``ed before it can be searched; res
 -inf / -1 so callers see the FAISS shapes. FLAT (the default) is exact; IVF_FLAT, IVF_SQ8 and HNSW are
 approximate (IVF_PQ does not run on milvus-lite).
 
-Not handled yet: a Milvus server caps one search at 16,384 hits (``quotaAndLimits.limits.topK``); milvus-lite does
-not. Callers that may ask for more (recognition's over-fetch on large centres) get the server's refusal as Conflict.
+A Milvus server caps one search at 16,384 hits (``quotaAndLimits.limits.topK``): ``max_k`` says so and larger
+searches are refused with one line (recognition answers its rare larger over-fetches from its own table).
+Several backends of one process may share a milvus-lite folder (its embedded server stops with the last one);
+several *processes* need ``milvus-lite server --data-dir X --port P`` and ``milvus://127.0.0.1:P``.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
+from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -38,11 +41,11 @@ from unibind.indexer.index.backend import (
     empty_result,
 )
 from unibind.schema.errors import Conflict, InvalidInput, Unavailable
+from unibind.schema.settings import VectorsSpec, parse_vectors_spec  # noqa: F401 - the --vectors setting, re-exported
 
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'unibind[milvus]'"
-SPEC_FORMS = "faiss (the default), milvus-lite:PATH or milvus://host:port"
 INDEX_TYPES = ("FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW")
 UPSERT_BATCH = 5_000  # rows per upsert call: one gRPC message stays well under Milvus's 64 MB limit at d = 1024
 DELETE_BATCH = 16_384
@@ -55,42 +58,24 @@ INDEX_PARAMS: dict[str, dict[str, int]] = {"IVF_FLAT": {"nlist": 128}, "IVF_SQ8"
                                           "HNSW": {"M": 16, "efConstruction": 200}}
 NPROBE = 16
 HNSW_EF_MIN = 64
-
-
-@dataclass(frozen=True)
-class VectorsSpec:
-    """Where vectors live: ``kind`` "faiss" (uri None), "milvus-lite" (uri = a folder) or "milvus" (uri =
-    ``http://host:port``)."""
-
-    kind: Literal["faiss", "milvus-lite", "milvus"]
-    uri: str | None = None
-
-
-def parse_vectors_spec(spec: str | None) -> VectorsSpec:
-    """``faiss`` / None / "" → FAISS files; ``milvus-lite:PATH``; ``milvus://host:port`` (port required)."""
-    if spec is None or spec.strip() in ("", "faiss"):
-        return VectorsSpec("faiss")
-    spec = spec.strip()
-    if spec.startswith("milvus-lite:"):
-        path = spec[len("milvus-lite:"):]
-        if path.strip():
-            return VectorsSpec("milvus-lite", path)
-    m = re.fullmatch(r"milvus://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})/?", spec)
-    if m and 0 < int(m.group(2)) < 65536:
-        return VectorsSpec("milvus", f"http://{m.group(1)}:{int(m.group(2))}")
-    raise InvalidInput(f"--vectors {spec!r} is not understood; use {SPEC_FORMS}")
+KEY_FILTER_CHUNK = 16_384  # keys per ``id in [...]`` expression of a key-filtered search
+READ_BATCH = 10_000  # rows per page when keys or vectors are read back
+_lite_users: Counter[str] = Counter()  # milvus-lite folders this process has open: backends per folder
 
 
 class _QuietUnimplemented(logging.Filter):
-    """milvus-lite's embedded gRPC server does not implement every Milvus call; pymilvus probes one
-    (``AllocTimestamp``) when it creates a collection and copes with the refusal, but grpc logs it as an ERROR
-    with a traceback. This drops that one record and nothing else."""
+    """milvus-lite's embedded gRPC server does not implement every Milvus call; pymilvus probes two
+    (``AllocTimestamp`` when it creates a collection, the MVCC timestamp when it pages through a query) and copes
+    with the refusal, but logs it as an ERROR with a traceback, or a WARNING. This drops those records only."""
+
+    HARMLESS = ("Method not implemented", "failed to get mvccTs")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "Method not implemented" not in record.getMessage()
+        return not any(h in record.getMessage() for h in self.HARMLESS)
 
 
 _QUIET = _QuietUnimplemented()
+_QUIET_LOGGERS = ("grpc._server", "pymilvus.client.iterator.query_iterator")
 
 
 def _pymilvus() -> Any:
@@ -132,9 +117,10 @@ class MilvusBackend(VectorBackend):
 
     kind = "milvus"
 
-    def __init__(self, uri: str, collection: str, dim: int, *, index: str = "FLAT",
-                 fields: Mapping[str, str] | None = None, timeout: float = CONNECT_TIMEOUT_S) -> None:
-        if not isinstance(collection, str) or not _COLLECTION.fullmatch(collection):
+    def __init__(self, uri: str, collection: str | None, dim: int, *, index: str = "FLAT",
+                 fields: Mapping[str, str] | None = None, timeout: float = CONNECT_TIMEOUT_S,
+                 create: bool = True, shared: bool = False) -> None:
+        if collection is not None and (not isinstance(collection, str) or not _COLLECTION.fullmatch(collection)):
             raise InvalidInput(f"Milvus collection name {collection!r} must be letters, digits and _ (not first)")
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
             raise InvalidInput(f"vector dimension must be an integer >= 1, got {dim!r}")
@@ -142,6 +128,7 @@ class MilvusBackend(VectorBackend):
             raise InvalidInput(f"Milvus index type {index!r} is not supported; choose from {', '.join(INDEX_TYPES)}")
         self._types = check_field_types(fields or {})
         self.collection, self.index, self._dim = collection, index, int(dim)
+        self.nprobe, self.ef = NPROBE, HNSW_EF_MIN  # search-time settings of the approximate types
         self._pm = _pymilvus()
         self._local: Path | None = None
         if _is_remote(uri):
@@ -155,27 +142,39 @@ class MilvusBackend(VectorBackend):
                 import milvus_lite  # noqa: F401
             except ImportError as e:
                 raise InvalidInput(f"a milvus-lite folder needs milvus-lite, which is not installed: {INSTALL_HINT}") from e
-            grpc_server_log = logging.getLogger("grpc._server")
-            if _QUIET not in grpc_server_log.filters:
-                grpc_server_log.addFilter(_QUIET)
+            for name in _QUIET_LOGGERS:
+                if _QUIET not in logging.getLogger(name).filters:
+                    logging.getLogger(name).addFilter(_QUIET)
+        self._shared = shared
         try:
-            self.client = self._pm.MilvusClient(uri=self.uri, timeout=timeout)
+            self.client = _shared_client(self._pm, self.uri, timeout) if shared else self._own_client(timeout)
         except Exception as e:  # noqa: BLE001 - pymilvus raises several types for one cause
+            self.close()
             raise Unavailable(f"Milvus at {uri} cannot be reached ({_reason(e)}); start it or fix --vectors") from e
+        if collection is None:
+            return  # a connection only: listing and dropping collections
         try:
-            self._open()
+            self._open(create)
         except Exception:
             self.close()
             raise
 
+    def _own_client(self, timeout: float) -> Any:
+        if self._local is not None:
+            _lite_users[self.uri] += 1  # the embedded server stops when the last backend on the folder closes
+        return self._pm.MilvusClient(uri=self.uri, timeout=timeout)
+
     # -- schema -------------------------------------------------------------------------------------------------
-    def _open(self) -> None:
-        """Create the collection, or check that the existing one has this dimension and these fields; then load."""
+    def _open(self, create: bool) -> None:
+        """Create the collection (unless ``create`` is False: then a missing one is a Conflict), or check that the
+        existing one has this dimension and these fields; then load."""
         c = self._call("list collections", self.client.has_collection, self.collection)
         if c:
             self._check_existing()
-        else:
+        elif create:
             self._create()
+        else:
+            raise Conflict(f"Milvus collection {self.collection!r} is missing at {self.uri}")
         self.load()
 
     def _create(self) -> None:
@@ -253,9 +252,9 @@ class MilvusBackend(VectorBackend):
     def _search_params(self, k: int) -> dict[str, Any]:
         params: dict[str, int] = {}
         if self.index.startswith("IVF"):
-            params["nprobe"] = NPROBE
+            params["nprobe"] = self.nprobe
         elif self.index == "HNSW":
-            params["ef"] = max(k, HNSW_EF_MIN)
+            params["ef"] = max(k, self.ef)
         return {"metric_type": "IP", "params": params}
 
     def search(
@@ -282,6 +281,66 @@ class MilvusBackend(VectorBackend):
             scores[b, :n] = hits.distances
         return scores, ids
 
+    def search_keys(self, queries: np.ndarray, k: int, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`search`, among the rows whose key is in ``keys`` only: ``id in [...]`` filters of at most
+        KEY_FILTER_CHUNK keys each, the chunks' hits merged (exact on FLAT: exactly min(k, keys present) hits)."""
+        q = check_queries(self._dim, queries, k)
+        k = int(k)
+        check_max_k(self, k)
+        keys = np.unique(np.asarray(keys, dtype=np.int64))
+        best_s, best_i = empty_result(q.shape[0], k)
+        if not keys.size or not q.shape[0]:
+            return best_s, best_i
+        for s in range(0, keys.size, KEY_FILTER_CHUNK):
+            chunk = keys[s : s + KEY_FILTER_CHUNK]
+            expr = f"id in [{', '.join(map(str, chunk.tolist()))}]"
+            res = self._call("search", self.client.search, self.collection, data=q, limit=min(k, chunk.size),
+                             filter=expr, output_fields=["id"], search_params=self._search_params(k))
+            part_s, part_i = empty_result(q.shape[0], k)
+            for b, hits in enumerate(res):
+                n = len(hits.ids)
+                part_i[b, :n], part_s[b, :n] = hits.ids, hits.distances
+            both_s, both_i = np.concatenate([best_s, part_s], axis=1), np.concatenate([best_i, part_i], axis=1)
+            order = np.argsort(-both_s, axis=1, kind="stable")[:, :k]
+            best_s, best_i = np.take_along_axis(both_s, order, axis=1), np.take_along_axis(both_i, order, axis=1)
+        return best_s, best_i
+
+    def ids(self) -> np.ndarray:
+        """Every key in the collection (unordered), read in pages."""
+        it = self._call("read keys", self.client.query_iterator, self.collection, batch_size=READ_BATCH, filter="",
+                        output_fields=["id"])
+        parts = []
+        try:
+            while True:
+                page = self._call("read keys", it.next)
+                if not page:
+                    break
+                parts.append(np.fromiter((r["id"] for r in page), dtype=np.int64, count=len(page)))
+        finally:
+            it.close()
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+    def vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, [n, d] vectors) of the rows among ``ids`` that exist, in the order of ``ids``."""
+        ids = np.asarray(ids, dtype=np.int64)
+        found: dict[int, list[float]] = {}
+        for s in range(0, ids.size, READ_BATCH):
+            rows = self._call("read vectors", self.client.get, self.collection, ids=ids[s : s + READ_BATCH].tolist(),
+                              output_fields=["vector"])
+            found.update((int(r["id"]), r["vector"]) for r in rows)
+        keys = np.array([i for i in ids.tolist() if i in found], dtype=np.int64)
+        vecs = np.array([found[i] for i in keys.tolist()], dtype=np.float32).reshape(len(keys), self._dim)
+        return keys, vecs
+
+    def collections(self, prefix: str = "") -> list[str]:
+        """The names of the collections at this backend's Milvus that start with ``prefix``."""
+        return sorted(c for c in self._call("list collections", self.client.list_collections) if c.startswith(prefix))
+
+    def drop_collection(self, name: str) -> None:
+        """Remove another collection at the same Milvus (unused versions of an index); a missing one is no error."""
+        if self._call("list collections", self.client.has_collection, name):
+            self._call("drop collection", self.client.drop_collection, name)
+
     def flush(self) -> None:
         self._call("flush", self.client.flush, self.collection)
 
@@ -293,25 +352,75 @@ class MilvusBackend(VectorBackend):
         self._call("drop collection", self.client.drop_collection, self.collection)
 
     def describe(self) -> dict[str, object]:
-        return {"backend": self.kind, "uri": self.uri, "lite": self._local is not None,
+        return {"backend": self.kind, "uri": self.uri, "lite": not _is_remote(self.uri),
                 "collection": self.collection, "index": self.index, "metric": "IP", "dim": self._dim,
                 "count": self.count(), "fields": self.fields}
 
     def close(self) -> None:
-        """Close the client; for milvus-lite also stop this process's embedded server for the folder, so that
-        another process (or a new backend here) can open it and sees only what was flushed. Other backends on the
-        same folder in this process lose their connection too: one backend per milvus-lite folder and process."""
+        """Close the client; for milvus-lite, when this is the last open backend on the folder in this process, also
+        stop the process's embedded server for it, so that another process (or a new backend here) can open it and
+        sees only what was flushed. Idempotent."""
         client = getattr(self, "client", None)
+        if getattr(self, "_shared", False):  # the process's connection stays for the other backends
+            self.client = None
+            return
         if client is not None:
             try:
                 client.close()
             except Exception as e:  # noqa: BLE001 - closing must not mask the error that led here
                 log.debug("closing the Milvus client: %s", e)
             self.client = None
-        if self._local is not None:
-            from milvus_lite.server_manager import server_manager_instance
+        if self._local is not None and _lite_users[self.uri] > 0:
+            _lite_users[self.uri] -= 1
+            if not _lite_users[self.uri]:  # the last backend on the folder: stop its embedded server
+                del _lite_users[self.uri]
+                from milvus_lite.server_manager import server_manager_instance
 
-            server_manager_instance.release_server(str(self._local))
+                server_manager_instance.release_server(str(self._local))
+            self._local = None
+
+
+_shared_clients: dict[str, Any] = {}
+_shared_lock = threading.Lock()
+
+
+def _shared_client(pm: Any, uri: str, timeout: float) -> Any:
+    """One client per Milvus (or milvus-lite folder) for the whole process, kept until it exits: a service builds
+    a new snapshot of its indexes at every publish, and each would otherwise open (and leak) connections. gRPC
+    channels are thread-safe. For a milvus-lite folder this also keeps its embedded server running."""
+    with _shared_lock:
+        client = _shared_clients.get(uri)
+        if client is None:
+            if not _is_remote(uri):
+                _lite_users[uri] += 1  # never released: the process's embedded server for the folder
+            client = _shared_clients[uri] = pm.MilvusClient(uri=uri, timeout=timeout)
+        return client
+
+
+def close_shared(uri: str | None = None) -> None:
+    """Close the process's shared client of ``uri`` (a server URL or milvus-lite folder as given to a backend;
+    None: every one), stopping the embedded server of a milvus-lite folder no other backend holds. Backends
+    made before on that client are not used afterwards."""
+    with _shared_lock:
+        keys = list(_shared_clients) if uri is None else [k for k in _shared_clients if k in (uri, _key(uri))]
+        for key in keys:
+            client = _shared_clients.pop(key)
+            try:
+                client.close()
+            except Exception as e:  # noqa: BLE001 - closing must not mask anything
+                log.debug("closing the shared Milvus client of %s: %s", key, e)
+            if not _is_remote(key) and _lite_users[key] > 0:
+                _lite_users[key] -= 1
+                if not _lite_users[key]:
+                    del _lite_users[key]
+                    from milvus_lite.server_manager import server_manager_instance
+
+                    server_manager_instance.release_server(key)
+
+
+def _key(uri: str) -> str:
+    """How a backend keys ``uri``: a server URL as it is, a milvus-lite folder as its data folder path."""
+    return uri if _is_remote(uri) else str(lite_path(uri))
 
 
 def _reason(e: BaseException) -> str:

@@ -1,25 +1,25 @@
-"""A FAISS file that is derived state: recorded in the store, checked against it on load, rebuildable from the
-store's vectors alone, and never changed once written.
+"""An index that is derived state: recorded in the store, checked against it on load, rebuildable from the
+store's vectors alone, and never changed once written. Its versions live in a place (``places``): FAISS files
+in the data folder (the default) or Milvus collections (``--vectors``); the protocol is the same on both.
 
 How a write goes (every writer: ingest, delete, gallery add/remove, re-projection, rebuild):
 
 1. take the index's exclusive file lock (one writer per index on this host) and note the current record;
 2. compute the new index in memory;
 3. in one transaction whose first statement bumps the catalog version (which serialises publishers across
-   processes and hosts): change the rows, write the index to a *new* file name (temp file, fsync, rename, fsync
-   the folder), check the current record is still the one noted (else another host published meanwhile: Busy),
-   replace the record by the new one;
-4. after the commit, still under the lock, remove every file of this index that no record names.
+   processes and hosts): change the rows, write the index as a *new* version (a new file name: temp file,
+   fsync, rename, fsync the folder; or a new collection, uploaded and flushed), check the current record is still
+   the one noted (else another host published meanwhile: Busy), replace the record by one naming the new version;
+4. after the commit, still under the lock, remove every version of this index that no record names.
 
-A reader loads the file its record names. A failed or killed write leaves the old record naming the old file,
-which keeps serving; the new file, named by nothing, goes at the next write.
+A reader loads the version its record names. A failed or killed write leaves the old record naming the old
+version, which keeps serving; the new one, named by nothing, goes at the next write.
 """
 
 from __future__ import annotations
 
 import fcntl
 import logging
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,9 +33,9 @@ from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
 
 from unibind.indexer.index.data_home import DataHome
-from unibind.indexer.index.files import fsync_dir, sha256_file
+from unibind.indexer.index.places import IndexName, IndexPlace, SearchIndex, place_for
 from unibind.indexer.runtime.device import Device
-from unibind.indexer.index.vector_store import DEFAULT_FACTORY, VectorStore
+from unibind.indexer.index.vector_store import VectorStore
 from unibind.indexer.runtime.vectors import from_bytes, ids_digest
 from unibind.schema import Database, IndexFile
 from unibind.schema.errors import Busy, Conflict
@@ -65,16 +65,17 @@ def read_vectors(session: Session, stmt: Select[Any], dim: int, *, total: int, d
 
 
 class StaleIndexError(Conflict):
-    """The FAISS file does not hold what the store says it should; the message names the command that repairs it."""
+    """The index does not hold what the store says it should; the message names the command that repairs it."""
 
 
 @dataclass(frozen=True)
 class IndexCheck:
-    path: Path | None
-    n_store: int  # vectors the store says the file should hold
-    n_file: int | None  # vectors in the file (None when it could not be read)
+    path: Path | None  # the file the record names (None: no record, or a Milvus collection)
+    n_store: int  # vectors the store says the index should hold
+    n_file: int | None  # vectors in the index (None when it could not be read)
     problems: list[str] = field(default_factory=list)
-    orphans: list[str] = field(default_factory=list)  # files of this index no record names (removed by the next write)
+    orphans: list[str] = field(default_factory=list)  # versions of this index no record names (removed by the next write)
+    location: str = ""  # where the recorded version is, for people: a file path, or a Milvus collection
 
     @property
     def ok(self) -> bool:
@@ -82,7 +83,8 @@ class IndexCheck:
 
 
 class StampedIndex(ABC):
-    """One FAISS index of a space, bound to a database, a data folder and a device."""
+    """One index of a space, bound to a database, a data folder (its locks, and its files on the FAISS place), the
+    place its versions live (``db.vectors``) and a device."""
 
     rebuild_command = "unibind index rebuild"
 
@@ -95,6 +97,8 @@ class StampedIndex(ABC):
         self.device = device
         self.kind = kind
         self.stem = stem  # file names: <stem>.<unique>.faiss (no stem has a dot: modality names cannot)
+        self.index_name = IndexName(stem, f"s{space_id}_{kind.replace(':', '')}")
+        self.place: IndexPlace = place_for(data, db.vectors)
         self._held = False  # this object holds the exclusive lock (a writer's load() needs no second one)
         self._base: object = _NO_BASE  # the record id current when the exclusive lock was taken
 
@@ -153,25 +157,44 @@ class StampedIndex(ABC):
         return session.scalars(stmt).first()
 
     def factory(self, session: Session) -> str:
-        rec = self.record(session)
-        return rec.factory if rec is not None else DEFAULT_FACTORY
+        """The index type of the current version, or this place's default (also after a switch of place)."""
+        return self.place.check_factory(None, self.record(session))
 
     @property
     def path(self) -> Path | None:
-        """The file the current record names (None before the first write)."""
+        """The file the current record names (None before the first write, or when it names a Milvus collection)."""
         with self.db.session() as session:
             rec = self.record(session)
-            return self.data.resolve(rec.path) if rec is not None else None
+            return self.data.resolve(rec.path) if rec is not None and not rec.path.startswith("milvus:") else None
+
+    def _where(self, rec: IndexFile | None) -> str:
+        return self.place.describe(rec) if rec is None or self.place.owns(rec.path) else rec.path
+
+    @property
+    def location(self) -> str:
+        """Where the current version is, for people: a file path or a Milvus collection."""
+        with self.db.session() as session:
+            return self._where(self.record(session))
 
     def _problems(self, session: Session, rec: IndexFile | None) -> list[str]:
         problems = self._stamp_problems(session, rec)
         if rec is not None:
-            path = self.data.resolve(rec.path)
-            if not path.is_file():
-                problems.append(f"index file {rec.path} is missing")
-            elif path.stat().st_size != rec.file_size:
-                problems.append(f"index file {rec.path} has {path.stat().st_size} bytes, the record says {rec.file_size}")
+            if not self.place.owns(rec.path):
+                other = "a Milvus collection" if rec.path.startswith("milvus:") else "a FAISS file"
+                problems.append(f"it was written to {other} ({rec.path}) and this command uses {self.place.label}: "
+                                "give the --vectors setting it was written with, or move it here")
+            else:
+                problems.extend(self.place.problems(rec, self.dim))
         return problems
+
+    def new_store(self, factory: str | None, ids: np.ndarray, vectors: np.ndarray) -> VectorStore:
+        """A writer's in-memory index of ``ids`` / ``vectors`` for a version of type ``factory`` (the current type
+        when None): the FAISS index itself, or the exact copy uploaded to a Milvus collection of that type."""
+        with self.db.session() as session:
+            factory = self.place.check_factory(factory, self.record(session))
+        store = VectorStore.from_vectors(self.dim, self.device, self.place.memory_factory(factory), ids, vectors)
+        store.factory = factory
+        return store
 
     # -- load, check ---------------------------------------------------------------------------------
     def _stale(self, detail: str) -> StaleIndexError:
@@ -181,53 +204,53 @@ class StampedIndex(ABC):
     def kind_name(self) -> str:
         return self.kind
 
-    def load(self) -> VectorStore:
-        """The file after checking it against its record and the store (StaleIndexError when they disagree);
-        an empty index when nothing has been recorded and the store holds nothing."""
-        with self.lock(fcntl.LOCK_SH):  # no writer removes the recorded file while it is read
+    def load(self) -> SearchIndex:
+        """The recorded version after checking it against its record and the store (StaleIndexError when they
+        disagree); an empty index when nothing has been recorded and the store holds nothing. A FAISS file is read
+        whole and its ids checked; a Milvus collection is checked by its count (``verify`` reads its keys)."""
+        with self.lock(fcntl.LOCK_SH):  # no writer removes the recorded version while it is read
             with self.db.session() as session:
                 rec = self.record(session)
                 problems = self._problems(session, rec)
             if problems:
                 raise self._stale("; ".join(problems))
             if rec is None:
-                return VectorStore.create(self.dim, self.device, DEFAULT_FACTORY)
+                return self.new_store(None, np.empty(0, np.int64), np.empty((0, self.dim), np.float32))
             try:
-                store = VectorStore.load(self.data.resolve(rec.path), self.device, rec.factory)
-            except ValueError as e:
-                raise self._stale(f"the file cannot be read ({str(e).split(': ', 1)[-1]})") from e
-        if store.ntotal != rec.n_vectors or store.dim != self.dim or ids_digest(store.ids()) != rec.ids_sha256:
+                store = self.place.open(rec, self.dim, self.device)
+            except ValueError as e:  # Conflict included
+                raise self._stale(f"the index cannot be read ({str(e).split(': ', 1)[-1]})") from e
+        if isinstance(store, VectorStore) and (store.ntotal != rec.n_vectors or store.dim != self.dim
+                                               or ids_digest(store.ids()) != rec.ids_sha256):
             raise self._stale(f"the file holds {store.ntotal} vectors of dim {store.dim}, not the {rec.n_vectors} of "
                               f"dim {self.dim} with the ids its record names")
         return store
 
     def verify(self) -> IndexCheck:
-        """The full check: size, file digest, and the exact id set against the store."""
+        """The full check: size or count, the digest of the file (of the collection's vectors), and the exact id
+        set against the store."""
         with self.lock(fcntl.LOCK_SH):
             with self.db.session() as session:
                 rec = self.record(session)
                 problems = self._problems(session, rec)
                 ids = self.store_ids(session)
             n_file = None
-            path = self.data.resolve(rec.path) if rec is not None else None
-            if rec is not None and path is not None and path.is_file():
-                if sha256_file(path) != rec.file_sha256:
-                    problems.append("file digest differs from the one recorded when it was written")
-                try:
-                    store = VectorStore.load(path, self.device, rec.factory)
-                    n_file = store.ntotal
-                    file_ids = store.ids()
+            if rec is not None and self.place.owns(rec.path):
+                file_ids, more = self.place.contents(rec, self.dim, self.device)
+                problems.extend(more)
+                if file_ids is not None:
+                    n_file = int(file_ids.size)
                     if ids_digest(file_ids) != ids_digest(ids):
                         missing, extra = np.setdiff1d(ids, file_ids).size, np.setdiff1d(file_ids, ids).size
                         problems.append(f"ids differ from the store: {missing} missing, {extra} not in the store")
-                except ValueError as e:
-                    problems.append(str(e))
-            orphans = [p.name for p in self._unnamed_files(rec)]
-        return IndexCheck(path=path, n_store=int(ids.size), n_file=n_file, problems=problems, orphans=orphans)
+            orphans = self.place.unnamed(self.index_name, rec)
+            path = self.data.resolve(rec.path) if rec is not None and not rec.path.startswith("milvus:") else None
+        return IndexCheck(path=path, n_store=int(ids.size), n_file=n_file, problems=problems, orphans=orphans,
+                          location=self._where(rec))
 
     # -- write ---------------------------------------------------------------------------------------
     def save(self, session: Session, store: VectorStore, corpus_ids: list[int] | None = None) -> IndexFile:
-        """Write ``store`` to a new file and make the session's transaction replace the record by one naming it.
+        """Write ``store`` as a new version and make the session's transaction replace the record by one naming it.
 
         Call under ``lock()``, in a transaction that began with ``bump_version`` (the publish it belongs to).
         Busy when another host published a newer record since the lock was taken."""
@@ -237,18 +260,18 @@ class StampedIndex(ABC):
         if self._base is not _NO_BASE and (current.id if current is not None else None) != self._base:
             raise Busy(f"the {self.kind_name} index was changed by another process while this write was prepared; "
                        "run the command again")
-        path = self.folder / f"{self.stem}.{uuid.uuid4().hex[:16]}.faiss"
-        digest, size = store.save(path)  # durable, rename included, before the record names it
+        factory = self.place.check_factory(store.factory, None)
+        written = self.place.write(self.index_name, store, factory)  # durable before the record names it
         session.execute(delete(IndexFile).where(IndexFile.space_id == self.space_id, IndexFile.kind == self.kind))
         rec = IndexFile(
             space_id=self.space_id,
             kind=self.kind,
-            path=self.data.relative(path),
-            factory=store.factory,
+            path=written.path,
+            factory=factory,
             n_vectors=store.ntotal,
             ids_sha256=ids_digest(store.ids()),
-            file_sha256=digest,
-            file_size=size,
+            file_sha256=written.sha256,
+            file_size=written.size,
             corpus_ids=sorted(corpus_ids if corpus_ids is not None else self._corpus_ids(session)),
         )
         session.add(rec)
@@ -256,49 +279,41 @@ class StampedIndex(ABC):
 
     def rebuild(self, factory: str | None = None, *, progress: bool | None = None) -> IndexFile:
         """Rebuild the file from the store's vectors alone and record it."""
+        with self.db.session() as session:
+            self.place.check_factory(factory, self.record(session))  # a bad --factory before any work
         with self.lock():
             store = self.build_from_store(factory, progress=progress)
             with self.db.transaction() as session:
                 bump_version(session)
                 rec = self.save(session, store)
-        log.info("rebuilt %s: %d vectors, factory %s", rec.path, rec.n_vectors, rec.factory)
+        log.info("rebuilt %s: %d vectors, type %s", rec.path, rec.n_vectors, rec.factory)
         return rec
 
     def current_or_rebuilt(self) -> VectorStore:
-        """The checked index, or (when missing or stale) one rebuilt from the store; call under lock()."""
+        """A writer's copy of the current index: the checked FAISS file, or (when missing or stale, or when the
+        versions live in Milvus, which keeps no copy here) one built from the stored vectors; call under lock()."""
         try:
-            return self.load()
+            store = self.load()
         except (FileNotFoundError, ValueError) as e:  # StaleIndexError included
             log.warning("%s; rebuilding it from the stored vectors", e)
             return self.build_from_store()
+        return store if isinstance(store, VectorStore) else self.build_from_store()
 
-    # -- unused files --------------------------------------------------------------------------------
-    def _unnamed_files(self, rec: IndexFile | None) -> list[Path]:
-        """Files of this index in its folder that ``rec`` does not name: superseded versions, temp files of
-        writes that failed or were killed, a file of the older fixed name."""
-        if not self.folder.is_dir():
-            return []
-        named = self.data.resolve(rec.path).name if rec is not None else None
-        found = [*self.folder.glob(f"{self.stem}.*.faiss"), *self.folder.glob(f".{self.stem}.*.tmp"),
-                 self.folder / f"{self.stem}.faiss"]
-        return sorted(p for p in found if p.is_file() and p.name != named)
-
+    # -- unused versions -----------------------------------------------------------------------------
     def collect_garbage(self) -> list[str]:
-        """Remove the files of this index that the committed record does not name; call under ``lock()``.
+        """Remove the versions of this index that the committed record does not name; call under ``lock()``.
 
-        The catalog lock is held meanwhile: a writer holds it from writing its new file to its commit, so a file
-        whose record is about to commit (on another host sharing the data folder) is never taken. Nothing to remove
-        (the common case) takes no lock."""
+        The catalog lock is held meanwhile: a writer holds it from writing its new version to its commit, so a
+        version whose record is about to commit (on another host sharing the data folder or the Milvus) is never
+        taken. Nothing to remove (the common case) takes no lock."""
         with self.db.session() as session:
-            if not self._unnamed_files(self.record(session)):
+            if not self.place.unnamed(self.index_name, self.record(session)):
                 return []
-        gone = []
         with self.db.transaction() as session:
             lock_catalog(session)
-            for p in self._unnamed_files(self.record(session)):
-                p.unlink(missing_ok=True)
-                gone.append(p.name)
+            gone = self.place.unnamed(self.index_name, self.record(session))
+            self.place.remove(gone)
         if gone:
-            fsync_dir(self.folder)
-            log.info("removed %d unused files of %s", len(gone), self.stem)
+            self.place.sync()
+            log.info("removed %d unused versions of %s", len(gone), self.stem)
         return gone

@@ -164,6 +164,18 @@ class VectorStore:
         ]
         return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, dtype=np.int64)
 
+    def vectors_of(self, keys: np.ndarray) -> np.ndarray:
+        """[n, d] stored vectors of ``keys`` (all present; IVF: through a temporary id → entry hash map)."""
+        keys = np.ascontiguousarray(keys, dtype=np.int64)
+        if not self.is_ivf:
+            return self.index.reconstruct_batch(keys)  # IndexIDMap2 maps keys to entries
+        ivf = faiss.extract_index_ivf(self.index)
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        try:
+            return ivf.reconstruct_batch(keys)
+        finally:
+            ivf.set_direct_map_type(faiss.DirectMap.NoMap)
+
     def _searcher(self) -> faiss.Index:
         if self.device.faiss_gpu is None:
             return self.index

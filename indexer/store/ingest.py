@@ -83,7 +83,7 @@ class IngestReport:
     n_categories: int
     seconds: float
     encode_seconds: float
-    index_path: Path
+    index_path: str  # where the published index is: a FAISS file, or a Milvus collection
 
 
 def _space(session: Session, encoder: Encoder) -> tuple[Space, bool]:
@@ -216,7 +216,7 @@ def ingest(
     except BaseException:
         _discard(db, corpus_id, space.id if created else None)
         raise
-    index_path = description_index(db, space, home, device).path
+    index_path = description_index(db, space, home, device).location
     report = IngestReport(
         corpus_id=corpus_id,
         name=name,

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from unibind.schema import Database, Space
 
 # namespace attribute -> Settings field, for the flags that are settings
-SETTING_FLAGS = {"db": "database_url", "home": "home", "device": "device", "fp16": "fp16", "encoder": "encoder",
+SETTING_FLAGS = {"db": "database_url", "home": "home", "vectors": "vectors", "device": "device", "fp16": "fp16", "encoder": "encoder",
                  "host": "host", "port": "port", "max_batch": "max_batch", "max_k": "max_k",
                  "max_labels": "max_labels", "max_upload_mb": "max_upload_mb", "max_image_pixels": "max_image_pixels",
                  "base_url": "llm_base_url"}
@@ -36,7 +36,7 @@ class Context:
     def db(self) -> Database:
         from unibind.schema import Database
 
-        return Database(self.settings.database_url)
+        return Database(self.settings.database_url, vectors=self.settings.vectors)
 
     @cached_property
     def device(self) -> Device:

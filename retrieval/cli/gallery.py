@@ -81,12 +81,13 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
         check = gallery_index(ctx.db, ctx.home, ctx.device, m).verify()
         failed |= not check.ok
         results.append({"modality": m.name, "ok": check.ok, "items": check.n_store, "file": check.n_file,
-                        "problems": check.problems})
+                        "location": check.location, "problems": check.problems})
     if args.json:
         emit_json(results)
     else:
         for r in results:
-            print(f"{'ok' if r['ok'] else 'STALE'}  {r['modality']}: {r['file']} vectors in the file, {r['items']} items")
+            print(f"{'ok' if r['ok'] else 'STALE'}  {r['modality']}: {r['file']} vectors in {r['location']}, "
+                  f"{r['items']} items")
             for p in r["problems"]:
                 print(f"      - {p}")
     return 1 if failed else 0
@@ -102,7 +103,7 @@ def cmd_rebuild(ctx: Context, args: argparse.Namespace) -> int:
         n = reproject(ctx.db, ctx.home, ctx.device, m.id, factory=args.factory)
         with ctx.db.session() as session:
             factory = index.factory(session)
-        results.append({"modality": m.name, "path": str(index.path), "vectors": n, "factory": factory})
+        results.append({"modality": m.name, "path": index.location, "vectors": n, "factory": factory})
     if args.json:
         emit_json(results)
     else:
@@ -185,7 +186,8 @@ def add_commands(sub: Any) -> None:
     what.add_argument("--features", help="a features file (.npy, .pt, .jsonl)")
     sp.add_argument("--meta", help="JSONL, one line per item: uri, label and any other fields")
     sp.add_argument("--label", help="the label of every item added")
-    sp.add_argument("--factory", help="a FAISS factory string (default: keep the current one; Flat)")
+    sp.add_argument("--factory", help="a FAISS factory string, or with --vectors milvus… a Milvus index type "
+                                      "(default: keep the current one; Flat / FLAT)")
     add_ray_options(sp, "the image files")
     common(sp)
 
@@ -211,5 +213,6 @@ def add_commands(sub: Any) -> None:
                                     "index", cmd_rebuild,
                   ["unibind gallery rebuild", "unibind gallery rebuild --modality image --factory HNSW32"])
     sp.add_argument("--modality", help="only this modality")
-    sp.add_argument("--factory", help="a FAISS factory string (default: keep the current one; Flat)")
+    sp.add_argument("--factory", help="a FAISS factory string, or with --vectors milvus… a Milvus index type "
+                                      "(default: keep the current one; Flat / FLAT)")
     common(sp)

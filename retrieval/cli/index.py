@@ -32,7 +32,8 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
     for space in _spaces(ctx):
         check = description_index(ctx.db, space, ctx.home, ctx.device).verify()
         failed |= not check.ok
-        results.append({"space": space.encoder, "path": str(check.path) if check.path else None, "ok": check.ok,
+        results.append({"space": space.encoder, "path": str(check.path) if check.path else None,
+                        "location": check.location, "ok": check.ok,
                         "store": check.n_store, "file": check.n_file, "problems": check.problems,
                         "unused_files": check.orphans})
     if args.json:
@@ -40,11 +41,11 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
     else:
         for r in results:
             state = "ok" if r["ok"] else "STALE"
-            print(f"{state}  {r['space']}: {r['file']} vectors in {r['path']}, {r['store']} descriptions in the store")
+            print(f"{state}  {r['space']}: {r['file']} vectors in {r['location']}, {r['store']} descriptions in the store")
             for p in r["problems"]:
                 print(f"      - {p}")
             if r["unused_files"]:
-                print(f"      {len(r['unused_files'])} unused index files (removed by the next write or index rebuild)")
+                print(f"      {len(r['unused_files'])} unused index versions (removed by the next write or index rebuild)")
         if failed:
             print("run `unibind index rebuild` to rebuild from the stored vectors", file=sys.stderr)
     return 1 if failed else 0
@@ -70,7 +71,7 @@ def cmd_rebuild(ctx: Context, args: argparse.Namespace) -> int:
             centres = prune_centres(session, space.id)
         rec = index.rebuild(args.factory, progress=True)
         _collect_gallery_files(ctx, space)
-        results.append({"space": space.encoder, "path": str(index.data.resolve(rec.path)), "vectors": rec.n_vectors,
+        results.append({"space": space.encoder, "path": index.location, "vectors": rec.n_vectors,
                         "factory": rec.factory, "purged_incomplete": purged, "dead_centres": centres,
                         "unused_head_files": heads_removed})
         purged, heads_removed = [], []
@@ -100,12 +101,15 @@ def _collect_gallery_files(ctx: Context, space: Any) -> None:
 
 
 def add_commands(sub: Any) -> None:
-    group = add_group(sub, "index", "verify the FAISS files against the store, or rebuild them from stored vectors")
-    sp = add_leaf(group, "verify", "does each FAISS file hold exactly what the store says? (exit 1 when not)",
+    group = add_group(sub, "index", "verify the description indexes (FAISS files or Milvus collections) against the "
+                                    "store, or rebuild them from stored vectors")
+    sp = add_leaf(group, "verify", "does each description index hold exactly what the store says? (exit 1 when not)",
                   cmd_verify, ["unibind index verify", "unibind index verify --encoder minilm --json"])
     common(sp, "only this encoder's space (default: $UNIBIND_ENCODER; every space)")
     sp = add_leaf(group, "rebuild", "rebuild the description indexes from the stored vectors (no re-encoding) and "
                                     "remove what killed processes left", cmd_rebuild,
-                  ["unibind index rebuild", "unibind index rebuild --factory HNSW32"])
-    sp.add_argument("--factory", help="a FAISS factory string (default: the current one)")
+                  ["unibind index rebuild", "unibind index rebuild --factory HNSW32",
+                   "unibind --vectors milvus://127.0.0.1:19530 index rebuild"])
+    sp.add_argument("--factory", help="a FAISS factory string, or with --vectors milvus… a Milvus index type: FLAT, "
+                                      "IVF_FLAT, IVF_SQ8, HNSW (default: the current one)")
     common(sp, "only this encoder's space (default: $UNIBIND_ENCODER; every space)")

@@ -79,8 +79,8 @@ def add_commands(sub: Any) -> None:
     sp.add_argument("--source", help="where the descriptions come from (which LLM, which prompt)")
     sp.add_argument("--format", choices=["json", "jsonl", "csv"], help="override the format the extension implies")
     sp.add_argument("--key", help="JSON: the entry of a nested file to read (e.g. imagenet1k)")
-    sp.add_argument("--factory", help="FAISS factory string for the space's index (default: keep the current one; "
-                                      "Flat when new)")
+    sp.add_argument("--factory", help="FAISS factory string for the space's index, or with --vectors milvus… a "
+                                      "Milvus index type (default: keep the current one; Flat / FLAT when new)")
     sp.add_argument("--replace", action="store_true", help="replace a corpus of the same name")
     sp.add_argument("--batch-size", type=int, default=256, help="encoder batch size (default 256)")
     sp.add_argument("--chunk-size", type=int, help=f"descriptions encoded and written per step (default "

@@ -45,6 +45,8 @@ def build_parser() -> CliParser:
     p.add_argument("--db", help="database URL (default: $UNIBIND_DATABASE_URL or sqlite:///$UNIBIND_HOME/unibind.db)")
     p.add_argument("--home", help="data folder for the SQLite store and FAISS files (default: $UNIBIND_HOME or "
                                   "./unibind-data)")
+    p.add_argument("--vectors", help="where index vectors live: faiss (FAISS files in the data folder), "
+                                     "milvus-lite:PATH or milvus://host:port (default: $UNIBIND_VECTORS or faiss)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: $UNIBIND_DEVICE or auto)")
     p.add_argument("--fp16", action="store_true", default=None,
                    help="store vectors as float16 in FAISS GPU indexes (default: $UNIBIND_FP16 or off)")

@@ -19,7 +19,9 @@ category's second-best member or miss a category), and the pigeonhole fetch need
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import time
 
 import numpy as np
 
@@ -99,3 +101,41 @@ class BackendEngine(FaissEngine):
         """The allowed categories' members: a ``category in [...]`` filter on the backend."""
         rows = np.flatnonzero(np.isin(self.table.owner, allowed)).astype(np.int64)
         return BackendView(self.backend, Filter.isin(CATEGORY, allowed), rows, self.table)
+
+
+def table_digest(table: CentreTable) -> str:
+    """16 hex digits naming a centre table's content: names, owners and member vectors (centred or not)."""
+    h = hashlib.sha256("\x1f".join(table.names).encode())
+    h.update(np.ascontiguousarray(table.owner, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(table.vectors, dtype=np.float32).tobytes())
+    return h.hexdigest()[:16]
+
+
+def milvus_centres(uri: str, store_id: str, space_id: int, table: CentreTable) -> tuple[VectorBackend, bool]:
+    """The Milvus collection holding ``table``'s members, shared by every process (replica) that recognises with
+    the same table: ``ub_<store>_s<space>_centres_<ms>_<table digest>``. Returns (backend, whether it still needs
+    filling). Reused when a collection of this digest holds exactly the table's members; otherwise a new one is
+    made, and the space's other centre collections are dropped except the newest (a replica may still read it)."""
+    from unibind.indexer.index.milvus_backend import MilvusBackend
+
+    head = f"ub_{store_id.replace('-', '')[:12]}_s{space_id}_centres_"
+    digest = table_digest(table)
+    fields = {CATEGORY: "int64"}
+    probe = MilvusBackend(uri, None, table.dim, shared=True)  # the process's connection, for listing and dropping
+    try:
+        found = [c for c in probe.collections(head) if c.endswith(f"_{digest}")]
+        for name in found:
+            backend = MilvusBackend(uri, name, table.dim, fields=fields, create=False, shared=True)
+            if backend.count() == table.n_members:
+                log.info("recognition reuses Milvus collection %s (%d centre members)", name, table.n_members)
+                return backend, False
+            backend.drop()  # a fill that did not finish: start again
+            backend.close()
+        name = f"{head}{int(time.time() * 1000):013d}_{digest}"
+        backend = MilvusBackend(uri, name, table.dim, fields=fields, create=True, shared=True)
+        others = sorted((c for c in probe.collections(head) if c != name), reverse=True)
+        for old in others[1:]:
+            probe.drop_collection(old)
+        return backend, True
+    finally:
+        probe.close()

@@ -35,6 +35,7 @@ from unibind.retrieval.recognition.engine import (
 )
 from unibind.schema import Database
 from unibind.schema.errors import InvalidInput
+from unibind.schema.settings import parse_vectors_spec
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +110,20 @@ class Recognizer:
             with self._engines_lock:
                 engine = self._engines.get(name)
                 if engine is None:
-                    engine = self._engines[name] = make_engine(name, self.table, self.device, self.top_m)
+                    engine = self._engines[name] = self._make(name)
         return engine
+
+    def _make(self, name: str) -> RecognitionEngine:
+        """The engine called ``name``; with index vectors in Milvus (``--vectors``), the FAISS engine's search runs
+        on a Milvus collection of the centre members (shared by every replica recognising with the same table)."""
+        spec = parse_vectors_spec(self.db.vectors)
+        if name != "faiss" or spec.kind == "faiss":
+            return make_engine(name, self.table, self.device, self.top_m)
+        from unibind.retrieval.recognition.backend_engine import BackendEngine, milvus_centres
+
+        assert spec.uri is not None
+        backend, fill = milvus_centres(spec.uri, self.db.identity, self.space.id, self.table)
+        return BackendEngine(self.table, self.device, backend, top_m=self.top_m, fill=fill)
 
     def recognize_texts(
         self, texts: Sequence[str], k: int = 5, labels: Sequence[str] | None = None, engine: str | None = None

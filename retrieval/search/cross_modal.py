@@ -23,7 +23,7 @@ from unibind.indexer.runtime.device import Device
 from unibind.indexer.gallery.items import canonical, gallery_index
 from unibind.indexer.modalities.registry import find_modality
 from unibind.indexer.index.exact import exact_knn
-from unibind.indexer.index.vector_store import VectorStore
+from unibind.indexer.index.places import SearchIndex
 from unibind.indexer.runtime.vectors import from_bytes, normalize
 from unibind.schema import Category, Corpus, CorpusStatus, Database, Description, Item, ItemField, Space
 from unibind.schema.database import id_in
@@ -89,7 +89,7 @@ class CrossModalSearch:
                 _ = modality.space
             self._index = gallery_index(db, home, device, modality)
             self.modality_id = modality.id
-        self.store: VectorStore = self._index.load()
+        self.store: SearchIndex = self._index.load()  # a FAISS file, or a Milvus collection (--vectors)
         if nprobe is None and self.store.is_ivf:
             nprobe = DEFAULT_NPROBE
         self.store.tune(nprobe=nprobe, ef_search=ef_search)

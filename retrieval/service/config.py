@@ -54,6 +54,10 @@ class ServiceConfig:
         return self.settings.home
 
     @property
+    def vectors(self) -> str:
+        return self.settings.vectors
+
+    @property
     def device(self) -> str:
         """auto, cpu, cuda or cuda:N."""
         return self.settings.device

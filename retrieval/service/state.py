@@ -141,7 +141,7 @@ class ServiceState:
 
     def __init__(self, config: ServiceConfig, *, db: Database | None = None, device: Device | None = None) -> None:
         self.config = config
-        self.db = db or Database(config.database_url)
+        self.db = db or Database(config.database_url, vectors=config.vectors)
         self.device = device or select_device(config.device, faiss_fp16=config.fp16)
         self.compute = FairLock()  # encoder calls; all compute on a GPU
         self.deletion_gate = SharedLock()  # queries: shared; a deletion or a replacing upload here: exclusive

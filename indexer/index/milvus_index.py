@@ -1,0 +1,204 @@
+"""Stamped indexes in Milvus: each published version is a collection of its own, named by the record that
+publishes it (see ``unibind.indexer.index.places``).
+
+A version is written whole (the writer's in-memory index, uploaded and flushed) before the publishing transaction
+names it, so a query sees the collection its record names, complete. Collections no record names are dropped
+after the commit, except the newest one older than the named one: a replica that read the catalog just before a
+publish keeps answering from it until it sees the new version. Collection names:
+``ub_<store id, 12 hex>_<index slug>_<13-digit ms timestamp>_<8 hex>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import uuid
+
+import numpy as np
+
+from unibind.indexer.index.milvus_backend import INDEX_TYPES, READ_BATCH, MilvusBackend
+from unibind.schema.settings import VectorsSpec
+from unibind.indexer.index.places import MILVUS_PREFIX, IndexName, IndexPlace, Written, content_digest
+from unibind.indexer.index.vector_store import VectorStore
+from unibind.indexer.runtime.device import Device
+from unibind.schema import IndexFile
+from unibind.schema.errors import Conflict, InvalidInput
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TYPE = "FLAT"  # exact: what recognition and filtered search need to be exact
+_SUFFIX = re.compile(r"_(\d{13})_[0-9a-f]{8}")
+
+
+class MilvusIndex:
+    """One published collection, searched as readers search a FAISS :class:`VectorStore`."""
+
+    def __init__(self, backend: MilvusBackend, factory: str, n_vectors: int) -> None:
+        self.backend, self.factory, self._n = backend, factory, int(n_vectors)
+
+    @property
+    def dim(self) -> int:
+        return self.backend.dim
+
+    @property
+    def ntotal(self) -> int:
+        """The recorded count (checked against the collection when it was opened)."""
+        return self._n
+
+    @property
+    def is_ivf(self) -> bool:
+        return False  # Milvus IVF types probe their own default (milvus_backend.NPROBE); --nprobe overrides it
+
+    def tune(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
+        """``nprobe`` for IVF_* collections, ``ef_search`` for HNSW ones (as FAISS: the wrong one is refused)."""
+        if nprobe is not None:
+            if not self.factory.startswith("IVF"):
+                raise InvalidInput(f"--nprobe applies to IVF indexes; this Milvus collection is {self.factory}")
+            if nprobe < 1:
+                raise InvalidInput(f"nprobe must be >= 1, got {nprobe}")
+            self.backend.nprobe = nprobe
+        if ef_search is not None:
+            if self.factory != "HNSW":
+                raise InvalidInput(f"--ef-search applies to HNSW indexes; this Milvus collection is {self.factory}")
+            if ef_search < 1:
+                raise InvalidInput(f"ef_search must be >= 1, got {ef_search}")
+            self.backend.ef = ef_search
+
+    def ids(self) -> np.ndarray:
+        return self.backend.ids()
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.backend.search(queries, k)
+
+    def search_subset(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.backend.search_keys(queries, k, allowed)
+
+
+class MilvusPlace(IndexPlace):
+    """The collections of one store at one Milvus (milvus-lite folder or server)."""
+
+    def __init__(self, spec: VectorsSpec, store_id: str) -> None:
+        assert spec.uri is not None
+        self.spec, self.uri = spec, spec.uri
+        self.prefix = f"ub_{store_id.replace('-', '')[:12]}_"
+        self.label = f"Milvus at {'milvus-lite:' if spec.kind == 'milvus-lite' else ''}{spec.uri}"
+        self._open: dict[str, MilvusBackend] = {}
+        self._lock = threading.Lock()
+
+    # -- names -----------------------------------------------------------------------------------------------
+    def _collection(self, stored: str) -> str:
+        return stored[len(MILVUS_PREFIX):]
+
+    def owns(self, stored: str) -> bool:
+        return stored.startswith(MILVUS_PREFIX)
+
+    def _versions(self, slug: str) -> dict[str, int]:
+        """{collection: its creation ms} of the index ``slug`` (s<space>_descriptions, s<space>_items<modality>)."""
+        head = f"{self.prefix}{slug}"
+        out = {}
+        for name in self._any().collections(head):
+            m = _SUFFIX.fullmatch(name[len(head):])
+            if m:
+                out[name] = int(m.group(1))
+        return out
+
+    # -- backends --------------------------------------------------------------------------------------------
+    def _backend(self, collection: str, dim: int, index: str = DEFAULT_TYPE, create: bool = False) -> MilvusBackend:
+        with self._lock:
+            b = self._open.get(collection)
+            if b is None or b.client is None:
+                b = self._open[collection] = MilvusBackend(self.uri, collection, dim, index=index, create=create,
+                                                           shared=True)
+            return b
+
+    def _any(self) -> MilvusBackend:
+        """A connection for calls that name no collection of ours (listing, dropping)."""
+        with self._lock:
+            for b in self._open.values():
+                if b.client is not None:
+                    return b
+        with self._lock:
+            b = self._open.get("")
+            if b is None or b.client is None:
+                b = self._open[""] = MilvusBackend(self.uri, None, 1, shared=True)
+            return b
+
+    # -- the place -------------------------------------------------------------------------------------------
+    def check_factory(self, factory: str | None, rec: IndexFile | None) -> str:
+        if factory:
+            kind = factory.strip().upper()
+            if kind not in INDEX_TYPES:
+                raise InvalidInput(f"--factory {factory!r}: a Milvus index type is one of {', '.join(INDEX_TYPES)} "
+                                   "(FAISS factory strings apply to FAISS files)")
+            return kind
+        return rec.factory if rec is not None and self.owns(rec.path) else DEFAULT_TYPE
+
+    def memory_factory(self, factory: str) -> str:
+        return "Flat"  # the writer's copy is exact and flat; the collection's own index is ``factory``
+
+    def write(self, index: IndexName, store: VectorStore, factory: str) -> Written:
+        name = f"{self.prefix}{index.slug}_{int(time.time() * 1000):013d}_{uuid.uuid4().hex[:8]}"
+        ids = store.ids()
+        vectors = store.vectors_of(ids) if ids.size else np.empty((0, store.dim), np.float32)
+        backend = self._backend(name, store.dim, self.check_factory(factory, None), create=True)
+        backend.upsert(ids, vectors)
+        backend.flush()
+        n = backend.count()
+        if n != ids.size:
+            raise Conflict(f"Milvus collection {name} holds {n} rows after uploading {ids.size}")
+        log.info("uploaded %d vectors to Milvus collection %s (%s)", ids.size, name, backend.index)
+        return Written(MILVUS_PREFIX + name, content_digest(ids, vectors), int(vectors.nbytes))
+
+    def _opened(self, rec: IndexFile, dim: int) -> MilvusBackend:
+        try:
+            return self._backend(self._collection(rec.path), dim, rec.factory)
+        except Conflict as e:
+            raise Conflict(f"Milvus collection {self._collection(rec.path)} is missing at {self.uri}") from e
+
+    def open(self, rec: IndexFile, dim: int, device: Device) -> MilvusIndex:
+        return MilvusIndex(self._opened(rec, dim), rec.factory, rec.n_vectors)
+
+    def problems(self, rec: IndexFile, dim: int) -> list[str]:
+        try:
+            n = self._opened(rec, dim).count()
+        except Conflict as e:
+            return [str(e)]
+        return [f"Milvus collection {self._collection(rec.path)} holds {n} vectors, the record says {rec.n_vectors}"
+                ] if n != rec.n_vectors else []
+
+    def contents(self, rec: IndexFile, dim: int, device: Device) -> tuple[np.ndarray | None, list[str]]:
+        """Every key and vector read back: the keys, and whether their digest is the one recorded at upload."""
+        try:
+            backend = self._opened(rec, dim)
+        except Conflict:
+            return None, []  # problems_of said so
+        ids = backend.ids()
+        problems = []
+        parts = [backend.vectors(ids[s : s + READ_BATCH])[1] for s in range(0, ids.size, READ_BATCH)]
+        vectors = np.concatenate(parts) if parts else np.empty((0, dim), np.float32)
+        if content_digest(ids, vectors) != rec.file_sha256:
+            problems.append("the collection's vectors differ from those uploaded when it was written")
+        return ids, problems
+
+    def unnamed(self, index: IndexName, rec: IndexFile | None) -> list[str]:
+        versions = self._versions(index.slug)
+        named = self._collection(rec.path) if rec is not None and self.owns(rec.path) else None
+        keep = {named} if named else set()
+        if named in versions:  # the newest older version stays for replicas still reading it
+            older = [(ms, n) for n, ms in versions.items() if ms < versions[named]]
+            if older:
+                keep.add(max(older)[1])
+        return sorted(n for n in versions if n not in keep)
+
+    def remove(self, names: list[str]) -> None:
+        for name in names:
+            with self._lock:
+                b = self._open.pop(name, None)
+            if b is not None:
+                b.close()
+            self._any().drop_collection(name)
+
+    def describe(self, rec: IndexFile | None) -> str:
+        return f"{self.label} collection {self._collection(rec.path)}" if rec is not None else f"{self.label}: nothing yet"

@@ -1,0 +1,227 @@
+"""The store's indexes in Milvus (``--vectors milvus-lite:PATH``), on SQLite and PostgreSQL: the gallery, the
+description index and recognition go through the same commands as on FAISS files and give the same answers, equal
+to an exact NumPy reference; filtered gallery search returns exactly k when k items match; ``index verify`` /
+``index rebuild`` / ``gallery verify`` / ``gallery rebuild`` work the same (a rebuild re-uploads stored vectors,
+and moves an index between FAISS files and Milvus); each publish is a new collection named by its record, so a
+reader keeps the version it opened, and superseded collections go (but the newest older one, for replicas).
+
+Marked ``slow`` (each test starts an embedded milvus-lite server). Skipped without the milvus extra, except
+under CI, where ``.ci/run`` installs it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from unibind.indexer.index.milvus_backend import MilvusBackend, close_shared
+from unibind.indexer.runtime.device import Device
+from unibind.indexer.store.contents import description_index
+from unibind.retrieval.cli.main import main
+from unibind.retrieval.recognition.backend_engine import BackendEngine
+from unibind.retrieval.recognition.recognizer import Recognizer
+from unibind.retrieval.search.cross_modal import CrossModalSearch, SearchFilter
+from unibind.schema import Database, IndexFile, Space
+from tests.corpus_samples import ANIMALS, VEHICLES, write_json
+from tests.test_gallery import FILTERS, N, audio_space, exact_top, gallery_rows, reference, write_gallery
+from tests.test_vector_backends import need_milvus
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def vectors(tmp_path: Path) -> str:
+    need_milvus()
+    return f"milvus-lite:{tmp_path / 'milvus'}"
+
+
+@pytest.fixture
+def mdb(db_url: str, vectors: str) -> Iterator[Database]:
+    """The test's store, with its index versions in the milvus-lite folder."""
+    database = Database(db_url, vectors=vectors)
+    yield database
+    database.engine.dispose()
+    close_shared(vectors.removeprefix("milvus-lite:"))  # stop the folder's embedded server
+
+
+def run(db_url: str, home: Path, vectors: str | None, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    capsys.readouterr()
+    flags = ["--vectors", vectors] if vectors else []
+    code = main(["--db", db_url, "--home", str(home), "--device", "cpu", *flags, *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def collections(vectors: str, prefix: str = "ub_") -> list[str]:
+    with MilvusBackend(vectors.removeprefix("milvus-lite:"), None, 1) as b:
+        return b.collections(prefix)
+
+
+def records(db: Database) -> dict[str, str]:
+    with db.session() as s:
+        return {r.kind: r.path for r in s.scalars(select(IndexFile))}
+
+
+def test_gallery_on_milvus_equals_the_exact_reference(mdb: Database, db_url: str, home: Path, tmp_path: Path,
+                                                      vectors: str, capsys: pytest.CaptureFixture[str]) -> None:
+    setup = audio_space(mdb, home)
+    raw, metas = gallery_rows()
+    feats, meta = write_gallery(tmp_path, raw, metas)
+    code, out, err = run(db_url, home, vectors, "gallery", "add", "--modality", "audio", "--features", str(feats),
+                         "--meta", str(meta), "--json", capsys=capsys)
+    assert code == 0, err
+    assert (json.loads(out)["total"], json.loads(out)["factory"]) == (N, "FLAT")
+    assert records(mdb)[f"items:{setup.modality_id}"].startswith("milvus:")
+
+    ref = reference(raw, setup.w, setup.b)
+    ids = np.arange(1, N + 1, dtype=np.int64)
+    queries = reference(np.random.default_rng(3).standard_normal((6, raw.shape[1])).astype(np.float32), setup.w, setup.b)
+    with mdb.session() as s:
+        space = s.scalars(select(Space)).one()
+    search = CrossModalSearch(mdb, home, Device(), space, "audio")
+    assert type(search.store).__name__ == "MilvusIndex"
+    hits = search.search(queries, k=7)
+    want_s, want_i = exact_top(queries, ids, ref, 7)
+    assert [[h.id for h in row] for row in hits] == want_i.tolist()
+    np.testing.assert_allclose([[h.score for h in row] for row in hits], want_s, atol=1e-5)
+
+    for flt, keep in FILTERS:  # label, metadata, uri, no match: exactly min(k, matching), the exact ones
+        mask = np.array([keep(i, m) for i, m in enumerate(metas)], dtype=bool)
+        for k in (3, 40):
+            got = search.search(queries, k=k, flt=flt)
+            if not mask.any():
+                assert got == [[] for _ in queries]
+                continue
+            want_s, want_i = exact_top(queries, ids[mask], ref[mask], k)
+            assert [len(row) for row in got] == [min(k, int(mask.sum()))] * len(queries), flt
+            assert [[h.id for h in row] for row in got] == want_i.tolist(), flt
+
+    code, out, err = run(db_url, home, vectors, "gallery", "verify", capsys=capsys)
+    assert code == 0, out + err
+    code, _, err = run(db_url, home, vectors, "gallery", "remove", "--modality", "audio", "--label", "dog", capsys=capsys)
+    assert code == 0, err
+    after = CrossModalSearch(mdb, home, Device(), space, "audio").search(queries, k=N)
+    assert all(metas[h.id - 1]["label"] != "dog" for row in after for h in row)
+    assert [len(row) for row in after] == [N - N // 3] * len(queries)
+    code, out, err = run(db_url, home, vectors, "gallery", "verify", capsys=capsys)
+    assert code == 0, out + err
+
+
+def test_descriptions_on_milvus_verify_rebuild_and_move(mdb: Database, db_url: str, home: Path, tmp_path: Path,
+                                                        vectors: str, capsys: pytest.CaptureFixture[str]) -> None:
+    animals = write_json(tmp_path / "animals.json", ANIMALS)
+    code, _, err = run(db_url, home, vectors, "ingest", str(animals), "--name", "animals", "--encoder", "minilm",
+                         capsys=capsys)
+    assert code == 0, err
+    texts = ["a striped wild cat", "a small pet that barks"]
+    code, out, err = run(db_url, home, vectors, "search", "--target", "descriptions", "-k", "6", "--json",
+                         *[a for t in texts for a in ("--text", t)], capsys=capsys)
+    assert code == 0, err
+    on_milvus = json.loads(out)
+    code, out, err = run(db_url, home, vectors, "index", "verify", "--json", capsys=capsys)
+    assert code == 0, err
+    check = json.loads(out)[0]
+    assert check["ok"] and check["file"] == check["store"] and "collection ub_" in check["location"]
+
+    # the same store read with FAISS files: the record names a collection, so it is refused with what to do
+    code, _, err = run(db_url, home, None, "search", "--target", "descriptions", "--text", texts[0], capsys=capsys)
+    assert code == 3 and "Milvus collection" in err and "--vectors" in err
+    # moved to FAISS files by a rebuild (stored vectors, no encoding), the same answers
+    code, _, err = run(db_url, home, None, "index", "rebuild", capsys=capsys)
+    assert code == 0, err
+    code, out, err = run(db_url, home, None, "search", "--target", "descriptions", "-k", "6", "--json",
+                         *[a for t in texts for a in ("--text", t)], capsys=capsys)
+    assert code == 0, err
+    on_faiss = json.loads(out)
+    assert [[h["id"] for h in q["hits"]] for q in on_faiss] == [[h["id"] for h in q["hits"]] for q in on_milvus]
+    np.testing.assert_allclose([[h["score"] for h in q["hits"]] for q in on_faiss],
+                               [[h["score"] for h in q["hits"]] for q in on_milvus], atol=1e-5)
+
+    # and back to Milvus as an HNSW collection; a bad type is refused before any work
+    code, _, err = run(db_url, home, vectors, "index", "rebuild", "--factory", "IVF1024,PQ8", capsys=capsys)
+    assert code == 2 and "FLAT, IVF_FLAT, IVF_SQ8, HNSW" in err
+    code, _, err = run(db_url, home, vectors, "index", "rebuild", "--factory", "HNSW", capsys=capsys)
+    assert code == 0, err
+    code, out, _ = run(db_url, home, vectors, "index", "verify", "--json", capsys=capsys)
+    assert code == 0 and json.loads(out)[0]["ok"]
+
+    # a lost collection is reported and repaired by one command
+    name = records(mdb)["descriptions"].removeprefix("milvus:")
+    with MilvusBackend(vectors.removeprefix("milvus-lite:"), None, 1) as b:
+        b.drop_collection(name)
+    code, out, _ = run(db_url, home, vectors, "index", "verify", capsys=capsys)
+    assert code == 1 and "STALE" in out and f"Milvus collection {name} is missing" in out
+    code, _, err = run(db_url, home, vectors, "search", "--target", "descriptions", "--text", texts[0], capsys=capsys)
+    assert code == 3 and "index rebuild" in err
+    code, _, err = run(db_url, home, vectors, "index", "rebuild", capsys=capsys)
+    assert code == 0, err
+    code, out, _ = run(db_url, home, vectors, "index", "verify", capsys=capsys)
+    assert code == 0, out
+
+
+def test_each_publish_is_a_new_collection_and_readers_keep_theirs(mdb: Database, db_url: str, home: Path,
+                                                                  tmp_path: Path, vectors: str,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    animals, vehicles = write_json(tmp_path / "a.json", ANIMALS), write_json(tmp_path / "v.json", VEHICLES)
+    code, _, err = run(db_url, home, vectors, "ingest", str(animals), "--name", "animals", "--encoder", "minilm",
+                         capsys=capsys)
+    assert code == 0, err
+    with mdb.session() as s:
+        space = s.scalars(select(Space)).one()
+    index = description_index(mdb, space, home, Device())
+    first = records(mdb)["descriptions"]
+    reader = index.load()  # a reader (a replica) that opened the first version
+    n_first = reader.ntotal
+    q = np.random.default_rng(0).standard_normal((2, space.dim)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    before = reader.search(q, 5)
+
+    code, _, err = run(db_url, home, vectors, "ingest", str(vehicles), "--name", "vehicles", "--encoder", "minilm",
+                         capsys=capsys)
+    assert code == 0, err
+    second = records(mdb)["descriptions"]
+    assert second != first and second.startswith("milvus:ub_")
+    fresh = index.load()
+    with mdb.session() as s:
+        n_store = index.store_ids(s).size
+    assert fresh.ntotal == n_store > n_first and reader.ntotal == n_first
+    for a, b in zip(reader.search(q, 5), before):  # the first version is whole and unchanged
+        np.testing.assert_array_equal(a, b)
+    slug = f"s{space.id}_descriptions_"
+    assert len([c for c in collections(vectors) if slug in c]) == 2  # the current and the one before
+
+    code, _, err = run(db_url, home, vectors, "corpus", "delete", "animals", capsys=capsys)
+    assert code == 0, err
+    names = [c for c in collections(vectors) if slug in c]
+    assert names == sorted([first.removeprefix("milvus:"), second.removeprefix("milvus:"),
+                            records(mdb)["descriptions"].removeprefix("milvus:")])[1:]  # the oldest went
+
+
+def test_recognition_on_milvus_equals_the_dense_engine(mdb: Database, db_url: str, home: Path, tmp_path: Path,
+                                                       vectors: str, capsys: pytest.CaptureFixture[str],
+                                                       minilm) -> None:  # type: ignore[no-untyped-def]
+    animals = write_json(tmp_path / "a.json", {**ANIMALS, **VEHICLES})
+    code, _, err = run(db_url, home, vectors, "ingest", str(animals), "--name", "animals", "--encoder", "minilm",
+                         capsys=capsys)
+    assert code == 0, err
+    texts = ["a striped wild cat", "a small pet that barks", "a vehicle with two wheels", "it flies"]
+    for top_m in (1, 3):
+        rec = Recognizer(mdb, Device(), encoder="minilm", top_m=top_m, encoder_obj=minilm)
+        engine = rec.engine("faiss", batch=64)
+        assert isinstance(engine, BackendEngine)
+        labels = rec.categories[::2]
+        for lab in (None, labels):
+            got = rec.recognize_texts(texts, k=3, labels=lab, engine="faiss")
+            want = rec.recognize_texts(texts, k=3, labels=lab, engine="dense")
+            assert [g.labels for g in got] == [w.labels for w in want]
+            np.testing.assert_allclose([g.scores for g in got], [w.scores for w in want], atol=1e-5)
+    # the second recognizer (another replica) reuses the filled collection of the same table
+    centre_collections = [c for c in collections(vectors) if "_centres_" in c]
+    again = Recognizer(mdb, Device(), encoder="minilm", top_m=3, encoder_obj=minilm)
+    again.engine("faiss", batch=64)
+    assert [c for c in collections(vectors) if "_centres_" in c] == centre_collections
