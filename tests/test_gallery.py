@@ -210,7 +210,8 @@ def test_add_round_trip_list_verify(db: Database, home: Path, tmp_path: Path, ru
     code, out, _ = run("gallery", "list")
     assert code == 0 and "audio" in out and str(N) in out
     code, out, _ = run("gallery", "verify", "--json")
-    assert code == 0 and json.loads(out) == [{"modality": "audio", "ok": True, "items": N, "file": N, "problems": []}]
+    assert code == 0 and json.loads(out) == [{"modality": "audio", "ok": True, "items": N, "file": N, "problems": [],
+                                              "location": str(index_path(db, home, setup))}]
     code, out, _ = run("gallery", "verify")
     assert code == 0 and out.startswith("ok  audio")
 

@@ -101,6 +101,11 @@ def test_gallery_on_milvus_equals_the_exact_reference(mdb: Database, db_url: str
             assert [len(row) for row in got] == [min(k, int(mask.sum()))] * len(queries), flt
             assert [[h.id for h in row] for row in got] == want_i.tolist(), flt
 
+    with mdb.session() as s:  # a label filter runs on the collection's own label column, counted in the store
+        pushed = search._pushdown(s, SearchFilter(label="dog"))
+        assert pushed is not None and pushed[1] == N // 3
+        assert search._pushdown(s, SearchFilter(where=(("split", "test"),))) is None  # metadata: by keys
+
     code, out, err = run(db_url, home, vectors, "gallery", "verify", capsys=capsys)
     assert code == 0, out + err
     code, _, err = run(db_url, home, vectors, "gallery", "remove", "--modality", "audio", "--label", "dog", capsys=capsys)
@@ -128,6 +133,15 @@ def test_descriptions_on_milvus_verify_rebuild_and_move(mdb: Database, db_url: s
     check = json.loads(out)[0]
     assert check["ok"] and check["file"] == check["store"] and "collection ub_" in check["location"]
 
+    filters = (["--label", "goldfish"], ["--where", "corpus=animals"], ["--label", "tench", "--where", "corpus=animals"],
+               ["--label", "no such category"], ["--where", "corpus=nothing"])
+    filtered = {}
+    for flt in filters:  # on the collection's category and corpus columns
+        code, out, err = run(db_url, home, vectors, "search", "--target", "descriptions", "-k", "4", "--json", *flt,
+                             "--text", texts[0], capsys=capsys)
+        assert code == 0, err
+        filtered[tuple(flt)] = json.loads(out)
+
     # the same store read with FAISS files: the record names a collection, so it is refused with what to do
     code, _, err = run(db_url, home, None, "search", "--target", "descriptions", "--text", texts[0], capsys=capsys)
     assert code == 3 and "Milvus collection" in err and "--vectors" in err
@@ -141,6 +155,14 @@ def test_descriptions_on_milvus_verify_rebuild_and_move(mdb: Database, db_url: s
     assert [[h["id"] for h in q["hits"]] for q in on_faiss] == [[h["id"] for h in q["hits"]] for q in on_milvus]
     np.testing.assert_allclose([[h["score"] for h in q["hits"]] for q in on_faiss],
                                [[h["score"] for h in q["hits"]] for q in on_milvus], atol=1e-5)
+    for flt, want in filtered.items():
+        code, out, err = run(db_url, home, None, "search", "--target", "descriptions", "-k", "4", "--json", *flt,
+                             "--text", texts[0], capsys=capsys)
+        assert code == 0, err
+        got = json.loads(out)
+        assert [[h["id"] for h in q["hits"]] for q in got] == [[h["id"] for h in q["hits"]] for q in want], flt
+    assert [len(q["hits"]) for q in filtered[("--label", "goldfish")]] == [3]  # exactly the 3 that match
+    assert filtered[("--label", "no such category")][0]["hits"] == []
 
     # and back to Milvus as an HNSW collection; a bad type is refused before any work
     code, _, err = run(db_url, home, vectors, "index", "rebuild", "--factory", "IVF1024,PQ8", capsys=capsys)
@@ -155,7 +177,7 @@ def test_descriptions_on_milvus_verify_rebuild_and_move(mdb: Database, db_url: s
     with MilvusBackend(vectors.removeprefix("milvus-lite:"), None, 1) as b:
         b.drop_collection(name)
     code, out, _ = run(db_url, home, vectors, "index", "verify", capsys=capsys)
-    assert code == 1 and "STALE" in out and f"Milvus collection {name} is missing" in out
+    assert code == 1 and "STALE" in out and f"Milvus collection '{name}' is missing" in out
     code, _, err = run(db_url, home, vectors, "search", "--target", "descriptions", "--text", texts[0], capsys=capsys)
     assert code == 3 and "index rebuild" in err
     code, _, err = run(db_url, home, vectors, "index", "rebuild", capsys=capsys)

@@ -36,7 +36,8 @@ from unibind.schema.errors import Conflict, InvalidInput
 log = logging.getLogger(__name__)
 
 FIELD_TYPES = ("int64", "str")  # scalar field types every backend stores as a real column
-MAX_STR_BYTES = 1024  # the longest string field value (UTF-8 bytes): Milvus VARCHAR needs a max_length
+MAX_STR_BYTES = 2048  # the longest string field value (UTF-8 bytes; Milvus VARCHAR needs a max_length): a label
+# of the store is at most 500 characters, 2,000 bytes
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 RESERVED = ("id", "vector")  # column names the backends use themselves
 Value = int | str

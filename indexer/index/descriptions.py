@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from unibind.indexer.index.data_home import DataHome
 from unibind.indexer.runtime.device import Device
-from unibind.indexer.index.stamped import IndexCheck, StaleIndexError, StampedIndex, read_vectors
+from unibind.indexer.index.stamped import IndexCheck, StaleIndexError, StampedIndex, columns_by_id, read_vectors
 from unibind.indexer.index.vector_store import VectorStore
 from unibind.schema import Corpus, CorpusStatus, Database, Description, IndexFile, Space
 
@@ -36,6 +36,13 @@ class DescriptionIndex(StampedIndex):
     @property
     def kind_name(self) -> str:
         return f"description ({self.space_name})"
+
+    field_types = {"category": "int64", "corpus": "int64"}  # Milvus columns: label and corpus filters run there
+
+    def fields_of(self, session: Session, ids: np.ndarray) -> dict[str, np.ndarray]:
+        cols = columns_by_id(session, Description.id, {"category": Description.category_id,
+                                                         "corpus": Description.corpus_id}, ids)
+        return {name: np.asarray(values, dtype=np.int64) for name, values in cols.items()}
 
     # -- what the store says ------------------------------------------------------------------------
     def complete_corpora(self, session: Session) -> dict[int, int]:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from unibind.indexer.index.data_home import DataHome
 from unibind.indexer.runtime.device import Device
-from unibind.indexer.index.stamped import StampedIndex, read_vectors
+from unibind.indexer.index.stamped import StampedIndex, columns_by_id, read_vectors
 from unibind.indexer.index.vector_store import VectorStore
 from unibind.schema import Database, Head, IndexFile, Item, Modality
 
@@ -33,6 +33,12 @@ class GalleryIndex(StampedIndex):
     @property
     def kind_name(self) -> str:
         return f"{self.name} gallery"
+
+    field_types = {"label": "str"}  # the Milvus column a label filter runs on ("" for an item without a label)
+
+    def fields_of(self, session: Session, ids: np.ndarray) -> dict[str, np.ndarray]:
+        labels = columns_by_id(session, Item.id, {"label": Item.label}, ids, fill={"label": ""})["label"]
+        return {"label": np.array(labels, dtype=str) if labels else np.empty(0, dtype="<U1")}
 
     # -- what the store says ------------------------------------------------------------------------
     def count(self, session: Session) -> int:

@@ -16,7 +16,11 @@ import threading
 import time
 import uuid
 
+from collections.abc import Mapping
+
 import numpy as np
+
+from unibind.indexer.index.backend import Filter
 
 from unibind.indexer.index.milvus_backend import INDEX_TYPES, READ_BATCH, MilvusBackend
 from unibind.schema.settings import VectorsSpec
@@ -75,12 +79,25 @@ class MilvusIndex:
     def search_subset(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.backend.search_keys(queries, k, allowed)
 
+    @property
+    def fields(self) -> dict[str, str]:
+        """The scalar columns of the collection (``search_filtered`` filters on them in Milvus)."""
+        return self.backend.fields
+
+    def search_filtered(self, queries: np.ndarray, k: int, filter: Filter) -> tuple[np.ndarray, np.ndarray]:
+        """Like ``search``, among the rows whose scalar columns pass ``filter`` (evaluated by Milvus; exact on
+        FLAT: exactly min(k, rows passing) hits)."""
+        return self.backend.search(queries, k, filter)
+
 
 class MilvusPlace(IndexPlace):
     """The collections of one store at one Milvus (milvus-lite folder or server)."""
 
-    def __init__(self, spec: VectorsSpec, store_id: str) -> None:
+    keeps_fields = True
+
+    def __init__(self, spec: VectorsSpec, store_id: str, fields: Mapping[str, str]) -> None:
         assert spec.uri is not None
+        self.fields = dict(fields)  # every collection of this index carries these scalar columns
         self.spec, self.uri = spec, spec.uri
         self.prefix = f"ub_{store_id.replace('-', '')[:12]}_"
         self.label = f"Milvus at {'milvus-lite:' if spec.kind == 'milvus-lite' else ''}{spec.uri}"
@@ -110,7 +127,7 @@ class MilvusPlace(IndexPlace):
             b = self._open.get(collection)
             if b is None or b.client is None:
                 b = self._open[collection] = MilvusBackend(self.uri, collection, dim, index=index, create=create,
-                                                           shared=True)
+                                                           fields=self.fields, shared=True)
             return b
 
     def _any(self) -> MilvusBackend:
@@ -138,12 +155,13 @@ class MilvusPlace(IndexPlace):
     def memory_factory(self, factory: str) -> str:
         return "Flat"  # the writer's copy is exact and flat; the collection's own index is ``factory``
 
-    def write(self, index: IndexName, store: VectorStore, factory: str) -> Written:
+    def write(self, index: IndexName, store: VectorStore, factory: str,
+              columns: Mapping[str, np.ndarray] | None = None) -> Written:
         name = f"{self.prefix}{index.slug}_{int(time.time() * 1000):013d}_{uuid.uuid4().hex[:8]}"
         ids = store.ids()
         vectors = store.vectors_of(ids) if ids.size else np.empty((0, store.dim), np.float32)
         backend = self._backend(name, store.dim, self.check_factory(factory, None), create=True)
-        backend.upsert(ids, vectors)
+        backend.upsert(ids, vectors, columns or {})
         backend.flush()
         n = backend.count()
         if n != ids.size:
@@ -152,10 +170,8 @@ class MilvusPlace(IndexPlace):
         return Written(MILVUS_PREFIX + name, content_digest(ids, vectors), int(vectors.nbytes))
 
     def _opened(self, rec: IndexFile, dim: int) -> MilvusBackend:
-        try:
-            return self._backend(self._collection(rec.path), dim, rec.factory)
-        except Conflict as e:
-            raise Conflict(f"Milvus collection {self._collection(rec.path)} is missing at {self.uri}") from e
+        """The collection ``rec`` names (Conflict when it is missing, or has another dimension or columns)."""
+        return self._backend(self._collection(rec.path), dim, rec.factory)
 
     def open(self, rec: IndexFile, dim: int, device: Device) -> MilvusIndex:
         return MilvusIndex(self._opened(rec, dim), rec.factory, rec.n_vectors)
@@ -173,7 +189,7 @@ class MilvusPlace(IndexPlace):
         try:
             backend = self._opened(rec, dim)
         except Conflict:
-            return None, []  # problems_of said so
+            return None, []  # problems() said so
         ids = backend.ids()
         problems = []
         parts = [backend.vectors(ids[s : s + READ_BATCH])[1] for s in range(0, ids.size, READ_BATCH)]

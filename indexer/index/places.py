@@ -14,6 +14,7 @@ stale with the command that moves it: ``unibind index rebuild`` (``unibind galle
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -89,9 +90,14 @@ class IndexPlace(ABC):
     def memory_factory(self, factory: str) -> str:
         """The FAISS factory of the in-memory index a writer prepares for a version of type ``factory``."""
 
+    # the place keeps each row's scalar fields as columns (Milvus), so a caller must give them to ``write``
+    keeps_fields: bool = False
+
     @abstractmethod
-    def write(self, name: IndexName, store: VectorStore, factory: str) -> Written:
-        """Make ``store``'s rows a new durable version of the index ``name`` (named by no record yet)."""
+    def write(self, name: IndexName, store: VectorStore, factory: str,
+              columns: Mapping[str, np.ndarray] | None = None) -> Written:
+        """Make ``store``'s rows a new durable version of the index ``name`` (named by no record yet); ``columns``:
+        the rows' scalar fields, aligned with ``store.ids()`` (places that keep them)."""
 
     @abstractmethod
     def open(self, rec: IndexFile, dim: int, device: Device) -> SearchIndex:
@@ -141,7 +147,8 @@ class FilePlace(IndexPlace):
     def memory_factory(self, factory: str) -> str:
         return factory
 
-    def write(self, name: IndexName, store: VectorStore, factory: str) -> Written:
+    def write(self, name: IndexName, store: VectorStore, factory: str,
+              columns: Mapping[str, np.ndarray] | None = None) -> Written:
         import uuid
 
         path = self.folder / f"{name.stem}.{uuid.uuid4().hex[:16]}.faiss"
@@ -196,8 +203,9 @@ class FilePlace(IndexPlace):
         return str(self.data.resolve(rec.path)) if rec is not None else "no file yet"
 
 
-def place_for(data: DataHome, vectors: str | None) -> IndexPlace:
-    """The place the ``--vectors`` setting names: FAISS files when absent or ``faiss``, else Milvus."""
+def place_for(data: DataHome, vectors: str | None, fields: Mapping[str, str] | None = None) -> IndexPlace:
+    """The place the ``--vectors`` setting names: FAISS files when absent or ``faiss``, else Milvus, whose
+    collections carry ``fields`` (``{name: "int64" | "str"}``) as scalar columns."""
     from unibind.schema.settings import parse_vectors_spec
 
     spec = parse_vectors_spec(vectors)
@@ -205,7 +213,7 @@ def place_for(data: DataHome, vectors: str | None) -> IndexPlace:
         return FilePlace(data)
     from unibind.indexer.index.milvus_index import MilvusPlace
 
-    return MilvusPlace(spec, data.store_id)
+    return MilvusPlace(spec, data.store_id, fields or {})
 
 
 def content_digest(ids: np.ndarray, vectors: np.ndarray) -> str:

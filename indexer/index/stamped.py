@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 
 READ_CHUNK = 20_000  # rows per fetch when vectors are read back from the store
+IN_CHUNK = 10_000  # keys per IN (...) when rows are read by key
 _NO_BASE = object()
 
 
@@ -62,6 +63,21 @@ def read_vectors(session: Session, stmt: Select[Any], dim: int, *, total: int, d
     if not id_parts:
         return np.empty(0, dtype=np.int64), np.empty((0, dim), dtype=np.float32)
     return np.concatenate(id_parts), np.concatenate(vec_parts)
+
+
+def columns_by_id(session: Session, key: Any, columns: dict[str, Any], ids: np.ndarray,
+                  fill: dict[str, Any] | None = None) -> dict[str, list[Any]]:
+    """``{name: [value of column for each of ids]}``, read in chunks of IN_CHUNK keys; a NULL becomes
+    ``fill[name]``. Every id must exist."""
+    found: dict[int, tuple[Any, ...]] = {}
+    for s in range(0, ids.size, IN_CHUNK):
+        chunk = [int(i) for i in ids[s : s + IN_CHUNK]]
+        found.update((row[0], tuple(row[1:])) for row in session.execute(select(key, *columns.values()).where(key.in_(chunk))))
+    if len(found) != len(set(ids.tolist())):
+        raise Conflict(f"{len(set(ids.tolist())) - len(found)} rows of the index are not in the store")
+    fill = fill or {}
+    return {name: [found[int(i)][j] if found[int(i)][j] is not None else fill.get(name) for i in ids]
+            for j, name in enumerate(columns)}
 
 
 class StaleIndexError(Conflict):
@@ -87,6 +103,8 @@ class StampedIndex(ABC):
     place its versions live (``db.vectors``) and a device."""
 
     rebuild_command = "unibind index rebuild"
+    # scalar fields each row carries where the place keeps them (Milvus): filters on them run in the vector store
+    field_types: dict[str, str] = {}
 
     def __init__(self, db: Database, space_id: int, dim: int, data: DataHome, device: Device, kind: str, stem: str) -> None:
         self.db = db
@@ -98,7 +116,7 @@ class StampedIndex(ABC):
         self.kind = kind
         self.stem = stem  # file names: <stem>.<unique>.faiss (no stem has a dot: modality names cannot)
         self.index_name = IndexName(stem, f"s{space_id}_{kind.replace(':', '')}")
-        self.place: IndexPlace = place_for(data, db.vectors)
+        self.place: IndexPlace = place_for(data, db.vectors, self.field_types)
         self._held = False  # this object holds the exclusive lock (a writer's load() needs no second one)
         self._base: object = _NO_BASE  # the record id current when the exclusive lock was taken
 
@@ -146,6 +164,11 @@ class StampedIndex(ABC):
 
     def _corpus_ids(self, session: Session) -> list[int]:
         return []
+
+    def fields_of(self, session: Session, ids: np.ndarray) -> dict[str, np.ndarray]:
+        """The ``field_types`` columns of rows ``ids`` (in that order), read from the store (the session sees the
+        rows the publishing transaction is adding)."""
+        return {}
 
     def record(self, session: Session) -> IndexFile | None:
         stmt = (
@@ -261,7 +284,8 @@ class StampedIndex(ABC):
             raise Busy(f"the {self.kind_name} index was changed by another process while this write was prepared; "
                        "run the command again")
         factory = self.place.check_factory(store.factory, None)
-        written = self.place.write(self.index_name, store, factory)  # durable before the record names it
+        columns = self.fields_of(session, store.ids()) if self.place.keeps_fields else None
+        written = self.place.write(self.index_name, store, factory, columns)  # durable before the record names it
         session.execute(delete(IndexFile).where(IndexFile.space_id == self.space_id, IndexFile.kind == self.kind))
         rec = IndexFile(
             space_id=self.space_id,

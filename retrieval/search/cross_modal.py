@@ -2,8 +2,9 @@
 knowledge-base descriptions, optionally filtered by label and metadata.
 
 A filtered search returns exactly k results whenever k items match: the index searches among the matching ids
-(a FAISS ID selector), and any query for which an approximate index (IVF, HNSW) found fewer is answered
-exactly over the matching vectors. Hits are hydrated from the store in one query per call.
+(a FAISS ID selector; on Milvus an ``id in [...]`` filter, or for a label or corpus filter the collection's own
+scalar columns, counted in the store), and any query for which an approximate index (IVF, HNSW) found fewer is
+answered exactly over the matching vectors. Hits are hydrated from the store in one query per call.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from unibind.indexer.store.contents import description_index
 from unibind.indexer.runtime.device import Device
 from unibind.indexer.gallery.items import canonical, gallery_index
 from unibind.indexer.modalities.registry import find_modality
+from unibind.indexer.index.backend import Filter
 from unibind.indexer.index.exact import exact_knn
 from unibind.indexer.index.places import SearchIndex
 from unibind.indexer.runtime.vectors import from_bytes, normalize
@@ -126,6 +128,35 @@ class CrossModalSearch:
                 stmt = stmt.where(Item.id.in_(field))
         return np.fromiter(session.scalars(stmt), dtype=np.int64)
 
+    def _pushdown(self, session: Session, f: SearchFilter) -> tuple[Filter, int] | None:
+        """A filter on the Milvus collection's scalar columns equal to ``f`` and how many rows pass it (counted in
+        the store), when ``f`` is a label and/or corpus filter and the index is a collection; else None."""
+        fields = getattr(self.store, "fields", None)
+        if not fields or not hasattr(self.store, "search_filtered"):
+            return None
+        if self.target == DESCRIPTIONS:
+            if any(key != "corpus" for key, _ in f.where) or len({v for _, v in f.where}) > 1:
+                return None
+            stmt = (select(func.count(Description.id)).join(Corpus, Description.corpus_id == Corpus.id)
+                    .where(Corpus.space_id == self.space.id, Corpus.status == CorpusStatus.COMPLETE))
+            flt = Filter()
+            if f.label is not None:
+                category = session.scalar(select(Category.id).where(Category.name == f.label))
+                stmt = stmt.where(Description.category_id == (category if category is not None else -1))
+                flt &= Filter.eq("category", category if category is not None else -1)
+            if f.where:
+                corpus = session.scalar(select(Corpus.id).where(Corpus.space_id == self.space.id,
+                                                                Corpus.status == CorpusStatus.COMPLETE,
+                                                                Corpus.name == f.where[0][1]))
+                stmt = stmt.where(Description.corpus_id == (corpus if corpus is not None else -1))
+                flt &= Filter.eq("corpus", corpus if corpus is not None else -1)
+        else:
+            if f.where or not f.label:  # metadata: by keys; "" is how the column keeps "no label"
+                return None
+            stmt = select(func.count(Item.id)).where(Item.modality_id == self.modality_id, Item.label == f.label)
+            flt = Filter.eq("label", f.label)
+        return flt, int(session.scalar(stmt) or 0)
+
     def _vectors(self, session: Session, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         column, key = (Description.vector, Description.id) if self.target == DESCRIPTIONS else (Item.vector, Item.id)
         got_ids, blobs = [], []
@@ -152,14 +183,21 @@ class CrossModalSearch:
             scores, ids = self.store.search(queries, min(k, self.store.ntotal))  # [B, k]
         else:
             with self.db.session() as session:
-                allowed = self._allowed(session, flt)
-                if not allowed.size:
+                pushed = self._pushdown(session, flt)
+                allowed = self._allowed(session, flt) if pushed is None else None
+                n_match = int(allowed.size) if allowed is not None else pushed[1]  # type: ignore[index]
+                if not n_match:
                     return empty
-                want = min(k, int(allowed.size))
-                scores, ids = self.store.search_subset(queries, want, allowed)  # [B, want]
+                want = min(k, n_match)
+                if pushed is not None:  # on the collection's own columns, in Milvus
+                    scores, ids = self.store.search_filtered(queries, want, pushed[0])  # type: ignore[attr-defined]
+                else:
+                    scores, ids = self.store.search_subset(queries, want, allowed)  # [B, want]
                 short = np.flatnonzero((ids >= 0).sum(axis=1) < want)
                 if short.size:  # an approximate index missed matching items: answer those queries exactly
                     log.debug("%d of %d filtered queries answered exactly", short.size, len(queries))
+                    if allowed is None:
+                        allowed = self._allowed(session, flt)
                     vec_ids, vectors = self._vectors(session, allowed)
                     scores[short], ids[short] = exact_knn(queries[short], vec_ids, vectors, want)
         rows = self._hydrate({int(i) for i in ids.ravel() if i >= 0})
