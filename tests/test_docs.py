@@ -234,3 +234,21 @@ def test_old_spellings_appear_only_in_their_deprecation_shims() -> None:
                         bad.append(f"{rel}:{n}: {name}: {line.strip()}")
     assert not bad, "old spellings outside the deprecation shims:\n" + "\n".join(bad)
     assert shims_seen == SHIM_LINES  # the check sees the shims, so it would see the spellings anywhere else
+
+
+def test_the_compose_file_starts_what_the_scaling_out_section_connects_to() -> None:
+    """deploy/compose.yaml is valid YAML; it starts Milvus and PostgreSQL on the ports and with the credentials the
+    README's "Scaling out" settings use."""
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    services = compose["services"]
+    assert {"milvus", "postgres", "etcd", "minio"} <= set(services)
+    assert "127.0.0.1:19530:19530" in services["milvus"]["ports"]
+    assert "127.0.0.1:5432:5432" in services["postgres"]["ports"]
+    env = services["postgres"]["environment"]
+    readme = (ROOT / "README.md").read_text()
+    url = f"postgresql+psycopg://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@127.0.0.1:5432/{env['POSTGRES_DB']}"
+    assert f"export UNIBIND_DATABASE_URL={url}" in readme
+    assert "export UNIBIND_VECTORS=milvus://127.0.0.1:19530" in readme
+    assert "docker compose -f deploy/compose.yaml up -d" in readme
