@@ -126,7 +126,8 @@ class Description(Base):
 class IndexFile(Base):
     """The record of the FAISS file that serves one index of a space: what it holds, so a stale or foreign file
     is detected. Files are written once under a new name and never changed; ``path`` is relative to the data
-    folder (``$UNIBIND_HOME``), so the folder can be moved. Only the newest record of a (space, kind) is kept."""
+    folder (``$UNIBIND_HOME``), so the folder can be moved; or ``milvus:<collection>``. The newest record of a (space,
+    kind) serves; for a Milvus collection the record it replaced is kept too (replicas may still read it)."""
 
     __tablename__ = "index_files"
     __table_args__ = NO_REUSE

@@ -23,6 +23,7 @@ from unibind.indexer.store.removal import reap_abandoned
 from unibind.indexer.index.data_home import DataHome
 from unibind.indexer.runtime.device import Device
 from unibind.indexer.index.gallery import GalleryIndex
+from unibind.indexer.index.places import check_factory
 from unibind.indexer.modalities.versions import active_head, load_head
 from unibind.indexer.modalities.projection import Projection
 from unibind.indexer.index.vector_store import VectorStore
@@ -106,6 +107,8 @@ def add_items(
         raise ValueError(f"{len(items)} items for {len(raw)} vectors")
     if not len(items):
         raise InvalidInput("no items to add")
+    if factory:
+        check_factory(DataHome(db, home), db.vectors, projection.space_dim, factory)  # before any projecting
     vectors = projection.project(raw)  # [N, d]
     reap_abandoned(db)
     with db.session() as session:

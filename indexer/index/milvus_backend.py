@@ -64,9 +64,10 @@ _lite_users: Counter[str] = Counter()  # milvus-lite folders this process has op
 
 
 class _QuietUnimplemented(logging.Filter):
-    """milvus-lite's embedded gRPC server does not implement every Milvus call; pymilvus probes two
-    (``AllocTimestamp`` when it creates a collection, the MVCC timestamp when it pages through a query) and copes
-    with the refusal, but logs it as an ERROR with a traceback, or a WARNING. This drops those records only."""
+    """milvus-lite's embedded gRPC server (and older Milvus servers) do not implement every call pymilvus makes; it
+    probes two (``AllocTimestamp`` when it creates a collection, the MVCC timestamp when it pages through a query)
+    and copes with the refusal, but logs it as an ERROR with a traceback, or a WARNING. This drops those records
+    only."""
 
     HARMLESS = ("Method not implemented", "failed to get mvccTs")
 
@@ -130,6 +131,9 @@ class MilvusBackend(VectorBackend):
         self.collection, self.index, self._dim = collection, index, int(dim)
         self.nprobe, self.ef = NPROBE, HNSW_EF_MIN  # search-time settings of the approximate types
         self._pm = _pymilvus()
+        for name in _QUIET_LOGGERS:
+            if _QUIET not in logging.getLogger(name).filters:
+                logging.getLogger(name).addFilter(_QUIET)
         self._local: Path | None = None
         if _is_remote(uri):
             self.uri = uri
@@ -142,9 +146,6 @@ class MilvusBackend(VectorBackend):
                 import milvus_lite  # noqa: F401
             except ImportError as e:
                 raise InvalidInput(f"a milvus-lite folder needs milvus-lite, which is not installed: {INSTALL_HINT}") from e
-            for name in _QUIET_LOGGERS:
-                if _QUIET not in logging.getLogger(name).filters:
-                    logging.getLogger(name).addFilter(_QUIET)
         self._shared = shared
         try:
             self.client = _shared_client(self._pm, self.uri, timeout) if shared else self._own_client(timeout)

@@ -2,9 +2,10 @@
 publishes it (see ``unibind.indexer.index.places``).
 
 A version is written whole (the writer's in-memory index, uploaded and flushed) before the publishing transaction
-names it, so a query sees the collection its record names, complete. Collections no record names are dropped
-after the commit, except the newest one older than the named one: a replica that read the catalog just before a
-publish keeps answering from it until it sees the new version. Collection names:
+names it, so a query sees the collection its record names, complete. The record a publish replaces is kept (the
+one before it is deleted), so the version a replica read just before the publish stays until the next one.
+Collections no record names (superseded versions, what killed writes left) are dropped after the commit. The
+choice rests on the records alone, not on clocks. Collection names:
 ``ub_<store id, 12 hex>_<index slug>_<13-digit ms timestamp>_<8 hex>``.
 """
 
@@ -94,6 +95,7 @@ class MilvusPlace(IndexPlace):
     """The collections of one store at one Milvus (milvus-lite folder or server)."""
 
     keeps_fields = True
+    keeps_previous = True
 
     def __init__(self, spec: VectorsSpec, store_id: str, fields: Mapping[str, str]) -> None:
         assert spec.uri is not None
@@ -111,15 +113,10 @@ class MilvusPlace(IndexPlace):
     def owns(self, stored: str) -> bool:
         return stored.startswith(MILVUS_PREFIX)
 
-    def _versions(self, slug: str) -> dict[str, int]:
-        """{collection: its creation ms} of the index ``slug`` (s<space>_descriptions, s<space>_items<modality>)."""
+    def _versions(self, slug: str) -> list[str]:
+        """The collections of the index ``slug`` (s<space>_descriptions, s<space>_items<modality>) at this Milvus."""
         head = f"{self.prefix}{slug}"
-        out = {}
-        for name in self._any().collections(head):
-            m = _SUFFIX.fullmatch(name[len(head):])
-            if m:
-                out[name] = int(m.group(1))
-        return out
+        return [name for name in self._any().collections(head) if _SUFFIX.fullmatch(name[len(head):])]
 
     # -- backends --------------------------------------------------------------------------------------------
     def _backend(self, collection: str, dim: int, index: str = DEFAULT_TYPE, create: bool = False) -> MilvusBackend:
@@ -155,12 +152,11 @@ class MilvusPlace(IndexPlace):
     def memory_factory(self, factory: str) -> str:
         return "Flat"  # the writer's copy is exact and flat; the collection's own index is ``factory``
 
-    def write(self, index: IndexName, store: VectorStore, factory: str,
+    def write(self, index: IndexName, store: VectorStore, factory: str, ids: np.ndarray,
               columns: Mapping[str, np.ndarray] | None = None) -> Written:
         name = f"{self.prefix}{index.slug}_{int(time.time() * 1000):013d}_{uuid.uuid4().hex[:8]}"
-        ids = store.ids()
         vectors = store.vectors_of(ids) if ids.size else np.empty((0, store.dim), np.float32)
-        backend = self._backend(name, store.dim, self.check_factory(factory, None), create=True)
+        backend = self._backend(name, store.dim, factory, create=True)
         backend.upsert(ids, vectors, columns or {})
         backend.flush()
         n = backend.count()
@@ -198,22 +194,16 @@ class MilvusPlace(IndexPlace):
             problems.append("the collection's vectors differ from those uploaded when it was written")
         return ids, problems
 
-    def unnamed(self, index: IndexName, rec: IndexFile | None) -> list[str]:
-        versions = self._versions(index.slug)
-        named = self._collection(rec.path) if rec is not None and self.owns(rec.path) else None
-        keep = {named} if named else set()
-        if named in versions:  # the newest older version stays for replicas still reading it
-            older = [(ms, n) for n, ms in versions.items() if ms < versions[named]]
-            if older:
-                keep.add(max(older)[1])
-        return sorted(n for n in versions if n not in keep)
+    def unnamed(self, index: IndexName, records: list[IndexFile]) -> list[str]:
+        """Collections of the index that no record names: the record that serves and the one it replaced (kept
+        for replicas still reading it) are named; superseded versions and what killed writes left are not."""
+        named = {self._collection(r.path) for r in records if self.owns(r.path)}
+        return sorted(n for n in self._versions(index.slug) if n not in named)
 
     def remove(self, names: list[str]) -> None:
         for name in names:
             with self._lock:
-                b = self._open.pop(name, None)
-            if b is not None:
-                b.close()
+                self._open.pop(name, None)  # a reader still holding it gets Milvus's "not found" as a Conflict
             self._any().drop_collection(name)
 
     def describe(self, rec: IndexFile | None) -> str:

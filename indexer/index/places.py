@@ -93,11 +93,15 @@ class IndexPlace(ABC):
     # the place keeps each row's scalar fields as columns (Milvus), so a caller must give them to ``write``
     keeps_fields: bool = False
 
+    # the record a publish replaces stays (named, so kept) until the next one: readers on other hosts may still
+    # search the version it names (a FAISS reader holds its whole file in memory, so files need no such grace)
+    keeps_previous: bool = False
+
     @abstractmethod
-    def write(self, name: IndexName, store: VectorStore, factory: str,
+    def write(self, name: IndexName, store: VectorStore, factory: str, ids: np.ndarray,
               columns: Mapping[str, np.ndarray] | None = None) -> Written:
-        """Make ``store``'s rows a new durable version of the index ``name`` (named by no record yet); ``columns``:
-        the rows' scalar fields, aligned with ``store.ids()`` (places that keep them)."""
+        """Make ``store``'s rows a new durable version of the index ``name`` (named by no record yet); ``ids``:
+        ``store.ids()``; ``columns``: the rows' scalar fields aligned with ``ids`` (places that keep them)."""
 
     @abstractmethod
     def open(self, rec: IndexFile, dim: int, device: Device) -> SearchIndex:
@@ -112,8 +116,9 @@ class IndexPlace(ABC):
         """The full check of a version: (its keys, or None when unreadable; what is wrong with it)."""
 
     @abstractmethod
-    def unnamed(self, name: IndexName, rec: IndexFile | None) -> list[str]:
-        """Versions of the index ``name`` here that ``rec`` does not name and that may go (see ``remove``)."""
+    def unnamed(self, name: IndexName, records: list[IndexFile]) -> list[str]:
+        """Versions of the index ``name`` here that none of its ``records`` (newest first) names: what superseded
+        or failed writes left, which may go (see ``remove``)."""
 
     @abstractmethod
     def remove(self, names: list[str]) -> None:
@@ -147,7 +152,7 @@ class FilePlace(IndexPlace):
     def memory_factory(self, factory: str) -> str:
         return factory
 
-    def write(self, name: IndexName, store: VectorStore, factory: str,
+    def write(self, name: IndexName, store: VectorStore, factory: str, ids: np.ndarray,
               columns: Mapping[str, np.ndarray] | None = None) -> Written:
         import uuid
 
@@ -185,9 +190,9 @@ class FilePlace(IndexPlace):
         found = [*self.folder.glob(f"{stem}.*.faiss"), *self.folder.glob(f".{stem}.*.tmp"), self.folder / f"{stem}.faiss"]
         return sorted(p for p in found if p.is_file() and p.name != named)
 
-    def unnamed(self, name: IndexName, rec: IndexFile | None) -> list[str]:
+    def unnamed(self, name: IndexName, records: list[IndexFile]) -> list[str]:
         """Superseded files, temp files of writes that failed or were killed, a file of the older fixed name."""
-        return [p.name for p in self.files(name.stem, rec)]
+        return [p.name for p in self.files(name.stem, records[0] if records else None)]
 
     def remove(self, names: list[str]) -> None:
         for name in names:
@@ -216,6 +221,17 @@ def place_for(data: DataHome, vectors: str | None, fields: Mapping[str, str] | N
     return MilvusPlace(spec, data.store_id, fields or {})
 
 
+def check_factory(data: DataHome, vectors: str | None, dim: int, factory: str) -> str:
+    """``--factory`` checked for the place ``vectors`` names before any work (encoding): a Milvus index type, or a
+    FAISS factory string that makes an index of dimension ``dim``. Returns it as the place spells it."""
+    from unibind.indexer.index.vector_store import make_index
+
+    place = place_for(data, vectors)
+    kind = place.check_factory(factory, None)
+    make_index(dim, place.memory_factory(kind))
+    return kind
+
+
 def content_digest(ids: np.ndarray, vectors: np.ndarray) -> str:
     """The digest a collection's record keeps: its keys (sorted) and their vectors, as uploaded."""
     import hashlib
@@ -226,4 +242,5 @@ def content_digest(ids: np.ndarray, vectors: np.ndarray) -> str:
     return h.hexdigest()
 
 
-__all__ = ["FilePlace", "IndexName", "IndexPlace", "MILVUS_PREFIX", "SearchIndex", "Written", "content_digest", "place_for"]
+__all__ = ["FilePlace", "IndexName", "IndexPlace", "MILVUS_PREFIX", "SearchIndex", "Written", "check_factory",
+           "content_digest", "place_for"]

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
 
 from unibind.indexer.index.data_home import DataHome
-from unibind.indexer.index.places import IndexName, IndexPlace, SearchIndex, place_for
+from unibind.indexer.index.places import MILVUS_PREFIX, FilePlace, IndexName, IndexPlace, SearchIndex, place_for
 from unibind.indexer.runtime.device import Device
 from unibind.indexer.index.vector_store import VectorStore
 from unibind.indexer.runtime.vectors import from_bytes, ids_digest
@@ -170,6 +170,12 @@ class StampedIndex(ABC):
         rows the publishing transaction is adding)."""
         return {}
 
+    def records(self, session: Session) -> list[IndexFile]:
+        """This index's records, newest (the one that serves) first: on Milvus also the one it replaced."""
+        stmt = (select(IndexFile).where(IndexFile.space_id == self.space_id, IndexFile.kind == self.kind)
+                .order_by(IndexFile.id.desc()))
+        return list(session.scalars(stmt))
+
     def record(self, session: Session) -> IndexFile | None:
         stmt = (
             select(IndexFile)
@@ -188,7 +194,7 @@ class StampedIndex(ABC):
         """The file the current record names (None before the first write, or when it names a Milvus collection)."""
         with self.db.session() as session:
             rec = self.record(session)
-            return self.data.resolve(rec.path) if rec is not None and not rec.path.startswith("milvus:") else None
+            return self.data.resolve(rec.path) if rec is not None and not rec.path.startswith(MILVUS_PREFIX) else None
 
     def _where(self, rec: IndexFile | None) -> str:
         return self.place.describe(rec) if rec is None or self.place.owns(rec.path) else rec.path
@@ -203,12 +209,23 @@ class StampedIndex(ABC):
         problems = self._stamp_problems(session, rec)
         if rec is not None:
             if not self.place.owns(rec.path):
-                other = "a Milvus collection" if rec.path.startswith("milvus:") else "a FAISS file"
-                problems.append(f"it was written to {other} ({rec.path}) and this command uses {self.place.label}: "
-                                "give the --vectors setting it was written with, or move it here")
+                problems.append(self._problems_of_place(rec))
             else:
                 problems.extend(self.place.problems(rec, self.dim))
         return problems
+
+    def check_place(self) -> None:
+        """A writer's first check: the index is recorded in this command's place (StaleIndexError naming the
+        setting and the move otherwise), so nothing is encoded for a write that would be refused."""
+        with self.db.session() as session:
+            rec = self.record(session)
+        if rec is not None and not self.place.owns(rec.path):
+            raise self._stale(self._problems_of_place(rec))
+
+    def _problems_of_place(self, rec: IndexFile) -> str:
+        other = "a Milvus collection" if rec.path.startswith(MILVUS_PREFIX) else "a FAISS file"
+        return (f"it was written to {other} ({rec.path}) and this command uses {self.place.label}: give the "
+                f"--vectors setting it was written with, or move it here with `{self.rebuild_command}`")
 
     def new_store(self, factory: str | None, ids: np.ndarray, vectors: np.ndarray) -> VectorStore:
         """A writer's in-memory index of ``ids`` / ``vectors`` for a version of type ``factory`` (the current type
@@ -257,6 +274,7 @@ class StampedIndex(ABC):
                 rec = self.record(session)
                 problems = self._problems(session, rec)
                 ids = self.store_ids(session)
+                records = self.records(session)
             n_file = None
             if rec is not None and self.place.owns(rec.path):
                 file_ids, more = self.place.contents(rec, self.dim, self.device)
@@ -266,8 +284,8 @@ class StampedIndex(ABC):
                     if ids_digest(file_ids) != ids_digest(ids):
                         missing, extra = np.setdiff1d(ids, file_ids).size, np.setdiff1d(file_ids, ids).size
                         problems.append(f"ids differ from the store: {missing} missing, {extra} not in the store")
-            orphans = self.place.unnamed(self.index_name, rec)
-            path = self.data.resolve(rec.path) if rec is not None and not rec.path.startswith("milvus:") else None
+            orphans = self.place.unnamed(self.index_name, records)
+            path = self.data.resolve(rec.path) if rec is not None and not rec.path.startswith(MILVUS_PREFIX) else None
         return IndexCheck(path=path, n_store=int(ids.size), n_file=n_file, problems=problems, orphans=orphans,
                           location=self._where(rec))
 
@@ -284,16 +302,20 @@ class StampedIndex(ABC):
             raise Busy(f"the {self.kind_name} index was changed by another process while this write was prepared; "
                        "run the command again")
         factory = self.place.check_factory(store.factory, None)
-        columns = self.fields_of(session, store.ids()) if self.place.keeps_fields else None
-        written = self.place.write(self.index_name, store, factory, columns)  # durable before the record names it
-        session.execute(delete(IndexFile).where(IndexFile.space_id == self.space_id, IndexFile.kind == self.kind))
+        ids = store.ids()
+        columns = self.fields_of(session, ids) if self.place.keeps_fields else None
+        written = self.place.write(self.index_name, store, factory, ids, columns)  # durable before a record names it
+        stale = delete(IndexFile).where(IndexFile.space_id == self.space_id, IndexFile.kind == self.kind)
+        if current is not None and self.place.keeps_previous:
+            stale = stale.where(IndexFile.id != current.id)  # the replaced version stays named, for replicas
+        session.execute(stale)
         rec = IndexFile(
             space_id=self.space_id,
             kind=self.kind,
             path=written.path,
             factory=factory,
             n_vectors=store.ntotal,
-            ids_sha256=ids_digest(store.ids()),
+            ids_sha256=ids_digest(ids),
             file_sha256=written.sha256,
             file_size=written.size,
             corpus_ids=sorted(corpus_ids if corpus_ids is not None else self._corpus_ids(session)),
@@ -315,13 +337,21 @@ class StampedIndex(ABC):
 
     def current_or_rebuilt(self) -> VectorStore:
         """A writer's copy of the current index: the checked FAISS file, or (when missing or stale, or when the
-        versions live in Milvus, which keeps no copy here) one built from the stored vectors; call under lock()."""
+        versions live in Milvus, which keeps no copy here) one built from the stored vectors; call under lock().
+
+        An index recorded in the other place (FAISS files vs Milvus) is refused, not moved: a writer run without
+        the ``--vectors`` setting it was written with would otherwise leave every reader of that place behind.
+        ``index rebuild`` / ``gallery rebuild`` move it. A place out of reach (Unavailable) fails the write."""
+        self.check_place()
+        if not isinstance(self.place, FilePlace):
+            return self.build_from_store()  # Milvus keeps no copy here: the stored vectors are the copy
         try:
             store = self.load()
-        except (FileNotFoundError, ValueError) as e:  # StaleIndexError included
+        except (FileNotFoundError, StaleIndexError) as e:
             log.warning("%s; rebuilding it from the stored vectors", e)
             return self.build_from_store()
-        return store if isinstance(store, VectorStore) else self.build_from_store()
+        assert isinstance(store, VectorStore)
+        return store
 
     # -- unused versions -----------------------------------------------------------------------------
     def collect_garbage(self) -> list[str]:
@@ -330,14 +360,21 @@ class StampedIndex(ABC):
         The catalog lock is held meanwhile: a writer holds it from writing its new version to its commit, so a
         version whose record is about to commit (on another host sharing the data folder or the Milvus) is never
         taken. Nothing to remove (the common case) takes no lock."""
+        places = [self.place] if isinstance(self.place, FilePlace) else [self.place, FilePlace(self.data)]
         with self.db.session() as session:
-            if not self.place.unnamed(self.index_name, self.record(session)):
+            records = self.records(session)
+            if not any(place.unnamed(self.index_name, records) for place in places):
                 return []
+        gone: list[str] = []
         with self.db.transaction() as session:
             lock_catalog(session)
-            gone = self.place.unnamed(self.index_name, self.record(session))
-            self.place.remove(gone)
+            records = self.records(session)
+            for place in places:  # on Milvus, also the files an index left when it moved there
+                names = place.unnamed(self.index_name, records)
+                place.remove(names)
+                if names:
+                    place.sync()
+                gone += names
         if gone:
-            self.place.sync()
             log.info("removed %d unused versions of %s", len(gone), self.stem)
         return gone

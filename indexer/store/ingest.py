@@ -36,7 +36,8 @@ from unibind.indexer.runtime.device import Device
 from unibind.indexer.encoders.base import Encoder
 from unibind.indexer.encoders.factory import build_encoder
 from unibind.indexer.store.lease import Heartbeat, current_owner, describe_owner, is_alive
-from unibind.indexer.index.vector_store import make_index
+from unibind.indexer.index.data_home import DataHome
+from unibind.indexer.index.places import check_factory
 from unibind.indexer.runtime.vectors import to_bytes
 from unibind.schema import Category, Corpus, CorpusStatus, Database, Description, Space
 from unibind.schema.errors import Conflict, InvalidInput
@@ -177,13 +178,15 @@ def ingest(
     if not data.records:
         raise InvalidInput(f"{data.path}: no descriptions to ingest")
     encoder = encoder or build_encoder(config.encoder, device)
-    if config.factory:
-        make_index(encoder.dim, config.factory)  # a bad factory string fails before anything is encoded
+    if config.factory:  # a bad factory string (for the --vectors place) fails before anything is encoded
+        check_factory(DataHome(db, home), db.vectors, encoder.dim, config.factory)
     name = config.name.strip()
     reap_abandoned(db)  # the rows of ingests whose process died go before this one starts
     with db.transaction() as session:
         lock_catalog(session)  # spaces and categories are created by one writer at a time
         space, created = _space(session, encoder)
+        if not created:
+            description_index(db, space, home, device).check_place()  # before anything is encoded
         _claim(session, space, name, config.replace)
         corpus = Corpus(
             space_id=space.id,

@@ -122,6 +122,11 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
                            "nothing to encode on Ray")
     ray = ray_config(args, batch_size=RAY_IMAGE_BATCH)
     space = ctx.space()
+    if args.factory:  # before any image is encoded
+        from unibind.indexer.index.data_home import DataHome
+        from unibind.indexer.index.places import check_factory
+
+        check_factory(DataHome(ctx.db, ctx.home), ctx.db.vectors, space.dim, args.factory)
     if args.label is not None and not (0 < len(args.label.strip()) <= 500):
         raise InvalidInput("--label must be a non-empty string of at most 500 characters")
     created = False

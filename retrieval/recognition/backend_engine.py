@@ -35,6 +35,7 @@ from unibind.schema.errors import Conflict, InvalidInput
 log = logging.getLogger(__name__)
 
 CATEGORY = "category"  # the backend's int64 field holding each member's category position
+KEEP_CENTRE_COLLECTIONS = 4  # centre collections of other tables a new one leaves in place (specs, replicas)
 
 
 class BackendView:
@@ -113,29 +114,34 @@ def table_digest(table: CentreTable) -> str:
 
 def milvus_centres(uri: str, store_id: str, space_id: int, table: CentreTable) -> tuple[VectorBackend, bool]:
     """The Milvus collection holding ``table``'s members, shared by every process (replica) that recognises with
-    the same table: ``ub_<store>_s<space>_centres_<ms>_<table digest>``. Returns (backend, whether it still needs
-    filling). Reused when a collection of this digest holds exactly the table's members; otherwise a new one is
-    made, and the space's other centre collections are dropped except the newest (a replica may still read it)."""
+    the same table: ``ub_<store>_s<space>_centres_<ms>_<table digest>``. Returns (backend, whether it must be
+    filled). A collection of this digest is reused; one that holds fewer rows than the table (a fill still running
+    in another replica, or one that was killed) is filled again here: an upsert of the same keys and vectors, so
+    two fillers never undo each other. A new collection keeps the space's KEEP_CENTRE_COLLECTIONS newest others
+    (other centre specs in use, replicas on the previous table) and drops the rest; a recogniser whose collection
+    was dropped makes it again (``Recognizer``)."""
     from unibind.indexer.index.milvus_backend import MilvusBackend
 
     head = f"ub_{store_id.replace('-', '')[:12]}_s{space_id}_centres_"
     digest = table_digest(table)
     fields = {CATEGORY: "int64"}
     probe = MilvusBackend(uri, None, table.dim, shared=True)  # the process's connection, for listing and dropping
+    found = [c for c in probe.collections(head) if c.endswith(f"_{digest}")]
+    if found:
+        backend = MilvusBackend(uri, found[0], table.dim, fields=fields, create=False, shared=True)
+        complete = backend.count() == table.n_members
+        log.info("recognition %s Milvus collection %s (%d centre members)",
+                 "reuses" if complete else "completes", found[0], table.n_members)
+        return backend, not complete
+    name = f"{head}{int(time.time() * 1000):013d}_{digest}"
     try:
-        found = [c for c in probe.collections(head) if c.endswith(f"_{digest}")]
-        for name in found:
-            backend = MilvusBackend(uri, name, table.dim, fields=fields, create=False, shared=True)
-            if backend.count() == table.n_members:
-                log.info("recognition reuses Milvus collection %s (%d centre members)", name, table.n_members)
-                return backend, False
-            backend.drop()  # a fill that did not finish: start again
-            backend.close()
-        name = f"{head}{int(time.time() * 1000):013d}_{digest}"
         backend = MilvusBackend(uri, name, table.dim, fields=fields, create=True, shared=True)
-        others = sorted((c for c in probe.collections(head) if c != name), reverse=True)
-        for old in others[1:]:
-            probe.drop_collection(old)
-        return backend, True
-    finally:
-        probe.close()
+    except Conflict:
+        if not any(c.endswith(f"_{digest}") for c in probe.collections(head)):
+            raise
+        # another replica created one of this table at the same moment: fill that one too (idempotent)
+        return milvus_centres(uri, store_id, space_id, table)
+    others = sorted((c for c in probe.collections(head) if c != name), reverse=True)  # newest first (ms in the name)
+    for old in others[KEEP_CENTRE_COLLECTIONS:]:
+        probe.drop_collection(old)
+    return backend, True

@@ -34,7 +34,7 @@ from unibind.retrieval.recognition.engine import (
     dense_fits,
 )
 from unibind.schema import Database
-from unibind.schema.errors import InvalidInput
+from unibind.schema.errors import Conflict, InvalidInput
 from unibind.schema.settings import parse_vectors_spec
 
 log = logging.getLogger(__name__)
@@ -137,4 +137,15 @@ class Recognizer:
     ) -> list[Recognition]:
         """[B, d] vectors of the space → top-k categories per query."""
         batch = int(np.shape(queries)[0]) if np.ndim(queries) == 2 else 1
-        return self.engine(engine, batch=batch).recognize(queries, k=k, labels=labels)
+        chosen = self.engine(engine, batch=batch)
+        try:
+            return chosen.recognize(queries, k=k, labels=labels)
+        except Conflict:
+            if chosen.name != "backend":
+                raise
+            # its Milvus collection was dropped (a new centre table elsewhere evicted it) or emptied: make it again
+            log.warning("the centre members' Milvus collection went away; filling it again")
+            with self._engines_lock:
+                for key in [key for key, e in self._engines.items() if e is chosen]:
+                    del self._engines[key]
+            return self.engine(engine, batch=batch).recognize(queries, k=k, labels=labels)

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -167,6 +168,13 @@ class ServiceState:
 
     def close(self) -> None:
         self.db.dispose()
+        milvus = sys.modules.get("unibind.indexer.index.milvus_backend")
+        if milvus is not None and self.db.vectors:  # the process's Milvus connection (and milvus-lite server)
+            from unibind.schema.settings import parse_vectors_spec
+
+            spec = parse_vectors_spec(self.db.vectors)
+            if spec.uri is not None:
+                milvus.close_shared(spec.uri)
 
     # -- the served space ---------------------------------------------------------------------------------
     def served_spec(self) -> str | None:
