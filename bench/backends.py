@@ -421,7 +421,7 @@ def recognition_at(n: int, args: argparse.Namespace, plan: list[Target]) -> list
             out.append([name, C, C * K, args.dim, args.queries, k, DEFAULT_TOP_M, round(populate_s, 2),
                         round(1e3 * median(times), 1), round(qps), ratio(qps, reference_qps),
                         "yes" if got == reference else "NO"])
-            del engine
+            engine = None  # the members go before the next engine is built
     return out
 
 

@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import select
 
 from unibind.indexer.index.milvus_backend import MilvusBackend, close_shared
+from unibind.indexer.index.milvus_index import collection_prefix
 from unibind.indexer.runtime.device import Device
 from unibind.indexer.store.contents import description_index
 from unibind.retrieval.cli.main import main
@@ -71,7 +72,7 @@ def run(db_url: str, home: Path, vectors: str | None, *args: str, capsys: pytest
 def collections(db: Database, vectors: str) -> list[str]:
     """The Milvus collections of ``db``'s store."""
     with MilvusBackend(uri(vectors), None, 1) as b:
-        return b.collections(f"ub_{db.identity.replace('-', '')[:12]}_")
+        return b.collections(collection_prefix(db.identity))
 
 
 def records(db: Database) -> dict[str, str]:

@@ -37,6 +37,11 @@ DEFAULT_TYPE = "FLAT"  # exact: what recognition and filtered search need to be 
 _SUFFIX = re.compile(r"_(\d{13})_[0-9a-f]{8}")
 
 
+def collection_prefix(store_id: str) -> str:
+    """What names every collection of one store: ``ub_`` and the store id's first 12 hex digits."""
+    return f"ub_{store_id.replace('-', '')[:12]}_"
+
+
 class MilvusIndex:
     """One published collection, searched as readers search a FAISS :class:`VectorStore`."""
 
@@ -101,7 +106,7 @@ class MilvusPlace(IndexPlace):
         assert spec.uri is not None
         self.fields = dict(fields)  # every collection of this index carries these scalar columns
         self.spec, self.uri = spec, spec.uri
-        self.prefix = f"ub_{store_id.replace('-', '')[:12]}_"
+        self.prefix = collection_prefix(store_id)
         self.label = f"Milvus at {'milvus-lite:' if spec.kind == 'milvus-lite' else ''}{spec.uri}"
         self._open: dict[str, MilvusBackend] = {}
         self._lock = threading.Lock()

@@ -121,8 +121,9 @@ def milvus_centres(uri: str, store_id: str, space_id: int, table: CentreTable) -
     (other centre specs in use, replicas on the previous table) and drops the rest; a recogniser whose collection
     was dropped makes it again (``Recognizer``)."""
     from unibind.indexer.index.milvus_backend import MilvusBackend
+    from unibind.indexer.index.milvus_index import collection_prefix
 
-    head = f"ub_{store_id.replace('-', '')[:12]}_s{space_id}_centres_"
+    head = f"{collection_prefix(store_id)}s{space_id}_centres_"
     digest = table_digest(table)
     fields = {CATEGORY: "int64"}
     probe = MilvusBackend(uri, None, table.dim, shared=True)  # the process's connection, for listing and dropping
