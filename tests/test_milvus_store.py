@@ -285,3 +285,26 @@ def test_recognition_on_milvus_equals_the_dense_engine(mdb: Database, db_url: st
     got = again.recognize_texts(texts, k=3, engine="faiss")
     assert [g.labels for g in got] == [w.labels for w in want]
     np.testing.assert_allclose([g.scores for g in got], [w.scores for w in want], atol=1e-5)
+
+
+def test_a_milvus_lite_folder_open_in_another_process_is_named_with_the_way_to_share_it(tmp_path: Path) -> None:
+    need_milvus()
+    import subprocess
+    import sys
+
+    from unibind.schema.errors import Unavailable
+
+    folder = tmp_path / "lite"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from unibind.indexer.index.milvus_backend import MilvusBackend\n"
+        f"b = MilvusBackend({str(folder)!r}, 'rows', 4)\n"
+        "print('open', flush=True)\n"
+        "time.sleep(120)\n")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        with pytest.raises(Unavailable, match=r"one process at a time may open it.*milvus-lite server --data-dir"):
+            MilvusBackend(str(folder), "rows", 4)
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)

@@ -151,6 +151,11 @@ class MilvusBackend(VectorBackend):
             self.client = _shared_client(self._pm, self.uri, timeout) if shared else self._own_client(timeout)
         except Exception as e:  # noqa: BLE001 - pymilvus raises several types for one cause
             self.close()
+            if not _is_remote(uri):  # the usual cause: another process has the folder open
+                raise Unavailable(
+                    f"the milvus-lite folder {uri} could not be opened ({_reason(e)}): one process at a time may open "
+                    f"it; is another using it? To share it, run `milvus-lite server --data-dir {uri} --host 127.0.0.1 "
+                    "--port 19531` and use --vectors milvus://127.0.0.1:19531") from e
             raise Unavailable(f"Milvus at {uri} cannot be reached ({_reason(e)}); start it or fix --vectors") from e
         if collection is None:
             return  # a connection only: listing and dropping collections
