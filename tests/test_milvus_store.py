@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from unibind.indexer.index.milvus_backend import MilvusBackend, close_shared
 from unibind.indexer.index.milvus_index import collection_prefix
@@ -29,7 +29,7 @@ from unibind.retrieval.cli.main import main
 from unibind.retrieval.recognition.backend_engine import BackendEngine
 from unibind.retrieval.recognition.recognizer import Recognizer
 from unibind.retrieval.search.cross_modal import CrossModalSearch, SearchFilter
-from unibind.schema import Database, IndexFile, Space
+from unibind.schema import Database, IndexFile, Item, Space
 from unibind.schema.settings import parse_vectors_spec
 from tests.corpus_samples import ANIMALS, VEHICLES, write_json
 from tests.test_gallery import FILTERS, N, audio_space, exact_top, gallery_rows, reference, write_gallery
@@ -308,3 +308,25 @@ def test_a_milvus_lite_folder_open_in_another_process_is_named_with_the_way_to_s
     finally:
         holder.kill()
         holder.wait(timeout=30)
+
+
+def test_an_image_gallery_of_the_other_place_is_refused(tmp_path: Path, vectors: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """An image gallery written to FAISS files, added to under --vectors milvus…: one line naming the setting and
+    the move (``gallery add`` checks it before encoding the images), and nothing is written."""
+    from tests.image_site import build_image_site, draw
+
+    site = build_image_site(tmp_path / "site")
+    image = draw(tmp_path / "new.png", (200, 30, 30), "disc")
+    database = Database(site.url)
+    try:
+        with database.session() as s:
+            before = s.scalar(select(func.count(Item.id)))
+        code, _, err = run(site.url, site.home, vectors, "gallery", "add", "--modality", "image", "--files",
+                           str(image), capsys=capsys)
+        assert code == 3 and "--vectors" in err and "gallery rebuild" in err, err
+        with database.session() as s:
+            assert s.scalar(select(func.count(Item.id))) == before
+    finally:
+        database.engine.dispose()
+        close_shared(uri(vectors))

@@ -137,6 +137,15 @@ def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
             if not Path(f).is_file():
                 raise FileNotFoundError(f"image file not found: {f}")
         projection = load_projection(ctx.db, space, "image", ctx.device, home=ctx.home)
+        if projection.modality_id is not None:  # a gallery recorded under the other --vectors: refused before encoding
+            from unibind.indexer.gallery.items import gallery_index
+            from unibind.schema import Modality
+
+            with ctx.db.session() as session:
+                modality = session.get(Modality, projection.modality_id)
+                assert modality is not None
+                _ = modality.space
+            gallery_index(ctx.db, ctx.home, ctx.device, modality).check_place()
         items = _new_items(args, len(args.files), [str(Path(f).resolve()) for f in args.files])
         if ray is not None and projection.encoder is not None:  # only encoding runs on Ray; this process writes
             raw = on_ray(projection.encoder, ray).encode_images(args.files)
