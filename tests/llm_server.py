@@ -82,6 +82,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+
+def stop_process(popen: subprocess.Popen[bytes]) -> None:
+    """Terminate a child process and wait for it; kill it when it does not exit within 15 s."""
+    if popen.poll() is None:
+        popen.terminate()
+        try:
+            popen.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait(timeout=15)
+
 class TransformersServer:
     """``transformers serve`` on 127.0.0.1 in a subprocess; ``stop()`` and ``start()`` keep the port."""
 
@@ -122,13 +133,7 @@ class TransformersServer:
     def stop(self) -> None:
         """Stop the server and wait for it to exit (the port is free afterwards)."""
         if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.terminate()
-                try:
-                    self._proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait(timeout=15)
+            stop_process(self._proc)
             self._proc = None
         if self._log is not None:
             self._log.close()

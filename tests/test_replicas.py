@@ -27,6 +27,7 @@ import pytest
 
 from tests.conftest import fresh_pg_schema
 from tests.corpus_samples import ANIMALS, VEHICLES, write_json
+from tests.llm_server import stop_process
 from tests.test_vector_backends import need_milvus
 
 pytestmark = pytest.mark.slow
@@ -95,13 +96,7 @@ def start(name: str, args: list[str], log: Path, env: dict[str, str]) -> Proc:
 
 
 def stop(proc: Proc) -> None:
-    if proc.popen.poll() is None:
-        proc.popen.terminate()
-        try:
-            proc.popen.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.popen.kill()
-            proc.popen.wait(timeout=15)
+    stop_process(proc.popen)
 
 
 def child_env() -> dict[str, str]:

@@ -138,7 +138,6 @@ class MilvusPlace(IndexPlace):
             for b in self._open.values():
                 if b.client is not None:
                     return b
-        with self._lock:
             b = self._open.get("")
             if b is None or b.client is None:
                 b = self._open[""] = MilvusBackend(self.uri, None, 1, shared=True)
