@@ -1,16 +1,19 @@
 """Kill campaign: real ``unibind`` processes SIGKILLed at random moments, each followed by a user's checks.
 
     .venv/bin/python bench/kill.py [--n 50] [--db postgresql+psycopg://postgres@127.0.0.1:5432/test]
-                                   [--seed 0] [--no-append]
+                                   [--seed 0] [--ops compaction,vacuum] [--no-append]
 
 Setup, in a temp data folder with SQLite (or, with ``--db``, a fresh schema on that PostgreSQL server, dropped
 afterwards): corpora ``base`` and ``victim`` and three spare ones ingested with MiniLM, an ``audio`` modality with
 head versions 1 (active) and 2, and a 400-item audio gallery. Then each operation runs once to completion, timed
 from process start (its *window*), and the time a process needs to start and open the store is measured.
 
-Each of the ``--n`` trials picks an operation at random — ``ingest`` (a new 800-description corpus), ``replace``
-(``victim`` by a corpus of another size), ``delete`` (a spare or earlier corpus), ``gallery add`` (2,000 audio
-items) or ``head activation`` (the inactive head version, which re-projects the gallery) — starts it as a real
+Each of the ``--n`` trials picks an operation at random — ``ingest`` (a new 800-description corpus: killed while it
+encodes, writes its rows, writes its segment or publishes), ``replace`` (``victim`` by a corpus of another size),
+``delete`` (a spare or earlier corpus), ``gallery add`` (2,000 audio items), ``head activation`` (the inactive head
+version, which re-projects the gallery into one new segment), ``compaction`` (``index compact --full``: every index
+merged into one segment) or ``vacuum`` (``index compact`` after a corpus was deleted and items removed while a
+reader held the older version, so the vacuum has rows and segments to remove) — starts it as a real
 ``python -m unibind.retrieval.cli.main`` process and sends SIGKILL at a moment drawn uniformly between half the start-up time
 and the end of the operation's window. A process that ended first counts as *completed*, not as a kill.
 
@@ -56,7 +59,7 @@ from bench.report import append_rows, command_line, machine, now, text_table  # 
 log = logging.getLogger("bench.kill")
 
 SECTION = "kill campaign (bench/kill.py)"
-OPS = ("ingest", "replace", "delete", "gallery add", "head activation")
+OPS = ("ingest", "replace", "delete", "gallery add", "head activation", "compaction", "vacuum")
 D_IN = 16  # the audio features' width
 DIM = 384  # MiniLM
 COLUMNS = ("backend", "trials", "kills", "completed", "kills per op", "happened / not", "repairs needed",
@@ -92,13 +95,16 @@ def cli_json(url: str, home: Path, *args: str) -> Any:
 
 
 def dead_rows(url: str, home: Path) -> dict[str, int]:
-    """What serves nothing: pending corpora, description rows of no complete corpus, centres keyed by every corpus
-    of an older set, index records beyond one per index, files in the store's folders that no record names."""
+    """What serves nothing (no reader holds a lease here, so nothing older than the current version may stay):
+    pending or deleted corpora, description rows of no complete corpus, items removed or never published, centres
+    keyed by every corpus of an older set, segments dropped or never published, files in the store's folders that
+    no record names."""
     from sqlalchemy import func, select
 
     from unibind.indexer.store.centre_keys import ALL_CORPORA, complete_corpus_ids, corpora_key
     from unibind.indexer.index.data_home import DataHome
-    from unibind.schema import Centre, Corpus, CorpusStatus, Database, Description, Head, IndexFile, Space
+    from unibind.schema import (BatchStatus, Centre, Corpus, CorpusStatus, Database, Description, Head, Item,
+                                ItemBatch, Segment, SegmentState, Space)
 
     db = Database(url)
     try:
@@ -107,16 +113,20 @@ def dead_rows(url: str, home: Path) -> dict[str, int]:
             current = {sid: ALL_CORPORA + corpora_key(complete_corpus_ids(s, sid)) for sid in s.scalars(select(Space.id))}
             unreachable = sum(1 for sid, key in s.execute(select(Centre.space_id, Centre.corpora_key))
                               if key.startswith(ALL_CORPORA) and key != current[sid])
-            records = list(s.execute(select(IndexFile.space_id, IndexFile.kind, IndexFile.path)))
+            records = list(s.scalars(select(Segment)))
             heads = {data.resolve(p).name for p in s.scalars(select(Head.path))}
             described = sum(s.scalars(select(Corpus.n_descriptions).where(Corpus.status == CorpusStatus.COMPLETE)))
             stored = int(s.scalar(select(func.count(Description.id))) or 0)
             pending = int(s.scalar(select(func.count(Corpus.id)).where(Corpus.status != CorpusStatus.COMPLETE)) or 0)
-        named = {data.resolve(p).name for _, _, p in records}
+            unpublished = select(ItemBatch.id).where(ItemBatch.status != BatchStatus.COMPLETE)
+            loose_items = int(s.scalar(select(func.count(Item.id)).where(
+                (Item.deleted_version.is_not(None)) | Item.batch_id.in_(unpublished))) or 0)
+        named = {data.resolve(r.path).name for r in records}
         files = {p.name for p in data.index_dir.iterdir() if p.suffix != ".lock"} if data.index_dir.is_dir() else set()
         head_files = {p.name for p in data.heads_dir.iterdir()} if data.heads_dir.is_dir() else set()
-        return {"pending corpora": pending, "loose descriptions": stored - described, "unreachable centres": unreachable,
-                "extra index records": len(records) - len({(sid, kind) for sid, kind, _ in records}),
+        return {"pending corpora": pending, "loose descriptions": stored - described, "loose items": loose_items,
+                "unreachable centres": unreachable,
+                "old segments": sum(r.dropped_version is not None or r.state is not SegmentState.LIVE for r in records),
                 "unnamed index files": len(files - named), "unnamed head files": len(head_files - heads)}
     finally:
         db.dispose()
@@ -231,14 +241,73 @@ class Campaign:
         if op == "gallery add":
             return ["gallery", "add", "--modality", "audio", "--features", str(f / "more.npy"), "--meta",
                     str(f / "more.jsonl")], None
+        if op == "compaction":  # every index merged into one segment: first make sure one index has several
+            if self.most_segments() < 2:
+                self._must("ingest", str(self.files["base"]), "--name", f"spare-c{self.serial}")
+                self.model = self.observe()
+            return ["index", "compact", "--full"], None
+        if op == "vacuum":  # something only the vacuum removes: a corpus deleted while a reader held the version
+            self._leave_for_the_vacuum()
+            return ["index", "compact"], None
         other = 2 if self.model.active == 1 else 1
         return ["head", "activate", "--modality", "audio", "--version", str(other)], None
+
+    def segments(self) -> int:
+        """Live segments of every index."""
+        from sqlalchemy import func, select
+
+        from unibind.schema import Database, Segment
+
+        db = Database(self.url)
+        with db.session() as s:
+            n = int(s.scalar(select(func.count(Segment.id)).where(Segment.dropped_version.is_(None))) or 0)
+        db.dispose()
+        return n
+
+    def most_segments(self) -> int:
+        """The live segments of the index that has the most."""
+        from sqlalchemy import func, select
+
+        from unibind.schema import Database, Segment
+
+        db = Database(self.url)
+        with db.session() as s:
+            counts = s.execute(select(func.count(Segment.id)).where(Segment.dropped_version.is_(None))
+                               .group_by(Segment.space_id, Segment.kind)).scalars().all()
+        db.dispose()
+        return max(counts, default=0)
+
+    def leftovers(self) -> int:
+        """Rows and segments that only the vacuum removes."""
+        return sum(dead_rows(self.url, self.home)[k] for k in ("loose descriptions", "loose items", "old segments"))
+
+    def _leave_for_the_vacuum(self) -> None:
+        """A reader (this process) holds the current version while a corpus is deleted and gallery items removed
+        (un-killed), then lets go: their rows and segments wait for the next vacuum."""
+        from unibind.indexer.index.readers import ReaderLeaseHolder
+        from unibind.schema import Database
+        from unibind.schema.store_state import catalog_state
+
+        name = f"spare-v{self.serial}"
+        self._must("ingest", str(self.files["base"]), "--name", name)
+        db = Database(self.url)
+        try:
+            with db.session() as s:
+                version = catalog_state(s)[0]
+            with ReaderLeaseHolder(db) as lease:
+                lease.hold(version)
+                self._must("corpus", "delete", name)
+                self._must("gallery", "remove", "--modality", "audio", "--label", "y")
+        finally:
+            db.dispose()
+        self.model = self.observe()
 
     # -- what the store holds, as a user sees it -----------------------------------------------------
     def observe(self) -> Model:
         from sqlalchemy import select
 
         from unibind.schema import Database, Item
+        from unibind.schema.versions import live_item
 
         corpora = {c["name"]: c["descriptions"] for c in cli_json(self.url, self.home, "corpus", "list")
                    if c["status"] == "complete"}
@@ -246,7 +315,7 @@ class Campaign:
         active = [h["version"] for h in heads if h["active"]]
         db = Database(self.url)
         with db.session() as s:
-            ids = set(s.scalars(select(Item.id)))
+            ids = set(s.scalars(select(Item.id).where(live_item(Item.modality_id))))
         db.dispose()
         return Model(corpora, len(ids), active[0] if len(active) == 1 else -1, ids)
 
@@ -255,6 +324,7 @@ class Campaign:
         op = op or self.rng.choice(OPS)
         args, name = self._op_args(op)  # may ingest a corpus to delete first
         before = self.model
+        segments_before, leftovers_before = self.segments(), self.leftovers()
         delay = self.rng.uniform(self.startup / 2, self.windows[op])
         proc = subprocess.Popen(self._command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.perf_counter() + delay
@@ -275,6 +345,8 @@ class Campaign:
             "delete": name not in after.corpora,
             "gallery add": after.items > before.items,
             "head activation": after.active != before.active,
+            "compaction": self.segments() < segments_before,
+            "vacuum": self.leftovers() < leftovers_before,
         }[op]
         if not killed and not happened:
             bad.append(f"{op} completed but did not happen")
@@ -383,8 +455,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=50, help="trials (default 50)")
     p.add_argument("--db", help="a PostgreSQL URL (a fresh schema is made on it); default SQLite in a temp folder")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ops", help=f"comma-separated operations to kill, in turn (default: each trial draws one of "
+                                 f"{', '.join(OPS)})")
     p.add_argument("--no-append", action="store_true", help="print only; do not append to BENCHMARKS.md")
     args = p.parse_args(argv)
+    ops = [o.strip() for o in args.ops.split(",")] if args.ops else None
+    if ops and any(o not in OPS for o in ops):
+        p.error(f"--ops: each of {', '.join(OPS)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("indexer", "retrieval", "alembic", "sentence_transformers"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
@@ -393,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="unibind-kill-"))
     try:
         with store(args.db) as (url, backend):
-            campaign, dead = run_campaign(url, folder / "home", folder, args.n, args.seed)
+            campaign, dead = run_campaign(url, folder / "home", folder, args.n, args.seed, ops)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     row = summary(backend, campaign, dead)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from unibind.schema.base import Base
     from unibind.schema.database import Database, migrate, resolve_database_url
     from unibind.schema.models import (
+        BatchStatus,
         Category,
         Centre,
         CentreMember,
@@ -35,14 +36,18 @@ if TYPE_CHECKING:
         CorpusStatus,
         Description,
         Head,
-        IndexFile,
         Item,
+        ItemBatch,
         ItemField,
         Job,
         Modality,
         ModalityKind,
+        ReaderLease,
+        Segment,
+        SegmentState,
         Space,
         StoreState,
+        Tombstone,
     )
 
 _SOURCES = {
@@ -51,13 +56,15 @@ _SOURCES = {
     "migrate": "database",
     "resolve_database_url": "database",
     **{name: "models" for name in (
-        "Category", "Centre", "CentreMember", "Corpus", "CorpusStatus", "Description", "Head", "IndexFile",
-        "Item", "ItemField", "Job", "Modality", "ModalityKind", "Space", "StoreState",
+        "BatchStatus", "Category", "Centre", "CentreMember", "Corpus", "CorpusStatus", "Description", "Head", "Item",
+        "ItemBatch", "ItemField", "Job", "Modality", "ModalityKind", "ReaderLease", "Segment", "SegmentState", "Space",
+        "StoreState", "Tombstone",
     )},
 }
 
 __all__ = [
     "Base",
+    "BatchStatus",
     "Category",
     "Centre",
     "CentreMember",
@@ -66,14 +73,18 @@ __all__ = [
     "Database",
     "Description",
     "Head",
-    "IndexFile",
     "Item",
+    "ItemBatch",
     "ItemField",
     "Job",
     "Modality",
     "ModalityKind",
+    "ReaderLease",
+    "Segment",
+    "SegmentState",
     "Space",
     "StoreState",
+    "Tombstone",
     "migrate",
     "resolve_database_url",
 ]

@@ -1,4 +1,5 @@
-"""The metadata store: spaces, corpora, categories, descriptions and the FAISS files derived from them.
+"""The metadata store: spaces, corpora, categories, descriptions, gallery items and the index segments derived
+from them.
 
 A description's primary key is its FAISS id, and an item's its id in its gallery index: there is no second id
 space (docs/store.md).
@@ -45,10 +46,13 @@ def utcnow() -> datetime:
 class CorpusStatus(str, enum.Enum):
     """A corpus is visible to queries only when ``complete``. ``ingesting`` rows belong to a running ingest
     (its ``owner`` and ``heartbeat_at`` say which and whether it still lives); one whose owner died is shown as
-    ``interrupted`` and removed by the next writer."""
+    ``interrupted`` and removed by the next writer. A ``deleted`` corpus (deleted or replaced at
+    ``deleted_version``) keeps its rows for readers pinned to an older catalog version until the vacuum removes
+    them; its name is then ``~deleted-<id>`` and the name it had is in ``target_name``."""
 
     INGESTING = "ingesting"
     COMPLETE = "complete"
+    DELETED = "deleted"
 
 
 class Space(Base):
@@ -91,6 +95,10 @@ class Corpus(Base):
     owner: Mapped[str | None] = mapped_column(String(200))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_space: Mapped[bool] = mapped_column(Boolean, default=False, server_default=expression.false())
+    # the catalog versions that published and deleted it: a reader at version v sees it when
+    # published_version <= v < deleted_version (unibind.schema.versions)
+    published_version: Mapped[int | None] = mapped_column(BigInteger)
+    deleted_version: Mapped[int | None] = mapped_column(BigInteger)
 
     space: Mapped[Space] = relationship(back_populates="corpora")
 
@@ -123,26 +131,60 @@ class Description(Base):
     corpus: Mapped[Corpus] = relationship()
 
 
-class IndexFile(Base):
-    """The record of the FAISS file that serves one index of a space: what it holds, so a stale or foreign file
-    is detected. Files are written once under a new name and never changed; ``path`` is relative to the data
-    folder (``$UNIBIND_HOME``), so the folder can be moved; or ``milvus:<collection>``. The newest record of a (space,
-    kind) serves; for a Milvus collection the record it replaced is kept too (replicas may still read it)."""
+class SegmentState(str, enum.Enum):
+    """``building``: a writer registered it and is writing its payload (``owner`` and ``heartbeat_at`` say who and
+    whether it still lives); ``live``: published at ``created_version``, until ``dropped_version`` when set."""
 
-    __tablename__ = "index_files"
-    __table_args__ = NO_REUSE
+    BUILDING = "building"
+    LIVE = "live"
+
+
+class Segment(Base):
+    """One immutable segment of an index (``kind``: ``descriptions`` of a space, or ``items:<modality id>``): a
+    payload written once (a FAISS file whose ``path`` is relative to the data folder, or ``milvus:<collection>``)
+    and what it holds, so a stale or foreign payload is detected. A reader at catalog version v searches the live
+    segments with ``created_version <= v < dropped_version`` and leaves out the rows their tombstones name.
+
+    A segment is registered (``building``) before its payload is written, so a payload no record names is debris.
+    ``factory`` is the index type the index was configured with (a segment too small for it is built flat);
+    ``group_ids`` the write groups whose rows it holds, whole: corpora (descriptions) or gallery batches (items),
+    so the one live segment that holds a row is known from the row's group; ``replaced_by`` the segment a compaction
+    or rebuild merged it into."""
+
+    __tablename__ = "segments"
+    __table_args__ = (Index("ix_segments_space_id_kind", "space_id", "kind"), NO_REUSE)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(32))  # "descriptions"
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))  # "descriptions", "items:<modality id>"
+    state: Mapped[SegmentState] = mapped_column(
+        Enum(SegmentState, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
+        default=SegmentState.BUILDING,
+    )
     path: Mapped[str] = mapped_column(Text)
     factory: Mapped[str] = mapped_column(String(200))
-    n_vectors: Mapped[int] = mapped_column(BigInteger)
-    ids_sha256: Mapped[str] = mapped_column(String(64))  # digest of the sorted int64 ids it holds
-    file_sha256: Mapped[str] = mapped_column(String(64))
-    file_size: Mapped[int] = mapped_column(BigInteger)
-    corpus_ids: Mapped[list[int]] = mapped_column(JSON)
+    n_vectors: Mapped[int] = mapped_column(BigInteger, default=0)
+    ids_sha256: Mapped[str] = mapped_column(String(64), default="")  # digest of the sorted int64 ids it holds
+    file_sha256: Mapped[str] = mapped_column(String(64), default="")
+    file_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    group_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    created_version: Mapped[int | None] = mapped_column(BigInteger)
+    dropped_version: Mapped[int | None] = mapped_column(BigInteger)
+    replaced_by: Mapped[int | None] = mapped_column(Integer)
+    owner: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Tombstone(Base):
+    """A row deleted at ``version`` that segment ``segment_id`` still holds: readers at that version or later leave
+    it out of the segment's hits; a compaction leaves it out of the merged segment. It goes with its segment."""
+
+    __tablename__ = "tombstones"
+
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), primary_key=True)
+    row_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
 
 
 class Centre(Base):
@@ -253,12 +295,43 @@ class Head(Base):
     modality: Mapped[Modality] = relationship()
 
 
+class BatchStatus(str, enum.Enum):
+    PENDING = "pending"
+    COMPLETE = "complete"
+
+
+class ItemBatch(Base):
+    """One gallery add: its items become visible together, at ``published_version``, when the batch turns
+    ``complete`` (a pending batch's ``owner`` and ``heartbeat_at`` say who writes it and whether it still lives; one
+    whose owner died is removed, items and all, by the next writer)."""
+
+    __tablename__ = "item_batches"
+    __table_args__ = NO_REUSE
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    modality_id: Mapped[int] = mapped_column(ForeignKey("modalities.id", ondelete="CASCADE"), index=True)
+    status: Mapped[BatchStatus] = mapped_column(
+        Enum(BatchStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
+        default=BatchStatus.PENDING,
+    )
+    published_version: Mapped[int | None] = mapped_column(BigInteger)
+    owner: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Item(Base):
     """A gallery entry of any modality. ``id`` is its FAISS id in the modality's gallery index; ``vector``
-    is its embedding in the space (through the head), ``raw`` the encoder's output it was projected from."""
+    is its embedding in the space (through the head), ``raw`` the encoder's output it was projected from. It is
+    visible from its batch's ``published_version`` until ``deleted_version`` (unibind.schema.versions)."""
 
     __tablename__ = "items"
-    __table_args__ = (Index("ix_items_modality_id_label", "modality_id", "label"), NO_REUSE)
+    __table_args__ = (
+        Index("ix_items_modality_id_label", "modality_id", "label"),
+        Index("ix_items_deleted_version", "deleted_version", sqlite_where=expression.text("deleted_version IS NOT NULL"),
+              postgresql_where=expression.text("deleted_version IS NOT NULL")),
+        NO_REUSE,
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     modality_id: Mapped[int] = mapped_column(ForeignKey("modalities.id", ondelete="CASCADE"))
@@ -268,6 +341,8 @@ class Item(Base):
     raw: Mapped[bytes | None] = mapped_column(LargeBinary)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     head_id: Mapped[int | None] = mapped_column(ForeignKey("heads.id", ondelete="SET NULL"))  # None: zero-shot
+    batch_id: Mapped[int] = mapped_column(ForeignKey("item_batches.id", ondelete="CASCADE"), index=True)
+    deleted_version: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     modality: Mapped[Modality] = relationship()
@@ -297,6 +372,21 @@ class StoreState(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     store_id: Mapped[str] = mapped_column(String(36))
     version: Mapped[int] = mapped_column(BigInteger, default=0)
+    # the vacuum removed what readers at versions below this could see: such a reader refreshes first
+    horizon: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class ReaderLease(Base):
+    """A long-lived reader (a service process) and the oldest catalog version it still answers from: the vacuum
+    keeps what that version can see while the lease lives (``owner`` and ``heartbeat_at``, as an ingest's)."""
+
+    __tablename__ = "reader_leases"
+    __table_args__ = NO_REUSE
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(BigInteger)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Job(Base):

@@ -34,6 +34,7 @@ DEFAULT_MAX_K = 100
 DEFAULT_MAX_LABELS = 1000
 DEFAULT_MAX_UPLOAD_MB = 10.0
 DEFAULT_MAX_IMAGE_PIXELS = 25_000_000
+DEFAULT_MAX_QUEUED_UPLOADS = 8  # corpus uploads queued or running in one service process
 MAX_PORT = 65535
 SECRET_SHOWN = "****"
 
@@ -165,6 +166,8 @@ SPECS: tuple[SettingSpec, ...] = (
                 "serve: the largest upload in MiB"),
     SettingSpec("max_image_pixels", "UNIBIND_MAX_IMAGE_PIXELS", "--max-image-pixels", _int_in(1),
                 "serve: the largest image, width x height"),
+    SettingSpec("max_queued_uploads", "UNIBIND_MAX_QUEUED_UPLOADS", "--max-queued-uploads", _int_in(1),
+                "serve: corpus uploads queued or running at once (more are answered 429)"),
     SettingSpec("llm_base_url", "UNIBIND_LLM_BASE_URL", "--base-url", _text,
                 "kb: the OpenAI-compatible server of --llm openai:MODEL (default: $OPENAI_BASE_URL, else OpenAI's)"),
     SettingSpec("llm_api_key", "UNIBIND_LLM_API_KEY", None, _secret,
@@ -210,6 +213,7 @@ class Settings:
     max_labels: int = DEFAULT_MAX_LABELS
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    max_queued_uploads: int = DEFAULT_MAX_QUEUED_UPLOADS
     llm_base_url: str | None = None
     llm_api_key: str | None = None
     sources: Mapping[str, Source] = field(default_factory=lambda: MappingProxyType({}), compare=False, repr=False)

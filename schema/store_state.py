@@ -43,3 +43,10 @@ def store_identity(session: Session) -> str:
     if found is None:
         raise RuntimeError("the store has no store_state row: run the migrations (any unibind command does)")
     return str(found)
+
+
+def catalog_state(session: Session) -> tuple[int, int]:
+    """(catalog version, horizon): a reader at a version below the horizon must refresh (the vacuum removed rows
+    it could see)."""
+    row = session.execute(select(StoreState.version, StoreState.horizon).where(StoreState.id == ROW)).first()
+    return (int(row[0]), int(row[1])) if row is not None else (0, 0)

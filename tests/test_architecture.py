@@ -225,7 +225,8 @@ def test_imports_go_down_the_layers() -> None:
 
 @pytest.mark.parametrize("importer,imported", [
     ("unibind.schema.models", "unibind.indexer.store.ingest"),
-    ("unibind.indexer.index.stamped", "unibind.retrieval.cli.main"),
+    ("unibind.indexer.index.segments", "unibind.retrieval.cli.main"),
+    ("unibind.indexer.index.segments", "unibind.indexer.store.vacuum"),
     ("unibind.indexer.runtime.device", "unibind.indexer.encoders.factory"),
     ("unibind.indexer.encoders.factory", "unibind.indexer.readers.corpus"),
     ("unibind.retrieval.centres.builder", "unibind.retrieval.recognition.engine"),

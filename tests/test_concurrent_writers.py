@@ -7,8 +7,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -132,3 +134,101 @@ def test_two_processes_build_the_same_centres(db_url: str, home: Path, tmp_path:
     with db.session() as s:
         assert s.scalar(select(func.count(Centre.id))) == 300
     db.dispose()
+
+
+# -- a publish only flips a record ---------------------------------------------------------------------------
+class PausedWrites:
+    """Segment files written by one thread wait at the start of the write until released: a write of a big
+    segment (a 1M-vector file, a long Milvus upload) held open as long as the test needs, in the real code path.
+    Other threads and processes write as usual."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from unibind.indexer.index.places import FilePlace
+
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.thread: threading.Thread | None = None
+        real = FilePlace.write
+
+        def write(place: Any, *args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is self.thread:
+                self.entered.set()
+                assert self.release.wait(300), "the test never released the paused write"
+            return real(place, *args, **kwargs)
+
+        monkeypatch.setattr(FilePlace, "write", write)
+
+    def run(self, target: Any) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+
+        def body() -> None:
+            try:
+                result["value"] = target()
+            except BaseException as e:  # noqa: BLE001 - handed to the test
+                result["error"] = e
+
+        self.thread = threading.Thread(target=body)
+        self.thread.start()
+        return result
+
+
+def test_writers_never_wait_for_a_segment_being_written(db_url: str, db: Database, home: Path, tmp_path: Path,
+                                                        minilm: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While one ingest writes its (big) segment, other processes ingest, delete and add gallery items, and all of
+    them succeed (on SQLite too: the catalog lock is not held while a segment is written). The paused ingest then
+    publishes into whatever version is current: two ingests of different corpora both land, nothing is encoded
+    twice, and the index holds exactly the store's rows."""
+    from tests.test_ingest import CountingEncoder
+    from unibind.indexer.readers.corpus import read_corpus
+    from unibind.indexer.store.ingest import IngestConfig, ingest
+
+    base = ["--db", db_url, "--home", str(home), "--device", "cpu"]
+    assert main([*base, "ingest", str(write_json(tmp_path / "old.json", corpus("old", 5, 4))), "--name", "old",
+                 "--encoder", "minilm"]) == 0
+    paused = PausedWrites(monkeypatch)
+    counting = CountingEncoder(minilm)
+    big = read_corpus(write_json(tmp_path / "big.json", corpus("big", 20, 10)))
+    outcome = paused.run(lambda: ingest(db, big, IngestConfig(name="big", encoder="minilm"), home=home,
+                                        device=minilm.device, encoder=counting))
+    assert paused.entered.wait(120), outcome
+    # other processes (other hosts would do the same: no file lock is involved) write meanwhile
+    small = write_json(tmp_path / "small.json", corpus("small", 4, 3))
+    for args in (["ingest", str(small), "--name", "small", "--encoder", "minilm"], ["corpus", "delete", "old"]):
+        proc = subprocess.run(command(db_url, home, *args), capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+    assert not outcome and paused.thread is not None and paused.thread.is_alive()
+    paused.release.set()
+    paused.thread.join(120)
+    assert "error" not in outcome, outcome.get("error")
+    assert sorted(counting.seen) == sorted(r.text for r in big.records)  # encoded once: the publish kept its work
+    with db.session() as s:
+        got = dict(s.execute(select(Corpus.name, Corpus.n_descriptions).where(Corpus.status == CorpusStatus.COMPLETE)).all())
+    assert got == {"big": 200, "small": 12}
+    assert main([*base, "index", "verify"]) == 0
+
+
+def test_a_true_conflict_is_one_clear_message_and_keeps_the_store_whole(db_url: str, db: Database, home: Path,
+                                                                        tmp_path: Path, minilm: Any,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two ingests of the same name: the one that publishes second (without --replace) gets one clear line; the
+    store holds the first one's corpus, whole, and nothing of the loser."""
+    from unibind.indexer.readers.corpus import read_corpus
+    from unibind.indexer.store.ingest import IngestConfig, ingest
+    from unibind.schema import Segment
+
+    paused = PausedWrites(monkeypatch)
+    data = read_corpus(write_json(tmp_path / "x1.json", corpus("x", 6, 5)))
+    outcome = paused.run(lambda: ingest(db, data, IngestConfig(name="x", encoder="minilm"), home=home,
+                                        device=minilm.device, encoder=minilm))
+    assert paused.entered.wait(120), outcome
+    other = write_json(tmp_path / "x2.json", corpus("x", 3, 2))
+    proc = subprocess.run(command(db_url, home, "ingest", str(other), "--name", "x", "--encoder", "minilm"),
+                          capture_output=True, text=True, timeout=300)
+    # the second one was refused at once: the first is still ingesting under that name
+    assert proc.returncode == 3 and "is being ingested by process" in proc.stderr, proc.stderr
+    paused.release.set()
+    paused.thread.join(120)  # type: ignore[union-attr]
+    assert "error" not in outcome, outcome.get("error")
+    with db.session() as s:
+        assert dict(s.execute(select(Corpus.name, Corpus.n_descriptions)).all()) == {"x": 30}
+        assert s.scalar(select(func.count(Segment.id))) == 1
+    assert main(["--db", db_url, "--home", str(home), "index", "verify"]) == 0

@@ -19,7 +19,7 @@ from unibind.indexer.encoders.base import Encoder
 from unibind.indexer.store.ingest import IngestConfig, ingest
 from unibind.indexer.runtime.vectors import from_bytes
 from unibind.retrieval.search.cross_modal import CrossModalSearch, Hit
-from unibind.schema import Corpus, CorpusStatus, Database, Description, IndexFile, Space
+from unibind.schema import Corpus, CorpusStatus, Database, Description, Segment, Space
 from tests.corpus_samples import ANIMALS, VEHICLES, write_json, write_jsonl
 
 
@@ -107,10 +107,12 @@ def test_incremental_add_does_not_reencode(db: Database, home: Path, tmp_path: P
     assert sorted(counting.seen) == sorted(t for v in VEHICLES.values() for t in v)
     after = description_index(db, _space(db), home, minilm.device).load()
     assert set(before.ids()) < set(after.ids()) and after.ntotal == len(_stored(db))
-    with db.session() as s:
-        assert s.scalar(select(func.count(IndexFile.id))) == 1  # the record of the file that serves, no history
     index = description_index(db, _space(db), home, minilm.device)
-    assert [p.name for p in index.folder.glob("*.faiss")] == [index.path.name]  # the superseded file is gone
+    with db.session() as s:  # the second ingest added a segment of its own corpus: nothing was rewritten
+        segments = index.segments(s)
+        assert [seg.n_vectors for seg in segments] == [len(before.ids()), len(after.ids()) - len(before.ids())]
+        assert s.scalar(select(func.count(Segment.id))) == 2  # no history, no unfinished segment
+    assert sorted(p.name for p in index.folder.glob("*.faiss")) == sorted(Path(seg.path).name for seg in segments)
 
 
 def test_name_conflict_replace_and_delete(db: Database, home: Path, tmp_path: Path, minilm: Encoder) -> None:
@@ -139,25 +141,24 @@ def test_hnsw_factory_delete_rebuilds(db: Database, home: Path, tmp_path: Path, 
     _ingest(db, home, write_json(tmp_path / "v.json", VEHICLES), "vehicles", minilm)
     with db.session() as s:
         animals = s.scalars(select(Corpus.id).where(Corpus.name == "animals")).one()
-    delete_corpus(db, animals, home, minilm.device)  # HNSW cannot remove ids: rebuilt from the store
+    delete_corpus(db, animals, home, minilm.device)  # HNSW cannot remove ids: its segment is dropped whole
     index = description_index(db, _space(db), home, minilm.device)
     assert index.verify().ok
     with db.session() as s:
-        assert index.record(s).factory == "HNSW16"
+        assert index.configured_factory(s) == "HNSW16"
 
 
 def test_verify_detects_stale_file_and_rebuild_repairs(db: Database, home: Path, tmp_path: Path, minilm: Encoder) -> None:
     _ingest(db, home, write_json(tmp_path / "a.json", ANIMALS), "animals", minilm)
-    index = description_index(db, _space(db), home, minilm.device)
-    old = tmp_path / "old.faiss"
-    shutil.copy(index.path, old)
     _ingest(db, home, write_json(tmp_path / "v.json", VEHICLES), "vehicles", minilm)
-    shutil.copy(old, index.path)  # an older file put back: it disagrees with the store
+    index = description_index(db, _space(db), home, minilm.device)
+    first, second = index.files()
+    shutil.copy(first, second)  # another segment's file in its place: it disagrees with its record and the store
     check = index.verify()
-    assert not check.ok and any("ids differ from the store" in p for p in check.problems)
+    assert not check.ok and any("bytes, the record says" in p for p in check.problems), check.problems
     with pytest.raises(StaleIndexError, match="unibind index rebuild"):
         _searcher(db, home, minilm)
-    index.path.unlink()
+    second.unlink()
     assert any("missing" in p for p in index.verify().problems)
     rec = index.rebuild("IVF2,Flat")
     assert rec.factory == "IVF2,Flat" and rec.n_vectors == len(_stored(db))
@@ -169,7 +170,7 @@ def test_reap_removes_dead_ingests_only_and_hidden_until_complete(db: Database, 
                                                                    minilm: Encoder) -> None:
     from datetime import datetime, timedelta, timezone
 
-    from unibind.indexer.store.lease import current_owner
+    from unibind.indexer.runtime.lease import current_owner
 
     _ingest(db, home, write_json(tmp_path / "a.json", ANIMALS), "animals", minilm)
     now = datetime.now(timezone.utc)
@@ -253,7 +254,7 @@ def test_same_size_file_with_other_ids_is_stale(db: Database, home: Path, tmp_pa
     store = index.load()
     forged = VectorStore.create(store.dim, minilm.device)
     forged.add(store.ids() + 1000, np.stack([v for _, v in _stored(db).values()]))  # same count, other ids
-    forged.save(index.path)
+    forged.save(index.files()[0])
     with pytest.raises(StaleIndexError, match="not the 10 of dim 384 with the ids its record names"):
         index.load()
     assert not index.verify().ok
@@ -265,7 +266,14 @@ def test_failed_ingest_leaves_no_space_and_bad_factory_fails_first(db: Database,
     with pytest.raises(ValueError, match="factory string 'Bogus' is not valid"):
         _ingest(db, home, path, "animals", counting, factory="Bogus")
     assert counting.seen == []  # rejected before anything was encoded
-    with pytest.raises(ValueError, match="needs at least 64 vectors to train"):
-        _ingest(db, home, path, "animals", counting, factory="IVF64,Flat")
-    with db.session() as s:  # the failed ingest took its new space with it
+    from unibind.indexer.index.data_home import DataHome
+
+    folder = DataHome(db, home).index_dir
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.write_text("a file where the index folder should be")  # the segment cannot be written
+    with pytest.raises(OSError):
+        _ingest(db, home, path, "animals", counting)
+    assert counting.seen  # it failed after encoding, when it wrote its segment
+    with db.session() as s:  # the failed ingest took its new space with it, and its segment's record
         assert s.scalar(select(func.count(Space.id))) == 0 and s.scalar(select(func.count(Corpus.id))) == 0
+        assert s.scalar(select(func.count(Segment.id))) == 0

@@ -23,13 +23,14 @@ from sqlalchemy import func, select
 
 from unibind.indexer.index.milvus_backend import MilvusBackend, close_shared
 from unibind.indexer.index.milvus_index import collection_prefix
+from unibind.indexer.index.vector_store import VectorStore
 from unibind.indexer.runtime.device import Device
 from unibind.indexer.store.contents import description_index
 from unibind.retrieval.cli.main import main
 from unibind.retrieval.recognition.backend_engine import BackendEngine
 from unibind.retrieval.recognition.recognizer import Recognizer
 from unibind.retrieval.search.cross_modal import CrossModalSearch, SearchFilter
-from unibind.schema import Database, IndexFile, Item, Space
+from unibind.schema import Database, Item, Segment, Space
 from unibind.schema.settings import parse_vectors_spec
 from tests.corpus_samples import ANIMALS, VEHICLES, write_json
 from tests.test_gallery import FILTERS, N, audio_space, exact_top, gallery_rows, reference, write_gallery
@@ -75,9 +76,13 @@ def collections(db: Database, vectors: str) -> list[str]:
         return b.collections(collection_prefix(db.identity))
 
 
-def records(db: Database) -> dict[str, str]:
+def records(db: Database) -> dict[str, list[str]]:
+    """{index kind: the paths of its live segments, oldest first}."""
+    out: dict[str, list[str]] = {}
     with db.session() as s:
-        return {r.kind: r.path for r in s.scalars(select(IndexFile))}
+        for r in s.scalars(select(Segment).where(Segment.dropped_version.is_(None)).order_by(Segment.id)):
+            out.setdefault(r.kind, []).append(r.path)
+    return out
 
 
 def test_gallery_on_milvus_equals_the_exact_reference(mdb: Database, db_url: str, home: Path, tmp_path: Path,
@@ -89,7 +94,7 @@ def test_gallery_on_milvus_equals_the_exact_reference(mdb: Database, db_url: str
                          "--meta", str(meta), "--json", capsys=capsys)
     assert code == 0, err
     assert (json.loads(out)["total"], json.loads(out)["factory"]) == (N, "FLAT")
-    assert records(mdb)[f"items:{setup.modality_id}"].startswith("milvus:")
+    assert [p[:7] for p in records(mdb)[f"items:{setup.modality_id}"]] == ["milvus:"]  # one segment: a collection
 
     ref = reference(raw, setup.w, setup.b)
     ids = np.arange(1, N + 1, dtype=np.int64)
@@ -97,7 +102,7 @@ def test_gallery_on_milvus_equals_the_exact_reference(mdb: Database, db_url: str
     with mdb.session() as s:
         space = s.scalars(select(Space)).one()
     search = CrossModalSearch(mdb, home, Device(), space, "audio")
-    assert type(search.store).__name__ == "MilvusIndex"
+    assert [type(p.store).__name__ for p in search.store.parts] == ["MilvusIndex"]
     hits = search.search(queries, k=7)
     want_s, want_i = exact_top(queries, ids, ref, 7)
     assert [[h.id for h in row] for row in hits] == want_i.tolist()
@@ -144,7 +149,7 @@ def test_descriptions_on_milvus_verify_rebuild_and_move(mdb: Database, db_url: s
     code, out, err = run(db_url, home, vectors, "index", "verify", "--json", capsys=capsys)
     assert code == 0, err
     check = json.loads(out)[0]
-    assert check["ok"] and check["file"] == check["store"] and "collection ub_" in check["location"]
+    assert check["ok"] and check["file"] == check["store"] and check["location"].startswith("Milvus at ")
 
     filters = (["--label", "goldfish"], ["--where", "corpus=animals"], ["--label", "tench", "--where", "corpus=animals"],
                ["--label", "no such category"], ["--where", "corpus=nothing"])
@@ -193,7 +198,7 @@ def test_descriptions_on_milvus_verify_rebuild_and_move(mdb: Database, db_url: s
     assert code == 0 and json.loads(out)[0]["ok"]
 
     # a lost collection is reported and repaired by one command
-    name = records(mdb)["descriptions"].removeprefix("milvus:")
+    [name] = [p.removeprefix("milvus:") for p in records(mdb)["descriptions"]]
     with MilvusBackend(uri(vectors), None, 1) as b:
         b.drop_collection(name)
     code, out, _ = run(db_url, home, vectors, "index", "verify", capsys=capsys)
@@ -206,52 +211,57 @@ def test_descriptions_on_milvus_verify_rebuild_and_move(mdb: Database, db_url: s
     assert code == 0, out
 
 
-def test_each_publish_is_a_new_collection_and_readers_keep_theirs(mdb: Database, db_url: str, home: Path,
-                                                                  tmp_path: Path, vectors: str,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_each_write_is_a_new_collection_and_readers_keep_theirs(mdb: Database, db_url: str, home: Path,
+                                                                tmp_path: Path, vectors: str,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Each ingest uploads a collection of its own rows (a segment); a collection no record names (a killed write's)
+    goes with the next write; a reader pinned to an older version (its lease held) keeps searching the collections
+    of that version after a delete, and they go once no reader needs them."""
+    from unibind.indexer.index.readers import ReaderLeaseHolder
+    from unibind.schema.store_state import catalog_state
+
     animals, vehicles = write_json(tmp_path / "a.json", ANIMALS), write_json(tmp_path / "v.json", VEHICLES)
     code, _, err = run(db_url, home, vectors, "ingest", str(animals), "--name", "animals", "--encoder", "minilm",
-                         capsys=capsys)
+                       capsys=capsys)
     assert code == 0, err
     with mdb.session() as s:
-        space = s.scalars(select(Space)).one()
+        space, version = s.scalars(select(Space)).one(), catalog_state(s)[0]
     index = description_index(mdb, space, home, Device())
-    first = records(mdb)["descriptions"]
-    reader = index.load()  # a reader (a replica) that opened the first version
-    n_first = reader.ntotal
+    [first] = records(mdb)["descriptions"]
+    reader = CrossModalSearch(mdb, home, Device(), space, "descriptions", version=version)  # a replica, pinned
+    n_first = reader.store.ntotal
     q = np.random.default_rng(0).standard_normal((2, space.dim)).astype(np.float32)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
-    before = reader.search(q, 5)
+    before = [[(h.id, h.text) for h in row] for row in reader.search(q, 5)]
 
-    # a write killed after its upload left a collection that no record names (its transaction never committed)
-    with index.lock():
-        orphan_store = index.build_from_store()
-        with mdb.session() as s:
-            ids = orphan_store.ids()
-            orphan = index.place.write(index.index_name, orphan_store, "FLAT", ids, index.fields_of(s, ids)).path
+    # a write killed after its upload left a collection that no record names (it never published)
+    orphan_store = VectorStore.from_vectors(space.dim, Device(), "Flat", np.array([10_000]), q[:1])
+    orphan = index.place.new_path(index.index_name)
+    index.place.write(orphan, orphan_store, "FLAT", np.array([10_000]), {"category": np.array([1]),
+                                                                       "corpus": np.array([1])})
+    assert orphan.removeprefix("milvus:") in collections(mdb, vectors)
 
+    lease = ReaderLeaseHolder(mdb)
+    lease.hold(version)
     code, _, err = run(db_url, home, vectors, "ingest", str(vehicles), "--name", "vehicles", "--encoder", "minilm",
-                         capsys=capsys)
+                       capsys=capsys)
     assert code == 0, err
-    second = records(mdb)["descriptions"]
     assert orphan.removeprefix("milvus:") not in collections(mdb, vectors)  # what the killed write left went
-    assert second != first and second.startswith("milvus:ub_")
+    [again, second] = records(mdb)["descriptions"]
+    assert again == first and second.startswith("milvus:ub_")  # the first segment was not rewritten
     fresh = index.load()
     with mdb.session() as s:
-        n_store = index.store_ids(s).size
-    assert fresh.ntotal == n_store > n_first and reader.ntotal == n_first
-    for a, b in zip(reader.search(q, 5), before):  # the first version is whole and unchanged
-        np.testing.assert_array_equal(a, b)
-    slug = f"s{space.id}_descriptions_"
-    # the current version and the one it replaced (named by the record kept for replicas), whatever the clocks say
-    assert sorted(c for c in collections(mdb, vectors) if slug in c) == sorted(
-        [first.removeprefix("milvus:"), second.removeprefix("milvus:")])
-
+        assert fresh.ntotal == index.store_count(s) > n_first
     code, _, err = run(db_url, home, vectors, "corpus", "delete", "animals", capsys=capsys)
     assert code == 0, err
-    names = [c for c in collections(mdb, vectors) if slug in c]
-    assert names == sorted([first.removeprefix("milvus:"), second.removeprefix("milvus:"),
-                            records(mdb)["descriptions"].removeprefix("milvus:")])[1:]  # the oldest went
+    slug = f"s{space.id}_descriptions_"
+    live = sorted(c for c in collections(mdb, vectors) if slug in c)
+    assert live == sorted([first.removeprefix("milvus:"), second.removeprefix("milvus:")])  # kept for the reader
+    assert [[(h.id, h.text) for h in row] for row in reader.search(q, 5)] == before  # its version, whole
+    lease.close()
+    code, _, err = run(db_url, home, vectors, "index", "compact", capsys=capsys)  # the vacuum runs
+    assert code == 0, err
+    assert sorted(c for c in collections(mdb, vectors) if slug in c) == [second.removeprefix("milvus:")]
 
 
 def test_recognition_on_milvus_equals_the_dense_engine(mdb: Database, db_url: str, home: Path, tmp_path: Path,

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_new_database_is_migrated_on_first_use(db: Database) -> None:
     assert current_revision(db.engine) == head_revision()
-    assert {"spaces", "corpora", "categories", "descriptions", "index_files", "alembic_version"} <= set(db.table_names())
+    assert {"spaces", "corpora", "categories", "descriptions", "segments", "tombstones", "item_batches", "reader_leases",
+            "alembic_version"} <= set(db.table_names())
 
 
 def test_alembic_check_is_clean(db_url: str) -> None:
@@ -83,8 +84,8 @@ def test_bad_database_urls(tmp_path: Path) -> None:
         Database("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
 
 
-INTEGER_KEYED = ("spaces", "corpora", "categories", "descriptions", "index_files", "centres", "centre_members",
-                 "modalities", "heads", "items")
+INTEGER_KEYED = ("spaces", "corpora", "categories", "descriptions", "segments", "centres", "centre_members",
+                 "modalities", "heads", "items", "item_batches", "reader_leases")
 
 
 def _autoincrement_tables(db: Database) -> set[str]:
@@ -120,7 +121,7 @@ def test_sqlite_tables_never_reuse_ids_also_after_migrating(tmp_path: Path) -> N
     assert set(INTEGER_KEYED) <= _autoincrement_tables(old)
     with old.engine.begin() as c:  # nothing cascaded away while parents were rebuilt
         assert c.execute(text("SELECT count(*) FROM descriptions")).scalar() == 2
-        assert c.execute(text("SELECT count(*) FROM index_files")).scalar() == 1
+        assert c.execute(text("SELECT count(*) FROM segments")).scalar() == 1  # the one file: its first segment
         c.execute(text("DELETE FROM descriptions WHERE id = 2"))
         c.execute(text("INSERT INTO descriptions (corpus_id, category_id, text, text_hash, vector) "
                        "VALUES (1, 1, 'z', 'h3', :v)"), {"v": b"\0" * 16})

@@ -263,70 +263,73 @@ def test_queries_answer_from_the_old_catalog_while_the_new_one_is_built(served: 
     assert r.status_code == 200 and set(r.json()[0]["labels"]) == set(ANIMALS) | set(BOATS)
 
 
-def test_queries_run_side_by_side_and_a_deletion_waits_for_them(served: TestClient, db_url: str, home: Path,
-                                                                tmp_path: Path) -> None:
-    """The deletion gate: held shared (a query in flight), other queries still run and a deletion waits; once it
-    runs, queries sent after it never see the deleted corpus."""
+class HeldQuery:
+    """A query in flight: it took its snapshot and holds it (as a slow query does) until released."""
+
+    def __init__(self, state: Any) -> None:
+        self.state, self.taken, self.release = state, threading.Event(), threading.Event()
+        self.snapshot: Any = None
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+        assert self.taken.wait(30)
+
+    def _run(self) -> None:
+        with self.state.query() as snapshot:
+            self.snapshot = snapshot
+            self.taken.set()
+            self.release.wait(120)
+
+    def texts(self, query: str, k: int) -> list[tuple[int, str | None, str | None]]:
+        """The held snapshot's own search, answered from its catalog version."""
+        vectors = self.snapshot.encoder().encode_text([query])
+        return [(h.id, h.label, h.text) for h in self.snapshot.search("descriptions").search(vectors, k)[0]]
+
+    def done(self) -> None:
+        self.release.set()
+        self.thread.join(30)
+
+
+def test_a_deletion_never_waits_for_queries_in_flight(served: TestClient, db_url: str, home: Path,
+                                                      tmp_path: Path) -> None:
+    """A query in flight keeps its catalog version: the DELETE does not wait for it, the query goes on answering
+    from the deleted corpus whole (texts included: the reader lease keeps those rows), and queries sent after the
+    DELETE returned never see the corpus."""
     state = served.app.state.service  # type: ignore[attr-defined]
     cli(db_url, home, "ingest", str(write_json(tmp_path / "boats.json", BOATS)), "--name", "boats")
-    results: dict[str, Any] = {}
-    in_flight = threading.Event()
-    release = threading.Event()
-
-    def long_query() -> None:
-        with state.deletion_gate.shared():  # a query that has started and not finished
-            in_flight.set()
-            release.wait(30)
-
-    holder = threading.Thread(target=long_query)
-    holder.start()
-    assert in_flight.wait(10)
-    r = served.post("/v1/recognize", json={"texts": ["a sailing boat"], "k": 3})  # shares the lock: answers ...
-    assert r.status_code == 200 and r.json()[0]["labels"][0] in BOATS
-    assert holder.is_alive() and not release.is_set()  # ... while the other query is still in flight
-    deleter = threading.Thread(target=lambda: results.update(delete=served.delete("/v1/corpora/boats")))
-    deleter.start()
-    deadline = time.monotonic() + 30
-    while state.deletion_gate._writers_waiting != 1:  # the deletion has arrived and waits ...
-        assert time.monotonic() < deadline and deleter.is_alive()
-        time.sleep(0.005)
-    assert "delete" not in results and n_corpora(db_url) == 2  # ... without having deleted anything
-    release.set()
-    holder.join(10)
-    deleter.join(60)
-    assert results["delete"].status_code == 200, results["delete"].text
-    assert state._snapshot.signature == state.signature()  # the service moved on before the DELETE returned
-    r = served.post("/v1/recognize", json={"texts": ["a sailing boat"], "k": 100})
-    assert set(r.json()[0]["labels"]) == set(ANIMALS)
+    state.refresh()
+    held = HeldQuery(state)
+    try:
+        before = held.texts("a sailing boat", 4)
+        assert len(before) == 4 and all(label in BOATS for _, label, _ in before)
+        r = served.delete("/v1/corpora/boats")  # answered while the query is still in flight
+        assert r.status_code == 200, r.text
+        assert held.thread.is_alive() and n_corpora(db_url) >= 1
+        assert state._snapshot.signature == state.signature()  # the service moved on before the DELETE returned
+        assert held.texts("a sailing boat", 4) == before  # the held query: its version, whole
+        r = served.post("/v1/recognize", json={"texts": ["a sailing boat"], "k": 100})
+        assert set(r.json()[0]["labels"]) == set(ANIMALS)
+        hits = served.post("/v1/search", json={"texts": ["a sailing boat"], "k": 100}).json()[0]["hits"]
+        assert {h["label"] for h in hits} == set(ANIMALS)
+    finally:
+        held.done()
 
 
-def test_a_replacing_upload_waits_for_queries_in_flight(served: TestClient, db_url: str) -> None:
-    """replace=true removes the old corpus in its publish commit: like DELETE, the publish waits for the queries
-    in flight, and the job says done only once the service has moved to the new catalog."""
+def test_a_replacing_upload_never_waits_for_queries_in_flight(served: TestClient, db_url: str) -> None:
+    """replace=true retires the old corpus in its publish commit: the job does not wait for the queries in flight,
+    which keep answering from the old corpus whole, and it says done once the service has moved to the new
+    catalog."""
     state = served.app.state.service  # type: ignore[attr-defined]
-    release = threading.Event()
-    in_flight = threading.Event()
-
-    def long_query() -> None:
-        with state.deletion_gate.shared():
-            in_flight.set()
-            release.wait(30)
-
-    holder = threading.Thread(target=long_query)
-    holder.start()
-    assert in_flight.wait(10)
-    r = upload(served, jsonl(BOATS), "kb.jsonl", name="kb", replace="true")
-    assert r.status_code == 202, r.text
-    deadline = time.monotonic() + 60
-    while state.deletion_gate._writers_waiting != 1:  # encoded and written, the publish waits for the reader
-        assert time.monotonic() < deadline, served.get(r.json()["status_url"]).json()
-        time.sleep(0.005)
-    job = served.get(r.json()["status_url"]).json()
-    assert job["state"] == "running" and holder.is_alive()
-    release.set()
-    holder.join(10)
-    job = wait(served, r.json()["job"])
-    assert job["state"] == "done", job
-    assert state._snapshot.signature == state.signature()
-    r = served.post("/v1/recognize", json={"texts": ["a fish"], "k": 100})
-    assert set(r.json()[0]["labels"]) == set(BOATS)
+    held = HeldQuery(state)
+    try:
+        before = held.texts("a dog", 5)
+        assert len(before) == 5 and all(label in ANIMALS for _, label, _ in before)
+        r = upload(served, jsonl(BOATS), "kb.jsonl", name="kb", replace="true")
+        assert r.status_code == 202, r.text
+        job = wait(served, r.json()["job"])
+        assert job["state"] == "done", job
+        assert held.thread.is_alive() and state._snapshot.signature == state.signature()
+        assert held.texts("a dog", 5) == before
+        r = served.post("/v1/recognize", json={"texts": ["a fish"], "k": 100})
+        assert set(r.json()[0]["labels"]) == set(BOATS)
+    finally:
+        held.done()

@@ -53,7 +53,7 @@ def test_flag_beats_environment_beats_default(tmp_path: Path) -> None:
         "fp16": "environment",
         "encoder": "flag", "api_key": "default", "host": "default", "port": "flag", "max_batch": "default",
         "max_k": "default", "max_labels": "default", "max_upload_mb": "environment", "max_image_pixels": "default",
-        "llm_base_url": "default", "llm_api_key": "default"}
+        "max_queued_uploads": "default", "llm_base_url": "default", "llm_api_key": "default"}
     d = Settings.resolve(environ={})
     assert (d.home, d.device, d.fp16, d.encoder, d.port, d.max_k) == (
         (Path.cwd() / "unibind-data").resolve(), "auto", False, None, 8000, DEFAULT_MAX_K)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from unibind.schema import Database, Head, IndexFile
+from unibind.schema import Database, Head, Segment
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class DataHome:
 def adopt(db: Database, data: DataHome) -> None:
     """Move the folders of an older store (named by a URL hash) to the store id and make its paths relative."""
     with db.session() as session:
-        absolute = [(IndexFile, i, p) for i, p in session.execute(select(IndexFile.id, IndexFile.path)) if Path(p).is_absolute()]
+        absolute = [(Segment, i, p) for i, p in session.execute(select(Segment.id, Segment.path)) if Path(p).is_absolute()]
         absolute += [(Head, i, p) for i, p in session.execute(select(Head.id, Head.path)) if Path(p).is_absolute()]
     if not absolute:
         return
@@ -71,7 +71,7 @@ def adopt(db: Database, data: DataHome) -> None:
                 log.warning("moved %s to %s (folders are now named by the store's identity)", old, new)
         updates: list[tuple[type, int, str]] = []
         for model, row_id, stored in absolute:
-            kind = "indexes" if model is IndexFile else "heads"
+            kind = "indexes" if model is Segment else "heads"
             path = Path(stored)
             candidates = [path, data.root / kind / data.store_id / path.name]
             found = next((c for c in candidates if c.is_file() and Path(os.path.abspath(c)).is_relative_to(data.root)),

@@ -1,23 +1,25 @@
-"""The FAISS file of a space's descriptions: derived state, recorded, checked, rebuildable from the store.
+"""The description index of a space: the segments holding the vectors of its complete corpora.
 
-Only descriptions of *complete* corpora are in the file. The file's ``IndexFile`` record says what it holds
-(corpora, id digest, count, file digest and size); loading compares that with the store, and ``verify`` also
-re-hashes the file and re-reads its ids.
+Each ingest writes one segment holding its corpus alone, so deleting (or replacing) a corpus drops that segment;
+once compaction has merged it with others, its rows are tombstoned in the merged segment instead. The write groups
+of a description index are its corpora: a segment's ``group_ids`` say which corpora it holds, and a corpus is
+always in exactly one live segment.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from unibind.indexer.index.data_home import DataHome
+from unibind.indexer.index.segments import IndexCheck, SegmentedIndex, StaleIndexError, columns_by_id
 from unibind.indexer.runtime.device import Device
-from unibind.indexer.index.stamped import IndexCheck, StaleIndexError, StampedIndex, columns_by_id, read_vectors
-from unibind.indexer.index.vector_store import VectorStore
-from unibind.schema import Corpus, CorpusStatus, Database, Description, IndexFile, Space
+from unibind.schema import Corpus, Database, Description, Segment, Space
+from unibind.schema.versions import corpus_visible
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,7 @@ KIND = "descriptions"
 __all__ = ["DescriptionIndex", "IndexCheck", "StaleIndexError"]
 
 
-class DescriptionIndex(StampedIndex):
+class DescriptionIndex(SegmentedIndex):
     """The description index of one space, bound to a database, a data folder and a device."""
 
     def __init__(self, db: Database, space: Space, data: DataHome, device: Device) -> None:
@@ -45,60 +47,60 @@ class DescriptionIndex(StampedIndex):
         return {name: np.asarray(values, dtype=np.int64) for name, values in cols.items()}
 
     # -- what the store says ------------------------------------------------------------------------
-    def complete_corpora(self, session: Session) -> dict[int, int]:
-        """{corpus id: description count} of the space's complete corpora."""
-        stmt = select(Corpus.id, Corpus.n_descriptions).where(
-            Corpus.space_id == self.space_id, Corpus.status == CorpusStatus.COMPLETE
-        )
+    def visible_corpora(self, session: Session, version: int | None = None) -> dict[int, int]:
+        """{corpus id: description count} of the space's corpora a reader at ``version`` (None: now) sees."""
+        stmt = select(Corpus.id, Corpus.n_descriptions).where(Corpus.space_id == self.space_id, corpus_visible(version))
         return {cid: n for cid, n in session.execute(stmt)}
 
-    def store_ids(self, session: Session) -> np.ndarray:
-        stmt = (
-            select(Description.id)
-            .join(Corpus, Description.corpus_id == Corpus.id)
-            .where(Corpus.space_id == self.space_id, Corpus.status == CorpusStatus.COMPLETE)
-        )
+    def store_ids(self, session: Session, version: int | None = None) -> np.ndarray:
+        stmt = (select(Description.id).join(Corpus, Description.corpus_id == Corpus.id)
+                .where(Corpus.space_id == self.space_id, corpus_visible(version)))
         return np.fromiter(session.scalars(stmt), dtype=np.int64)
 
-    def _corpus_ids(self, session: Session) -> list[int]:
-        return list(self.complete_corpora(session))
+    def store_count(self, session: Session, version: int | None = None) -> int:
+        return int(sum(self.visible_corpora(session, version).values()))
 
-    def _stamp_problems(self, session: Session, rec: IndexFile | None) -> list[str]:
-        corpora = self.complete_corpora(session)
-        if rec is None:
-            return ["no index file has been recorded for this space"] if corpora else []
+    def rows(self, version: int | None = None) -> Select[Any]:
+        return (select(Description.id, Description.vector).join(Corpus, Description.corpus_id == Corpus.id)
+                .where(Corpus.space_id == self.space_id, corpus_visible(version)).order_by(Description.id))
+
+    def _key(self) -> Any:
+        return Description.id
+
+    def groups_at(self, session: Session, version: int | None) -> list[int]:
+        return sorted(self.visible_corpora(session, version))
+
+    def deleted_since(self, session: Session, version: int, ids: np.ndarray) -> np.ndarray:
+        stmt = (select(Description.id).join(Corpus, Description.corpus_id == Corpus.id)
+                .where(Corpus.space_id == self.space_id, Corpus.deleted_version > version))
+        gone = np.fromiter(session.scalars(stmt), dtype=np.int64)
+        return np.intersect1d(gone, ids)
+
+    def _stamp_problems(self, session: Session, segments: list[Segment], version: int) -> list[str]:
+        corpora = self.visible_corpora(session, version)
+        held: dict[int, int] = {}
+        for seg in segments:
+            for cid in seg.group_ids or []:
+                held[cid] = held.get(cid, 0) + 1
         problems = []
-        if sorted(rec.corpus_ids) != sorted(corpora):
-            problems.append(f"file holds corpora {sorted(rec.corpus_ids)}, the store has complete corpora {sorted(corpora)}")
-        if rec.n_vectors != sum(corpora.values()):
-            problems.append(f"file holds {rec.n_vectors} vectors, the store has {sum(corpora.values())} descriptions")
+        missing = sorted(set(corpora) - set(held))
+        if missing:
+            problems.append(f"no segment holds corpora {missing}")
+        twice = sorted(c for c, n in held.items() if n > 1)
+        if twice:
+            problems.append(f"corpora {twice} are in more than one segment")
         return problems
 
-    # -- write ----------------------------------------------------------------------------------
-    def build_from_store(
-        self, factory: str | None = None, *, exclude_corpus: int | None = None, progress: bool | None = None
-    ) -> VectorStore:
-        """A new index from the stored vectors of complete corpora (no encoding), less ``exclude_corpus``."""
-        with self.db.session() as session:
-            factory = factory or self.factory(session)
-            stmt = (
-                select(Description.id, Description.vector)
-                .join(Corpus, Description.corpus_id == Corpus.id)
-                .where(Corpus.space_id == self.space_id, Corpus.status == CorpusStatus.COMPLETE)
-                .order_by(Description.id)
-            )
-            if exclude_corpus is not None:
-                stmt = stmt.where(Corpus.id != exclude_corpus)
-            ids, vectors = read_vectors(session, stmt, self.dim, total=sum(self.complete_corpora(session).values()),
-                                        desc="read vectors", progress=progress)
-        return self.new_store(factory, ids, vectors)
-
-    def without_corpus(self, corpus_id: int) -> VectorStore:
-        """The current index less one corpus's vectors (removed, or rebuilt without them when the index
-        type cannot remove ids); call under lock()."""
-        store = self.current_or_rebuilt()
-        with self.db.session() as session:
-            ids = np.fromiter(session.scalars(select(Description.id).where(Description.corpus_id == corpus_id)), dtype=np.int64)
-        if not store.remove(ids):
-            store = self.build_from_store(store.factory, exclude_corpus=corpus_id)
-        return store
+    # -- removal, in the publishing transaction --------------------------------------------------------
+    def remove_corpus(self, session: Session, corpus_id: int, version: int) -> int:
+        """Take a corpus out of the index at ``version``: drop the segment that holds it alone, or tombstone its
+        rows in the segment it was merged into. Returns the tombstones written."""
+        written = 0
+        for seg in self.holders(session, corpus_id):
+            if list(seg.group_ids) == [corpus_id]:
+                self.drop(session, [seg], version)
+                continue
+            ids = np.fromiter(session.scalars(select(Description.id).where(Description.corpus_id == corpus_id)),
+                              dtype=np.int64)
+            written += self.tombstone(session, ids, version, [seg])
+        return written

@@ -1,12 +1,10 @@
-"""Stamped indexes in Milvus: each published version is a collection of its own, named by the record that
-publishes it (see ``unibind.indexer.index.places``).
+"""Index segments in Milvus: each segment's payload is a collection of its own, named by the segment's record
+(see ``unibind.indexer.index.places``).
 
-A version is written whole (the writer's in-memory index, uploaded and flushed) before the publishing transaction
-names it, so a query sees the collection its record names, complete. The record a publish replaces is kept (the
-one before it is deleted), so the version a replica read just before the publish stays until the next one.
-Collections no record names (superseded versions, what killed writes left) are dropped after the commit. The
-choice rests on the records alone, not on clocks. Collection names:
-``ub_<store id, 12 hex>_<index slug>_<13-digit ms timestamp>_<8 hex>``.
+A segment is registered before its collection is created and uploaded, so a collection that no record names is
+debris (what a killed write left) that the next write drops; a dropped segment's collection stays while a reader
+may still search it and goes with the vacuum. The choice rests on the records alone, not on clocks. Collection
+names: ``ub_<store id, 12 hex>_<index slug>_<13-digit ms timestamp>_<8 hex>``.
 """
 
 from __future__ import annotations
@@ -23,12 +21,12 @@ import numpy as np
 
 from unibind.indexer.index.backend import Filter
 
-from unibind.indexer.index.milvus_backend import INDEX_TYPES, READ_BATCH, MilvusBackend
+from unibind.indexer.index.milvus_backend import INDEX_PARAMS, INDEX_TYPES, READ_BATCH, MilvusBackend
 from unibind.schema.settings import VectorsSpec
 from unibind.indexer.index.places import MILVUS_PREFIX, IndexName, IndexPlace, Written, content_digest
 from unibind.indexer.index.vector_store import VectorStore
 from unibind.indexer.runtime.device import Device
-from unibind.schema import IndexFile
+from unibind.schema import Segment
 from unibind.schema.errors import Conflict, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -100,7 +98,6 @@ class MilvusPlace(IndexPlace):
     """The collections of one store at one Milvus (milvus-lite folder or server)."""
 
     keeps_fields = True
-    keeps_previous = True
 
     def __init__(self, spec: VectorsSpec, store_id: str, fields: Mapping[str, str]) -> None:
         assert spec.uri is not None
@@ -144,21 +141,28 @@ class MilvusPlace(IndexPlace):
             return b
 
     # -- the place -------------------------------------------------------------------------------------------
-    def check_factory(self, factory: str | None, rec: IndexFile | None) -> str:
+    def check_factory(self, factory: str | None, current: str | None) -> str:
         if factory:
             kind = factory.strip().upper()
             if kind not in INDEX_TYPES:
                 raise InvalidInput(f"--factory {factory!r}: a Milvus index type is one of {', '.join(INDEX_TYPES)} "
                                    "(FAISS factory strings apply to FAISS files)")
             return kind
-        return rec.factory if rec is not None and self.owns(rec.path) else DEFAULT_TYPE
+        return current or DEFAULT_TYPE
 
     def memory_factory(self, factory: str) -> str:
         return "Flat"  # the writer's copy is exact and flat; the collection's own index is ``factory``
 
-    def write(self, index: IndexName, store: VectorStore, factory: str, ids: np.ndarray,
+    def segment_factory(self, factory: str, dim: int, n: int) -> str:
+        nlist = INDEX_PARAMS.get(factory, {}).get("nlist")
+        return DEFAULT_TYPE if nlist is not None and n < 39 * nlist else factory
+
+    def new_path(self, index: IndexName) -> str:
+        return f"{MILVUS_PREFIX}{self.prefix}{index.slug}_{int(time.time() * 1000):013d}_{uuid.uuid4().hex[:8]}"
+
+    def write(self, path: str, store: VectorStore, factory: str, ids: np.ndarray,
               columns: Mapping[str, np.ndarray] | None = None) -> Written:
-        name = f"{self.prefix}{index.slug}_{int(time.time() * 1000):013d}_{uuid.uuid4().hex[:8]}"
+        name = self._collection(path)
         vectors = store.vectors_of(ids) if ids.size else np.empty((0, store.dim), np.float32)
         backend = self._backend(name, store.dim, factory, create=True)
         backend.upsert(ids, vectors, columns or {})
@@ -167,16 +171,16 @@ class MilvusPlace(IndexPlace):
         if n != ids.size:
             raise Conflict(f"Milvus collection {name} holds {n} rows after uploading {ids.size}")
         log.info("uploaded %d vectors to Milvus collection %s (%s)", ids.size, name, backend.index)
-        return Written(MILVUS_PREFIX + name, content_digest(ids, vectors), int(vectors.nbytes))
+        return Written(path, content_digest(ids, vectors), int(vectors.nbytes))
 
-    def _opened(self, rec: IndexFile, dim: int) -> MilvusBackend:
+    def _opened(self, rec: Segment, dim: int, factory: str = DEFAULT_TYPE) -> MilvusBackend:
         """The collection ``rec`` names (Conflict when it is missing, or has another dimension or columns)."""
-        return self._backend(self._collection(rec.path), dim, rec.factory)
+        return self._backend(self._collection(rec.path), dim, factory)
 
-    def open(self, rec: IndexFile, dim: int, device: Device) -> MilvusIndex:
-        return MilvusIndex(self._opened(rec, dim), rec.factory, rec.n_vectors)
+    def open(self, rec: Segment, dim: int, device: Device, factory: str) -> MilvusIndex:
+        return MilvusIndex(self._opened(rec, dim, factory), factory, rec.n_vectors)
 
-    def problems(self, rec: IndexFile, dim: int) -> list[str]:
+    def problems(self, rec: Segment, dim: int) -> list[str]:
         try:
             n = self._opened(rec, dim).count()
         except Conflict as e:
@@ -184,10 +188,10 @@ class MilvusPlace(IndexPlace):
         return [f"Milvus collection {self._collection(rec.path)} holds {n} vectors, the record says {rec.n_vectors}"
                 ] if n != rec.n_vectors else []
 
-    def contents(self, rec: IndexFile, dim: int, device: Device) -> tuple[np.ndarray | None, list[str]]:
+    def contents(self, rec: Segment, dim: int, device: Device, factory: str) -> tuple[np.ndarray | None, list[str]]:
         """Every key and vector read back: the keys, and whether their digest is the one recorded at upload."""
         try:
-            backend = self._opened(rec, dim)
+            backend = self._opened(rec, dim, factory)
         except Conflict:
             return None, []  # problems() said so
         ids = backend.ids()
@@ -195,14 +199,13 @@ class MilvusPlace(IndexPlace):
         parts = [backend.vectors(ids[s : s + READ_BATCH])[1] for s in range(0, ids.size, READ_BATCH)]
         vectors = np.concatenate(parts) if parts else np.empty((0, dim), np.float32)
         if content_digest(ids, vectors) != rec.file_sha256:
-            problems.append("the collection's vectors differ from those uploaded when it was written")
+            problems.append(f"Milvus collection {self._collection(rec.path)}: its vectors differ from those uploaded "
+                            "when it was written")
         return ids, problems
 
-    def unnamed(self, index: IndexName, records: list[IndexFile]) -> list[str]:
-        """Collections of the index that no record names: the record that serves and the one it replaced (kept
-        for replicas still reading it) are named; superseded versions and what killed writes left are not."""
-        named = {self._collection(r.path) for r in records if self.owns(r.path)}
-        return sorted(n for n in self._versions(index.slug) if n not in named)
+    def listing(self, index: IndexName) -> list[tuple[str, str]]:
+        """The collections of the index here, uploaded or being uploaded."""
+        return [(name, MILVUS_PREFIX + name) for name in self._versions(index.slug)]
 
     def remove(self, names: list[str]) -> None:
         for name in names:
@@ -210,5 +213,5 @@ class MilvusPlace(IndexPlace):
                 self._open.pop(name, None)  # a reader still holding it gets Milvus's "not found" as a Conflict
             self._any().drop_collection(name)
 
-    def describe(self, rec: IndexFile | None) -> str:
+    def describe(self, rec: Segment | None) -> str:
         return f"{self.label} collection {self._collection(rec.path)}" if rec is not None else f"{self.label}: nothing yet"

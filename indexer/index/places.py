@@ -1,14 +1,12 @@
-"""Where the published versions of a stamped index live: FAISS files in the data folder (the default) or Milvus
-collections (``--vectors milvus-lite:PATH`` / ``milvus://host:port``).
+"""Where the segments of an index live: FAISS files in the data folder (the default) or Milvus collections
+(``--vectors milvus-lite:PATH`` / ``milvus://host:port``).
 
-Both places publish the same way (``unibind.indexer.index.stamped``): every write makes a *new* version (a file
-``<stem>.<unique>.faiss``, or a collection ``ub_<store>_<stem>_<ms>_<unique>``), the store's ``IndexFile`` record
-is switched to name it in the publishing transaction, and versions no record names are removed afterwards. A
-query therefore sees the version its record names, whole, never half of a write, on either place.
-
-A record keeps ``path``: a path relative to the data folder (a file) or ``milvus:<collection>``. A record of the
-other place (an index written with FAISS files, read with ``--vectors milvus…``, or the reverse) is reported as
-stale with the command that moves it: ``unibind index rebuild`` (``unibind gallery rebuild``) under the new setting.
+A segment's payload is written once and never changed (``unibind.indexer.index.segments``): a file
+``<stem>.<unique>.faiss``, or a collection ``ub_<store>_<slug>_<ms>_<unique>``. Its ``Segment`` record names it
+(``path``: relative to the data folder, or ``milvus:<collection>``) before it is written, so a payload that no record
+names is debris that any writer may remove. A record of the other place (an index written with FAISS files, read
+with ``--vectors milvus…``, or the reverse) is reported as stale with the command that moves it: ``unibind index
+rebuild`` (``unibind gallery rebuild``) under the new setting.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -26,7 +23,7 @@ from unibind.indexer.index.files import sha256_file
 from unibind.indexer.index.vector_store import DEFAULT_FACTORY, VectorStore
 from unibind.indexer.runtime.device import Device
 from unibind.indexer.runtime.vectors import ids_digest
-from unibind.schema import IndexFile
+from unibind.schema import Segment
 
 MILVUS_PREFIX = "milvus:"  # a record path naming a Milvus collection
 
@@ -73,59 +70,64 @@ class Written:
 
 
 class IndexPlace(ABC):
-    """One kind of home for index versions (see the module docstring)."""
+    """One kind of home for segment payloads (see the module docstring)."""
 
     label: str  # for messages: "FAISS files", "Milvus at …"
-
-    @abstractmethod
-    def owns(self, stored: str) -> bool:
-        """Whether a record's path names a version of this place."""
-
-    @abstractmethod
-    def check_factory(self, factory: str | None, rec: IndexFile | None) -> str:
-        """The index type a write uses: ``factory`` when given (validated), else the type of the version ``rec``
-        names when it is one of this place's, else the place's default."""
-
-    @abstractmethod
-    def memory_factory(self, factory: str) -> str:
-        """The FAISS factory of the in-memory index a writer prepares for a version of type ``factory``."""
 
     # the place keeps each row's scalar fields as columns (Milvus), so a caller must give them to ``write``
     keeps_fields: bool = False
 
-    # the record a publish replaces stays (named, so kept) until the next one: readers on other hosts may still
-    # search the version it names (a FAISS reader holds its whole file in memory, so files need no such grace)
-    keeps_previous: bool = False
+    @abstractmethod
+    def owns(self, stored: str) -> bool:
+        """Whether a record's path names a payload of this place."""
 
     @abstractmethod
-    def write(self, name: IndexName, store: VectorStore, factory: str, ids: np.ndarray,
+    def check_factory(self, factory: str | None, current: str | None) -> str:
+        """The index type a write uses: ``factory`` when given (validated), else ``current`` (the type the index
+        was configured with here; None when new or recorded in the other place), else the place's default."""
+
+    @abstractmethod
+    def memory_factory(self, factory: str) -> str:
+        """The FAISS factory of the in-memory index a writer prepares for a payload of type ``factory``."""
+
+    @abstractmethod
+    def segment_factory(self, factory: str, dim: int, n: int) -> str:
+        """The type a segment of ``n`` vectors of an index configured as ``factory`` is built as: that type, or the
+        place's flat type when the segment is too small to train it well (fewer than 39 vectors per IVF list)."""
+
+    @abstractmethod
+    def new_path(self, name: IndexName) -> str:
+        """A record path no payload has used yet, for a new segment of the index ``name``."""
+
+    @abstractmethod
+    def write(self, path: str, store: VectorStore, factory: str, ids: np.ndarray,
               columns: Mapping[str, np.ndarray] | None = None) -> Written:
-        """Make ``store``'s rows a new durable version of the index ``name`` (named by no record yet); ``ids``:
-        ``store.ids()``; ``columns``: the rows' scalar fields aligned with ``ids`` (places that keep them)."""
+        """Make ``store``'s rows the durable payload ``path`` (which ``new_path`` gave); ``ids``: ``store.ids()``;
+        ``columns``: the rows' scalar fields aligned with ``ids`` (places that keep them)."""
 
     @abstractmethod
-    def open(self, rec: IndexFile, dim: int, device: Device) -> SearchIndex:
-        """The version ``rec`` names, ready to search."""
+    def open(self, rec: Segment, dim: int, device: Device, factory: str) -> SearchIndex:
+        """The payload ``rec`` names (built as ``factory``), ready to search."""
 
     @abstractmethod
-    def problems(self, rec: IndexFile, dim: int) -> list[str]:
-        """Cheap checks of the version ``rec`` names (it exists, its size or count)."""
+    def problems(self, rec: Segment, dim: int) -> list[str]:
+        """Cheap checks of the payload ``rec`` names (it exists, its size or count)."""
 
     @abstractmethod
-    def contents(self, rec: IndexFile, dim: int, device: Device) -> tuple[np.ndarray | None, list[str]]:
-        """The full check of a version: (its keys, or None when unreadable; what is wrong with it)."""
+    def contents(self, rec: Segment, dim: int, device: Device, factory: str) -> tuple[np.ndarray | None, list[str]]:
+        """The full check of a payload: (its keys, or None when unreadable; what is wrong with it)."""
 
     @abstractmethod
-    def unnamed(self, name: IndexName, records: list[IndexFile]) -> list[str]:
-        """Versions of the index ``name`` here that none of its ``records`` (newest first) names: what superseded
-        or failed writes left, which may go (see ``remove``)."""
+    def listing(self, name: IndexName) -> list[tuple[str, str]]:
+        """Every payload of the index ``name`` here, written or being written, as (what ``remove`` takes, the
+        record path that names it)."""
 
     @abstractmethod
-    def remove(self, names: list[str]) -> None:
-        """Remove versions ``unnamed`` listed."""
+    def remove(self, payloads: list[str]) -> None:
+        """Remove payloads ``listing`` gave."""
 
-    def describe(self, rec: IndexFile | None) -> str:
-        """Where the version ``rec`` names is, for people."""
+    def describe(self, rec: Segment | None) -> str:
+        """Where the payload ``rec`` names is, for people."""
         return rec.path if rec is not None else "nothing yet"
 
     def sync(self) -> None:
@@ -144,26 +146,33 @@ class FilePlace(IndexPlace):
     def owns(self, stored: str) -> bool:
         return not stored.startswith(MILVUS_PREFIX)
 
-    def check_factory(self, factory: str | None, rec: IndexFile | None) -> str:
+    def check_factory(self, factory: str | None, current: str | None) -> str:
         if factory:
             return factory  # make_index validates it when the in-memory index is made
-        return rec.factory if rec is not None and self.owns(rec.path) else DEFAULT_FACTORY
+        return current or DEFAULT_FACTORY
 
     def memory_factory(self, factory: str) -> str:
         return factory
 
-    def write(self, name: IndexName, store: VectorStore, factory: str, ids: np.ndarray,
-              columns: Mapping[str, np.ndarray] | None = None) -> Written:
+    def segment_factory(self, factory: str, dim: int, n: int) -> str:
+        from unibind.indexer.index.vector_store import training_size
+
+        return factory if n >= training_size(dim, factory) else DEFAULT_FACTORY
+
+    def new_path(self, name: IndexName) -> str:
         import uuid
 
-        path = self.folder / f"{name.stem}.{uuid.uuid4().hex[:16]}.faiss"
-        digest, size = store.save(path)  # durable, rename included, before the record names it
-        return Written(self.data.relative(path), digest, size)
+        return self.data.relative(self.folder / f"{name.stem}.{uuid.uuid4().hex[:16]}.faiss")
 
-    def open(self, rec: IndexFile, dim: int, device: Device) -> SearchIndex:
-        return VectorStore.load(self.data.resolve(rec.path), device, rec.factory)
+    def write(self, path: str, store: VectorStore, factory: str, ids: np.ndarray,
+              columns: Mapping[str, np.ndarray] | None = None) -> Written:
+        digest, size = store.save(self.data.resolve(path))  # durable, rename included, before it is published
+        return Written(path, digest, size)
 
-    def problems(self, rec: IndexFile, dim: int) -> list[str]:
+    def open(self, rec: Segment, dim: int, device: Device, factory: str) -> SearchIndex:
+        return VectorStore.load(self.data.resolve(rec.path), device, factory)
+
+    def problems(self, rec: Segment, dim: int) -> list[str]:
         path = self.data.resolve(rec.path)
         if not path.is_file():
             return [f"index file {rec.path} is missing"]
@@ -171,31 +180,35 @@ class FilePlace(IndexPlace):
             return [f"index file {rec.path} has {path.stat().st_size} bytes, the record says {rec.file_size}"]
         return []
 
-    def contents(self, rec: IndexFile, dim: int, device: Device) -> tuple[np.ndarray | None, list[str]]:
+    def contents(self, rec: Segment, dim: int, device: Device, factory: str) -> tuple[np.ndarray | None, list[str]]:
         path = self.data.resolve(rec.path)
         if not path.is_file():
             return None, []  # problems() said so
         problems = []
         if sha256_file(path) != rec.file_sha256:
-            problems.append("file digest differs from the one recorded when it was written")
+            problems.append(f"index file {rec.path}: digest differs from the one recorded when it was written")
         try:
-            return VectorStore.load(path, device, rec.factory).ids(), problems
+            return VectorStore.load(path, device, factory).ids(), problems
         except ValueError as e:
             return None, [*problems, str(e)]
 
-    def files(self, stem: str, rec: IndexFile | None) -> list[Path]:
+    def listing(self, name: IndexName) -> list[tuple[str, str]]:
+        """Segment files, temporary files of writes under way or killed (``.<file>.<random>.tmp``, named by the
+        record of the file they become), and a file of the older fixed name."""
         if not self.folder.is_dir():
             return []
-        named = self.data.resolve(rec.path).name if rec is not None and self.owns(rec.path) else None
-        found = [*self.folder.glob(f"{stem}.*.faiss"), *self.folder.glob(f".{stem}.*.tmp"), self.folder / f"{stem}.faiss"]
-        return sorted(p for p in found if p.is_file() and p.name != named)
+        found = []
+        for p in self.folder.iterdir():
+            target = p.name
+            if target.startswith(".") and target.endswith(".tmp"):
+                target = target[1:].rsplit(".", 2)[0]  # .<stem>.<hex>.faiss.<random>.tmp -> <stem>.<hex>.faiss
+            if target == f"{name.stem}.faiss" or (target.startswith(f"{name.stem}.") and target.endswith(".faiss")
+                                                  and target.count(".") == 2):
+                found.append((p.name, self.data.relative(self.folder / target)))
+        return sorted(found)
 
-    def unnamed(self, name: IndexName, records: list[IndexFile]) -> list[str]:
-        """Superseded files, temp files of writes that failed or were killed, a file of the older fixed name."""
-        return [p.name for p in self.files(name.stem, records[0] if records else None)]
-
-    def remove(self, names: list[str]) -> None:
-        for name in names:
+    def remove(self, payloads: list[str]) -> None:
+        for name in payloads:
             (self.folder / name).unlink(missing_ok=True)
 
     def sync(self) -> None:
@@ -204,7 +217,7 @@ class FilePlace(IndexPlace):
         if self.folder.is_dir():
             fsync_dir(self.folder)
 
-    def describe(self, rec: IndexFile | None) -> str:
+    def describe(self, rec: Segment | None) -> str:
         return str(self.data.resolve(rec.path)) if rec is not None else "no file yet"
 
 

@@ -43,6 +43,27 @@ def make_index(dim: int, factory: str = DEFAULT_FACTORY) -> faiss.Index:
     return index
 
 
+_GPU_RESOURCES: list[faiss.StandardGpuResources] = []
+
+
+def _gpu_resources() -> faiss.StandardGpuResources:
+    """One set of FAISS GPU resources (temporary memory, streams) per process, shared by every replica: an index
+    of many segments holds one replica per segment."""
+    if not _GPU_RESOURCES:
+        _GPU_RESOURCES.append(faiss.StandardGpuResources())
+    return _GPU_RESOURCES[0]
+
+
+def training_size(dim: int, factory: str) -> int:
+    """How many vectors an index of type ``factory`` needs to be trained well: 39 per IVF list (FAISS warns below
+    that), 39 × 256 for a PQ or other trained type without lists; 0 for types that need no training (flat, HNSW)."""
+    index = make_index(dim, factory)
+    if index.is_trained:
+        return 0
+    ivf = faiss.extract_index_ivf(index) if _is_ivf(index) else None
+    return 39 * (ivf.nlist if ivf is not None else 256)
+
+
 class VectorStore:
     """One FAISS index of unit vectors under int64 ids (inner product = cosine)."""
 
@@ -182,7 +203,7 @@ class VectorStore:
         if self._replica is None:
             try:
                 if self._gpu_resources is None:
-                    self._gpu_resources = faiss.StandardGpuResources()
+                    self._gpu_resources = _gpu_resources()
                 options = faiss.GpuClonerOptions()
                 options.useFloat16 = self.device.faiss_fp16
                 self._replica = faiss.index_cpu_to_gpu(self._gpu_resources, self.device.faiss_gpu, self.index, options)
@@ -224,6 +245,16 @@ class VectorStore:
             raise InvalidInput(f"k must be >= 1, got {k}")
         allowed = np.ascontiguousarray(allowed, dtype=np.int64)
         selector = faiss.IDSelectorBatch(allowed.size, faiss.swig_ptr(allowed))
+        return self.index.search(queries, k, params=self._selector_params(selector))
+
+    def search_excluding(self, queries: np.ndarray, k: int, excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Like ``search``, leaving out the ids in ``excluded`` (a segment's tombstones; on the CPU index)."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if k < 1:
+            raise InvalidInput(f"k must be >= 1, got {k}")
+        excluded = np.ascontiguousarray(excluded, dtype=np.int64)
+        batch = faiss.IDSelectorBatch(excluded.size, faiss.swig_ptr(excluded))
+        selector = faiss.IDSelectorNot(batch)
         return self.index.search(queries, k, params=self._selector_params(selector))
 
     def save(self, path: Path) -> tuple[str, int]:

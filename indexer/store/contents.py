@@ -15,7 +15,7 @@ from unibind.indexer.index.data_home import DataHome
 from unibind.indexer.index.descriptions import DescriptionIndex
 from unibind.indexer.runtime.device import Device
 from unibind.indexer.encoders.spec import parse_encoder_spec
-from unibind.indexer.store.lease import is_alive
+from unibind.indexer.runtime.lease import is_alive
 from unibind.schema import Category, Corpus, CorpusStatus, Database, Description, Space
 from unibind.schema.errors import Conflict, InvalidInput, NotFound
 
@@ -42,12 +42,13 @@ def find_space(session: Session, encoder: str | None) -> Space:
 
 
 def find_corpus(session: Session, name: str, space: Space | None = None) -> Corpus:
-    stmt = select(Corpus).where(Corpus.name == name)
+    stmt = select(Corpus).where(Corpus.name == name, Corpus.status != CorpusStatus.DELETED)
     if space is not None:
         stmt = stmt.where(Corpus.space_id == space.id)
     found = list(session.scalars(stmt))
     if not found:
-        names = ", ".join(session.scalars(select(Corpus.name).order_by(Corpus.name))) or "none"
+        names = ", ".join(session.scalars(select(Corpus.name).where(Corpus.status == CorpusStatus.COMPLETE)
+                                          .order_by(Corpus.name))) or "none"
         raise NotFound(f"no corpus named {name!r} (corpora: {names})")
     if len(found) > 1:
         raise InvalidInput(f"corpus {name!r} exists in several spaces: name the space with --encoder")
@@ -55,13 +56,16 @@ def find_corpus(session: Session, name: str, space: Space | None = None) -> Corp
 
 
 def list_corpora(session: Session) -> list[Corpus]:
-    return list(session.scalars(select(Corpus).join(Space).order_by(Space.id, Corpus.id)))
+    """Complete corpora and ingests (running or interrupted); deleted ones, which readers of older catalog versions
+    may still see until the vacuum, are not listed."""
+    return list(session.scalars(select(Corpus).join(Space).where(Corpus.status != CorpusStatus.DELETED)
+                                .order_by(Space.id, Corpus.id)))
 
 
 def corpus_state(corpus: Corpus) -> str:
     """``complete``, ``ingesting`` (its process lives) or ``interrupted`` (it died; the next write removes it)."""
-    if corpus.status is CorpusStatus.COMPLETE:
-        return CorpusStatus.COMPLETE.value
+    if corpus.status is not CorpusStatus.INGESTING:
+        return corpus.status.value
     return CorpusStatus.INGESTING.value if is_alive(corpus.owner, corpus.heartbeat_at) else INTERRUPTED
 
 

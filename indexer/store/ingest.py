@@ -2,9 +2,9 @@
 
 The corpus row is created hidden (status ``ingesting``, a temporary name, the name it will take, this process as
 its owner); rows and vectors are written in chunks while the next chunk is encoded, and a heartbeat keeps the
-lease. At the end, under the index lock, the new vectors are added to a new FAISS file and, in one commit that
-bumps the catalog version, the corpus gets its name and becomes ``complete`` and the file's record replaces the
-old one. A failed run removes its own rows (and the space only when this run created it and it holds nothing
+lease. At the end the new vectors alone are written as a new segment of the space's index, outside any lock, and
+one short commit that bumps the catalog version makes the corpus ``complete`` under its name and the segment live
+(a replaced corpus is retired in the same commit: readers pinned to an older version still see it). A failed run removes its own rows (and the space only when this run created it and it holds nothing
 else); a killed run leaves a hidden corpus that shows as ``interrupted`` and is removed by the next writer
 (``unibind.indexer.store.contents.reap_abandoned``) or ``unibind index rebuild``.
 """
@@ -16,11 +16,9 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from sqlalchemy import insert, select, update
@@ -30,12 +28,13 @@ from tqdm.auto import tqdm
 
 from unibind.indexer.store.centre_keys import invalidate_centres, prune_centres
 from unibind.indexer.store.contents import description_index
-from unibind.indexer.store.removal import delete_corpus_rows, drop_space_if_unused, reap_abandoned
+from unibind.indexer.store.removal import delete_corpus_rows, drop_space_if_unused, reap_abandoned, retire_corpus
+from unibind.indexer.store.vacuum import tidy
 from unibind.indexer.readers.corpus import CorpusData, Record
 from unibind.indexer.runtime.device import Device
 from unibind.indexer.encoders.base import Encoder
 from unibind.indexer.encoders.factory import build_encoder
-from unibind.indexer.store.lease import Heartbeat, current_owner, describe_owner, is_alive
+from unibind.indexer.runtime.lease import Heartbeat, current_owner, describe_owner, is_alive
 from unibind.indexer.index.data_home import DataHome
 from unibind.indexer.index.places import check_factory
 from unibind.indexer.runtime.vectors import to_bytes
@@ -168,12 +167,9 @@ def _lost() -> Conflict:
 def ingest(
     db: Database, data: CorpusData, config: IngestConfig, *, home: Path, device: Device, encoder: Encoder | None = None,
     progress: Callable[[int, int], None] | None = None,
-    publish_guard: Callable[[], AbstractContextManager[Any]] | None = None,
 ) -> IngestReport:
     """Encode and store ``data`` as corpus ``config.name``; visible only once complete. ``progress(done, total)``
-    is called after each chunk of records is written; ``publish_guard()`` is held around the publish, the index
-    update and the one commit that makes the corpus visible (a service holds its readers back there while a
-    corpus is replaced)."""
+    is called after each chunk of records is written."""
     t0 = time.perf_counter()
     if not data.records:
         raise InvalidInput(f"{data.path}: no descriptions to ingest")
@@ -212,10 +208,7 @@ def ingest(
                                           progress)
             if heartbeat.lost.is_set():
                 raise _lost()
-            # the guard is taken before the index lock (the order every holder of both keeps: a service query
-            # holding the guard may be loading the index), so it covers the whole publish, not only its commit
-            with publish_guard() if publish_guard is not None else nullcontext():
-                _publish(db, space, corpus_id, name, config.replace, ids, vectors, config.factory, home, device)
+            _publish(db, space, corpus_id, name, config.replace, ids, vectors, config.factory, home, device)
     except BaseException:
         _discard(db, corpus_id, space.id if created else None)
         raise
@@ -288,43 +281,45 @@ def _publish(
     home: Path,
     device: Device,
 ) -> None:
-    """Add the vectors to a new index file and make the corpus visible (replacing the complete corpus of the same
-    name when asked), in one commit."""
+    """Write the corpus's own segment, then make the corpus and its segment visible (retiring the complete corpus of
+    the same name when asked) in one short commit; compaction and the vacuum follow."""
     index = description_index(db, space, home, device)
-    with index.lock():
-        with db.session() as session:
-            current_factory = index.factory(session)
-            old = _complete(session, space.id, name)
-            old_id = old.id if old is not None else None
-        if old_id is not None and not replace:
-            raise Conflict(f"corpus {name!r} was published in space {space.encoder!r} by another process while this "
-                           "ingest ran: replace it (--replace, or replace=true in an upload), or delete it first")
-        if factory and factory != current_factory:
-            store = index.build_from_store(factory, exclude_corpus=old_id)
-        else:
-            store = index.current_or_rebuilt() if old_id is None else index.without_corpus(old_id)
-        store.add(ids, vectors)
+    with db.session() as session:
+        current = index.configured_factory(session)
+    switch = bool(factory) and current is not None and index.place.check_factory(factory, None) != current
+    built = index.build(ids, vectors, groups=[corpus_id], factory=factory)  # outside any lock
+    try:
         with db.transaction() as session:
-            bump_version(session)  # first: publishes run one at a time, and the checks below cannot race
+            version = bump_version(session)  # first: publishes run one at a time, and the checks below cannot race
             corpus = session.get(Corpus, corpus_id)
             if corpus is None or corpus.status is not CorpusStatus.INGESTING:
                 raise _lost()
-            now_old = _complete(session, space.id, name)
-            if (now_old.id if now_old is not None else None) != old_id:
-                raise Conflict(f"corpus {name!r} was changed by another process while this ingest ran; run it again")
+            old = _complete(session, space.id, name)
+            if old is not None and not replace:
+                raise Conflict(f"corpus {name!r} was published in space {space.encoder!r} by another process while "
+                               "this ingest ran: replace it (--replace, or replace=true in an upload), or delete it "
+                               "first")
             invalidate_centres(session, space.id, corpus_id)
-            if old_id is not None:
-                invalidate_centres(session, space.id, old_id)
-                delete_corpus_rows(session, old_id)
-                session.flush()
+            if old is not None:
+                invalidate_centres(session, space.id, old.id)
+                retire_corpus(session, old, version)
+                index.remove_corpus(session, old.id, version)
             corpus.name = name
             corpus.status = CorpusStatus.COMPLETE
             corpus.n_descriptions = int(ids.size)
+            corpus.published_version = version
             corpus.completed_at = datetime.now(timezone.utc)
             corpus.target_name = corpus.owner = corpus.heartbeat_at = None
             session.flush()
             prune_centres(session, space.id)
-            index.save(session, store)  # its record lists the complete corpora, this one now among them
+            index.publish(session, built, version)
+    except BaseException:
+        index.discard(built.segment_id)
+        raise
+    if switch:  # --factory names another index type: the whole index is rebuilt as that type
+        log.info("switching the description index of %s from %s to %s", space.encoder, current, factory)
+        index.rebuild(factory)
+    tidy(db, home, device, [index])
 
 
 def _discard(db: Database, corpus_id: int, created_space: int | None) -> None:

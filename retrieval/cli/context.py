@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 SETTING_FLAGS = {"db": "database_url", "home": "home", "vectors": "vectors", "device": "device", "fp16": "fp16", "encoder": "encoder",
                  "host": "host", "port": "port", "max_batch": "max_batch", "max_k": "max_k",
                  "max_labels": "max_labels", "max_upload_mb": "max_upload_mb", "max_image_pixels": "max_image_pixels",
-                 "base_url": "llm_base_url"}
+                 "max_queued_uploads": "max_queued_uploads", "base_url": "llm_base_url"}
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

@@ -75,19 +75,20 @@ def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
     from unibind.indexer.gallery.items import gallery_index
+    from unibind.retrieval.cli.index import segments
 
     results, failed = [], False
     for m in _modalities(ctx, ctx.space(), args.modality):
         check = gallery_index(ctx.db, ctx.home, ctx.device, m).verify()
         failed |= not check.ok
         results.append({"modality": m.name, "ok": check.ok, "items": check.n_store, "file": check.n_file,
-                        "location": check.location, "problems": check.problems})
+                        "segments": check.segments, "location": check.location, "problems": check.problems})
     if args.json:
         emit_json(results)
     else:
         for r in results:
-            print(f"{'ok' if r['ok'] else 'STALE'}  {r['modality']}: {r['file']} vectors in {r['location']}, "
-                  f"{r['items']} items")
+            print(f"{'ok' if r['ok'] else 'STALE'}  {r['modality']}: {r['file']} vectors in "
+                  f"{segments(r['segments'])} ({r['location']}), {r['items']} items")
             for p in r["problems"]:
                 print(f"      - {p}")
     return 1 if failed else 0

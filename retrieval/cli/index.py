@@ -1,4 +1,5 @@
-"""``unibind index verify|rebuild``: the description indexes against the store, and their repair."""
+"""``unibind index verify|rebuild|compact``: the description indexes against the store, their repair, and the
+merging of their segments."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ from unibind.retrieval.cli.parser import add_group, add_leaf, common
 from unibind.schema.errors import Conflict
 
 
+def segments(n: int) -> str:
+    return f"{n} segment" if n == 1 else f"{n} segments"
+
+
 def _spaces(ctx: Context) -> list[Any]:
     from sqlalchemy import select
 
@@ -21,7 +26,7 @@ def _spaces(ctx: Context) -> list[Any]:
     with ctx.db.session() as session:
         spaces = [find_space(session, ctx.encoder)] if ctx.encoder else list(session.scalars(select(Space).order_by(Space.id)))
     if not spaces:
-        raise Conflict("the knowledge base is empty: nothing to verify or rebuild")  # as find_space: the store's state
+        raise Conflict("the knowledge base is empty: nothing to verify, compact or rebuild")  # as find_space: the store's state
     return spaces
 
 
@@ -33,7 +38,7 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
         check = description_index(ctx.db, space, ctx.home, ctx.device).verify()
         failed |= not check.ok
         results.append({"space": space.encoder, "path": str(check.path) if check.path else None,
-                        "location": check.location, "ok": check.ok,
+                        "location": check.location, "segments": check.segments, "ok": check.ok,
                         "store": check.n_store, "file": check.n_file, "problems": check.problems,
                         "unused_files": check.orphans})
     if args.json:
@@ -41,7 +46,8 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
     else:
         for r in results:
             state = "ok" if r["ok"] else "STALE"
-            print(f"{state}  {r['space']}: {r['file']} vectors in {r['location']}, {r['store']} descriptions in the store")
+            print(f"{state}  {r['space']}: {r['file']} vectors in {segments(r['segments'])} ({r['location']}), "
+                  f"{r['store']} descriptions in the store")
             for p in r["problems"]:
                 print(f"      - {p}")
             if r["unused_files"]:
@@ -57,6 +63,7 @@ def cmd_rebuild(ctx: Context, args: argparse.Namespace) -> int:
     from unibind.indexer.store.centre_keys import prune_centres
     from unibind.indexer.store.contents import description_index
     from unibind.indexer.store.removal import reap_abandoned
+    from unibind.indexer.store.vacuum import vacuum
     from unibind.schema.store_state import lock_catalog
 
     spaces = _spaces(ctx)
@@ -69,12 +76,14 @@ def cmd_rebuild(ctx: Context, args: argparse.Namespace) -> int:
         with ctx.db.transaction() as session:
             lock_catalog(session)  # unreachable centres serve no query: nothing visible changes
             centres = prune_centres(session, space.id)
-        rec = index.rebuild(args.factory, progress=True)
-        _collect_gallery_files(ctx, space)
-        results.append({"space": space.encoder, "path": index.location, "vectors": rec.n_vectors,
-                        "factory": rec.factory, "purged_incomplete": purged, "dead_centres": centres,
+        index.rebuild(args.factory, progress=True)
+        with ctx.db.session() as session:
+            n, factory = index.store_count(session), index.factory(session)
+        results.append({"space": space.encoder, "path": index.location, "vectors": n,
+                        "factory": factory, "purged_incomplete": purged, "dead_centres": centres,
                         "unused_head_files": heads_removed})
         purged, heads_removed = [], []
+    report = vacuum(ctx.db, ctx.home, ctx.device)  # what the old segments and killed writes left
     if args.json:
         emit_json(results)
     else:
@@ -83,21 +92,40 @@ def cmd_rebuild(ctx: Context, args: argparse.Namespace) -> int:
             extra += f"; removed {r['dead_centres']} dead centres" if r["dead_centres"] else ""
             extra += f"; removed {len(r['unused_head_files'])} unused head files" if r["unused_head_files"] else ""
             print(f"rebuilt {r['path']}: {r['vectors']} vectors ({r['factory']}){extra}")
+        if report.payloads:
+            print(f"removed {len(report.payloads)} unused index files or collections")
     return 0
 
 
-def _collect_gallery_files(ctx: Context, space: Any) -> None:
-    """Remove the gallery index files no record names (what killed gallery writes left)."""
-    from unibind.indexer.gallery.items import gallery_index
-    from unibind.indexer.modalities.registry import list_modalities
+def cmd_compact(ctx: Context, args: argparse.Namespace) -> int:
+    from unibind.indexer.index.compaction import compact
+    from unibind.indexer.store.vacuum import indexes_of, vacuum
 
-    with ctx.db.session() as session:
-        modalities = list_modalities(session, space)
-        for m in modalities:
-            _ = m.space
-    for m in modalities:
-        with gallery_index(ctx.db, ctx.home, ctx.device, m).lock():
-            pass  # leaving the writer's lock removes the files no record names
+    spaces = {s.id for s in _spaces(ctx)}
+    results = []
+    for index in indexes_of(ctx.db, ctx.home, ctx.device):
+        if index.space_id not in spaces:
+            continue
+        with ctx.db.session() as session:
+            before = len(index.segments(session))
+        merges = compact(index, full=args.full)
+        with ctx.db.session() as session:
+            after = len(index.segments(session))
+        results.append({"index": index.kind_name, "segments_before": before, "segments_after": after,
+                        "merges": len(merges), "rows_rewritten": sum(m.rows for m in merges),
+                        "tombstones_folded": sum(m.folded for m in merges)})
+    report = vacuum(ctx.db, ctx.home, ctx.device)
+    if args.json:
+        emit_json({"indexes": results, "vacuum": {"horizon": report.horizon, "segments": report.segments,
+                                                  "corpora": report.corpora, "items": report.items,
+                                                  "unused_payloads": len(report.payloads)}})
+    else:
+        for r in results:
+            print(f"{r['index']}: {r['segments_before']} -> {segments(r['segments_after'])} ({r['merges']} merges, "
+                  f"{r['rows_rewritten']} rows rewritten, {r['tombstones_folded']} tombstones folded)")
+        print(f"vacuum: removed {report.segments} old segments, {report.corpora} deleted corpora and {report.items} "
+              "removed items that no reader can see any more")
+    return 0
 
 
 def add_commands(sub: Any) -> None:
@@ -105,6 +133,11 @@ def add_commands(sub: Any) -> None:
                                     "store, or rebuild them from stored vectors")
     sp = add_leaf(group, "verify", "does each description index hold exactly what the store says? (exit 1 when not)",
                   cmd_verify, ["unibind index verify", "unibind index verify --encoder minilm --json"])
+    common(sp, "only this encoder's space (default: $UNIBIND_ENCODER; every space)")
+    sp = add_leaf(group, "compact", "merge the segments of every index as the compaction policy asks (or into one with "
+                                    "--full) and remove what no reader can see any more", cmd_compact,
+                  ["unibind index compact", "unibind index compact --full"])
+    sp.add_argument("--full", action="store_true", help="merge each index into one segment")
     common(sp, "only this encoder's space (default: $UNIBIND_ENCODER; every space)")
     sp = add_leaf(group, "rebuild", "rebuild the description indexes from the stored vectors (no re-encoding) and "
                                     "remove what killed processes left", cmd_rebuild,

@@ -35,3 +35,6 @@ def add_commands(sub: Any) -> None:
     sp.add_argument("--max-upload-mb", type=float, help=f"largest upload in MiB (default {defaults.DEFAULT_MAX_UPLOAD_MB:g})")
     sp.add_argument("--max-image-pixels", type=int,
                     help=f"largest image, width x height (default {defaults.DEFAULT_MAX_IMAGE_PIXELS:,})")
+    sp.add_argument("--max-queued-uploads", type=int,
+                    help=f"corpus uploads queued or running at once; more are answered 429 with Retry-After "
+                         f"(default {defaults.DEFAULT_MAX_QUEUED_UPLOADS})")

@@ -26,7 +26,7 @@ DESCRIPTION = "UniBind recognition and cross-modal search over a FAISS + SQL kno
 
 def create_app(config: ServiceConfig, *, state: ServiceState | None = None) -> FastAPI:
     """The service over ``config``'s database (``state``: an already loaded one, for tests)."""
-    service_metrics, job_manager = ServiceMetrics(), JobManager()
+    service_metrics, job_manager = ServiceMetrics(), JobManager(max_queued=config.max_queued_uploads)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -105,3 +105,8 @@ class ServiceConfig:
     @property
     def max_image_pixels(self) -> int:
         return self.settings.max_image_pixels
+
+    @property
+    def max_queued_uploads(self) -> int:
+        """Corpus uploads queued or running at once in this process (``--max-queued-uploads``); more are a 429."""
+        return self.settings.max_queued_uploads

@@ -3,8 +3,12 @@
 - User mistakes and states of the store are typed (``unibind.schema.errors``); each type carries its status as
   ``http_status``: invalid input 400, not found 404, conflict 409 (a stale index names its repair command),
   busy 503 with ``Retry-After``, unavailable 503. The service adds kinds of its own: no or a wrong API key
-  (401), a body or file over a limit (413), a body that is not of a media type the route reads (415) and a
-  form field of the wrong type (422). Every 503 carries ``Retry-After``.
+  (401), a body or file over a limit (413), a body that is not of a media type the route reads (415), a
+  form field of the wrong type (422) and an upload past the uploads this process holds queued or running (429).
+  Every 429 and 503 carries ``Retry-After``.
+- No message names a path of the server: a typed error's message has each absolute path replaced by its base
+  name (:func:`strip_paths`; a milvus-lite folder, a socket), so the CLI keeps its full text and a client gets
+  only the name.
 - A body that breaks its schema is a 422 listing what is wrong (FastAPI's format), unless the rule it breaks
   is a configured limit: then it is that limit's typed error, with its own status and one-line message.
 - A database that cannot be reached is ``Unavailable`` and one locked too long ``Busy`` (``unibind.schema.database``
@@ -26,6 +30,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from pathlib import PurePosixPath
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
@@ -68,6 +73,12 @@ class MalformedField(InvalidInput):
     http_status: ClassVar[int] = 422
 
 
+class TooManyUploads(UnibindError):
+    """An upload past the uploads this process holds queued or running (``--max-queued-uploads``)."""
+
+    http_status: ClassVar[int] = 429
+
+
 class BodyTooLarge(TooLarge):
     """A request body over the service's limit: its declared size, or (while it streams in) past the limit."""
 
@@ -86,6 +97,7 @@ DESCRIPTIONS = {
     413: "over a limit: the request body, an upload, an image's pixels or the queries in one request",
     415: "the body is not of a media type the route reads",
     422: "a malformed body or parameter: FastAPI's list of what is wrong, or one line for a form field",
+    429: "too many uploads queued or running in this server: nothing was written; retry after Retry-After seconds",
     500: "an internal error: the body holds only a request id, the server log the rest",
     503: "the database is unreachable or busy, or a model cannot be loaded (with Retry-After when a retry helps)",
 }
@@ -95,6 +107,27 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The OpenAPI ``responses`` of a route that can answer ``statuses`` (500 and 503 are always possible)."""
     return {status: {"model": ErrorBody, "description": DESCRIPTIONS[status]}
             for status in sorted({*statuses, 500, 503})}
+
+
+# an absolute path (``/…``, ``~/…``, or after ``file://`` / ``milvus-lite:``) standing alone: not a URL's ``//host``
+# or a path inside a word, a fraction or a media type, and not an encoder spec's checkpoint (``st:/models/x``,
+# ``open_clip:NAME@/x.pt``): a spec is the space's name, which /v1/info shows and an upload's ``encoder`` repeats
+_PATH = re.compile(r"(?:(?<=file://)|(?<=milvus-lite:)|(?<![\w.:@/~\\-]))~?/[^\s'\"`()\[\]{},;:]+")
+_ROUTES = ("/v1/", "/healthz", "/metrics", "/docs", "/openapi.json")  # the service's own routes, not paths
+
+
+def strip_paths(text: str) -> str:
+    """``text`` with each absolute path of the server replaced by its base name (``'/srv/kb/milvus.db'`` →
+    ``'milvus.db'``); the service's own routes (``POST /v1/corpora``) and URLs stay as they are."""
+
+    def base(match: re.Match[str]) -> str:
+        path = match.group()
+        if path.startswith(_ROUTES) or path in {r.rstrip("/") for r in _ROUTES}:
+            return path
+        core = path.rstrip(".")  # a sentence's full stop is not part of the path
+        return (PurePosixPath(core).name or core.strip("/~") or "/") + path[len(core):]
+
+    return _PATH.sub(base, text)
 
 
 def status_of(error: BaseException) -> int:
@@ -133,12 +166,12 @@ def _json(status: int, detail: Any, request: Request, headers: dict[str, str] | 
 
 
 def error_response(request: Request, error: UnibindError) -> JSONResponse:
-    """The response to a typed error: its status, its one-line message, ``Retry-After`` on a 503 and
-    ``WWW-Authenticate`` on a 401."""
+    """The response to a typed error: its status, its one-line message with no path of the server in it,
+    ``Retry-After`` on a 429 or a 503 and ``WWW-Authenticate`` on a 401."""
     status = status_of(error)
-    headers = ({"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503
+    headers = ({"Retry-After": str(RETRY_AFTER_SECONDS)} if status in (429, 503)
                else {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None)
-    return _json(status, str(error), request, headers)
+    return _json(status, strip_paths(str(error)), request, headers)
 
 
 def allowed_methods(app: FastAPI, path: str) -> str:

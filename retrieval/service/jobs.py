@@ -6,20 +6,25 @@ Jobs are rows of the store (``schema.Job``): their state outlives the process, a
 answers for them. A job whose process died (a restart, a kill) reads as ``interrupted``; its half-written corpus
 was never visible and goes at the next write. The process renews the lease of its live jobs with a heartbeat.
 
-The ingest publishes the corpus in one commit (``unibind.indexer.store.ingest``); then the job moves the service to a
-snapshot of the new catalog and only then reports ``done``, so new queries see the corpus without a restart
-while the queries before it answered from the old catalog. The job shares the service's loaded encoder,
+The ingest publishes the corpus in one short commit (``unibind.indexer.store.ingest``); then the job moves the
+service to a snapshot of the new catalog and only then reports ``done``, so new queries see the corpus without a
+restart while the queries before it answered from the old catalog (a replaced corpus included: they read their
+own catalog version's rows, so a replacing upload holds no query back). The job shares the service's loaded encoder,
 which encodes in slices under the first-come, first-served compute lock, so queries keep running between
 the slices.
+
+A process holds at most ``max_queued`` upload jobs queued or running (each holds its parsed corpus in memory): a
+slot is reserved under a lock before the job's row is written and freed when the job ends, whatever its outcome
+(cancelled at shutdown included). An upload past the bound is :class:`TooManyUploads` (429), and nothing is
+written.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -27,8 +32,9 @@ from sqlalchemy import delete, select, update
 
 from unibind.indexer.readers.corpus import CorpusData
 from unibind.indexer.store.ingest import IngestConfig, ingest
-from unibind.indexer.store.lease import Heartbeat, current_owner, is_alive
+from unibind.indexer.runtime.lease import Heartbeat, current_owner, is_alive
 from unibind.retrieval.service import payloads as p
+from unibind.retrieval.service.errors import RETRY_AFTER_SECONDS, TooManyUploads, strip_paths
 from unibind.retrieval.service.state import ServiceState
 from unibind.schema import Database, Job
 from unibind.schema.errors import UnibindError
@@ -41,13 +47,15 @@ INTERRUPTED = "interrupted"
 
 
 def view(job: Job) -> p.JobView:
-    """A job as the API shows it: a queued or running job whose process died is ``interrupted``."""
+    """A job as the API shows it: a queued or running job whose process died is ``interrupted``; its error names no
+    path of the server (the store keeps the full message)."""
     state = job.state
     if state in LIVE and not is_alive(job.owner, job.heartbeat_at):
         state = INTERRUPTED
     progress = p.JobProgress(done=job.done, total=job.total)
     return p.JobView(id=job.id, state=state, progress=progress,  # type: ignore[arg-type]
-                     corpus=job.corpus, error=job.error, started_at=job.started_at, finished_at=job.finished_at)
+                     corpus=job.corpus, error=strip_paths(job.error) if job.error else job.error,
+                     started_at=job.started_at, finished_at=job.finished_at)
 
 
 def _move_on(state: ServiceState, job_id: str) -> None:
@@ -58,23 +66,47 @@ def _move_on(state: ServiceState, job_id: str) -> None:
         log.warning("ingest job %s: the service could not load the new catalog yet: %s", job_id, e)
 
 
-@contextmanager
-def _replacing(state: ServiceState, job_id: str) -> Iterator[None]:
-    """Around a replacing publish (it removes the old corpus): like a deletion, it waits for the queries in
-    flight and moves the service on before new queries start."""
-    with state.deletion_gate.exclusive():
-        yield
-        _move_on(state, job_id)
-
-
 class JobManager:
-    """Ingestion jobs of one process: run one at a time on a worker thread, recorded in the store."""
+    """Ingestion jobs of one process: run one at a time on a worker thread, recorded in the store; at most
+    ``max_queued`` queued or running (None: no bound)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_queued: int | None = None) -> None:
         self._pool: ThreadPoolExecutor | None = None  # made by open(): an app's lifespan may run more than once
         self._db: Database | None = None
         self._owner = current_owner()
         self._heartbeat: Heartbeat | None = None
+        self.max_queued = max_queued
+        self._slots = threading.Lock()
+        self._reserved: set[str] = set()  # jobs of this process queued or running: each holds a slot
+
+    # -- the bound on queued uploads --------------------------------------------------------------------------
+    def _full(self) -> TooManyUploads | None:
+        if self.max_queued is None or len(self._reserved) < self.max_queued:
+            return None
+        return TooManyUploads(f"this server has {len(self._reserved)} uploads queued or running, its limit: "
+                              f"nothing was written; try again in {RETRY_AFTER_SECONDS} seconds")
+
+    def check_room(self) -> None:
+        """TooManyUploads when no slot is free now (an early answer before an upload is read; :meth:`submit`
+        reserves its slot itself)."""
+        with self._slots:
+            full = self._full()
+        if full is not None:
+            raise full
+
+    def _reserve(self, job_id: str) -> None:
+        with self._slots:
+            full = self._full()
+            if full is None:
+                self._reserved.add(job_id)
+        if full is not None:
+            raise full
+
+    def _free(self, job_id: str) -> None:
+        """The job's slot is free (once: the job frees it before it records its end, so a client that sees the end
+        finds the slot free; a job cancelled at shutdown frees it when its future ends)."""
+        with self._slots:
+            self._reserved.discard(job_id)
 
     def open(self, db: Database) -> None:
         """Bind to the store: jobs left queued or running by a process that died are marked interrupted, and a
@@ -120,18 +152,28 @@ class JobManager:
             return [view(j) for j in jobs]
 
     def submit(self, state: ServiceState, data: CorpusData, config: IngestConfig) -> str:
-        job_id = uuid.uuid4().hex
-        now = datetime.now(timezone.utc)
-        with self.db.transaction() as session:
-            session.add(Job(id=job_id, kind="ingest", corpus=config.name.strip(), space=config.encoder, state="queued",
-                            done=0, total=len(data.records), owner=self._owner, heartbeat_at=now, created_at=now))
-            finished = select(Job.id).where(Job.state.not_in(LIVE)).order_by(Job.created_at.desc()).offset(MAX_JOBS_KEPT)
-            old = list(session.scalars(finished))
-            if old:
-                session.execute(delete(Job).where(Job.id.in_(old)))
+        """Queue the ingest of ``data``; TooManyUploads (nothing written) when ``max_queued`` jobs are queued or
+        running already."""
         if self._pool is None:
             raise RuntimeError("the job manager is not open (JobManager.open)")
-        self._pool.submit(self._run, job_id, state, data, config)
+        job_id = uuid.uuid4().hex
+        self._reserve(job_id)  # before the row: an upload past the bound writes nothing
+        try:
+            now = datetime.now(timezone.utc)
+            with self.db.transaction() as session:
+                session.add(Job(id=job_id, kind="ingest", corpus=config.name.strip(), space=config.encoder,
+                                state="queued", done=0, total=len(data.records), owner=self._owner,
+                                heartbeat_at=now, created_at=now))
+                finished = (select(Job.id).where(Job.state.not_in(LIVE)).order_by(Job.created_at.desc())
+                            .offset(MAX_JOBS_KEPT))
+                old = list(session.scalars(finished))
+                if old:
+                    session.execute(delete(Job).where(Job.id.in_(old)))
+            future = self._pool.submit(self._run, job_id, state, data, config)
+        except BaseException:
+            self._free(job_id)
+            raise
+        future.add_done_callback(lambda _: self._free(job_id))  # ended, raised or cancelled: its slot is free
         return job_id
 
     def _run(self, job_id: str, state: ServiceState, data: CorpusData, config: IngestConfig) -> None:
@@ -142,11 +184,9 @@ class JobManager:
 
         error: str | None = None
         try:
-            guard = (lambda: _replacing(state, job_id)) if config.replace else None
             ingest(state.db, data, config, home=state.config.home, device=state.device,
-                   encoder=state.encoder_for(config.encoder), progress=progress, publish_guard=guard)  # type: ignore[arg-type]
-            if not config.replace:
-                _move_on(state, job_id)
+                   encoder=state.encoder_for(config.encoder), progress=progress)  # type: ignore[arg-type]
+            _move_on(state, job_id)
         except Exception as e:  # the job records its one-line error; the service keeps running
             if isinstance(e, UnibindError):  # a user's mistake or the store's state: its message is for the user
                 log.warning("ingest job %s (%s) failed: %s", job_id, config.name, e)
@@ -159,6 +199,7 @@ class JobManager:
                 state.release_unmade_space()
             except Exception as e2:  # noqa: BLE001 - only a convenience for the next upload
                 log.warning("ingest job %s: %s", job_id, e2)
+        self._free(job_id)  # before the end is recorded: a client that sees it can upload again at once
         try:
             self._update(job_id, state="failed" if error else "done", error=error,
                          finished_at=datetime.now(timezone.utc))

@@ -4,9 +4,6 @@
   at once) and, on a GPU, all compute. Python's ``RLock`` lets the thread that releases it take it straight
   back, so an ingest job encoding slice after slice could hold it for as long as it encodes; with this lock a
   thread that comes back queues behind those already waiting.
-- :class:`SharedLock` lets queries run side by side (shared) while a corpus deletion in this process waits
-  for the queries in flight and holds new ones back until the service has moved to the new catalog
-  (exclusive).
 - :class:`LockedEncoder` is an encoder whose every forward call holds a :class:`FairLock`, in slices, so a
   long encode lets queries in between.
 """
@@ -15,8 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
@@ -69,48 +65,6 @@ class FairLock:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         self.release()
-
-
-class SharedLock:
-    """Many shared holders or one exclusive holder; a waiting exclusive holder goes before new shared ones.
-    Not re-entrant: a thread takes it once."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._readers = 0
-        self._writer = False
-        self._writers_waiting = 0
-
-    @contextmanager
-    def shared(self) -> Iterator[None]:
-        with self._cond:
-            while self._writer or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
-
-    @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        with self._cond:
-            self._writers_waiting += 1
-            try:
-                while self._writer or self._readers:
-                    self._cond.wait()
-            finally:
-                self._writers_waiting -= 1
-            self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._cond.notify_all()
 
 
 class LockedEncoder:

@@ -3,6 +3,7 @@ limits come from the service's configuration, are built in ``unibind.retrieval.s
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
@@ -15,6 +16,20 @@ def _utc(value: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+BUILTIN = "builtin:"
+
+
+def public_origin(origin: str | None) -> str | None:
+    """Where a corpus was read from, as the API shows it: a file's base name (the store keeps the path the CLI was
+    given, a path of the server), a builtin corpus's name as it is."""
+    if origin is None or origin.startswith(BUILTIN):
+        return origin
+    name = re.split(r"[\\/]", origin.rstrip("/\\"))[-1]
+    return name or origin
+
+
+PublicOrigin = Annotated[str | None, AfterValidator(public_origin)]
 
 
 class Recognition(BaseModel):
@@ -46,7 +61,7 @@ class CorpusInfo(BaseModel):
     categories: int
     duplicates: int
     source: str | None
-    origin: str | None
+    origin: PublicOrigin = Field(description="the file it was read from (its base name), or builtin:NAME")
     created_at: UtcDatetime
     completed_at: UtcDatetime | None
 

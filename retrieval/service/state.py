@@ -5,15 +5,17 @@
   base, the space of the first corpus uploaded). Spaces other processes add later change nothing here.
 - The query objects (the space, a Recognizer, one CrossModalSearch per target, the projections) belong to a
   :class:`Snapshot` of one *catalog version*, the counter every publish in the store bumps (one primary-key
-  read per request). When it moves (an ingest, a deletion, a head switch, gallery items, centres, by this
-  process or any other) one thread builds a new snapshot while the other queries keep answering from the old
-  one; then the new one replaces it. A query keeps the snapshot it started with, so every answer comes from one
-  whole catalog; ids are never reused, so an old snapshot never pairs its vectors with another row's text.
+  read per request). When it moves (an ingest, a deletion, a head switch, gallery items, centres, a compaction,
+  by this process or any other) one thread builds a new snapshot while the other queries keep answering from
+  the old one; then the new one replaces it. Its searches load only the segments the old one did not have.
+- A query keeps the snapshot it started with and reads that version's rows (``unibind.schema.versions``): a
+  corpus deleted or replaced meanwhile still answers whole, text and labels included. The process holds a reader
+  lease on the oldest version its queries use, so the vacuum keeps those rows until they finish
+  (``unibind.indexer.index.readers``). Deletions and replacing uploads therefore never hold queries back.
 - Queries run side by side, in worker threads off the event loop. Encoder calls hold one first-come,
   first-served lock (``compute``: a fast tokenizer is not thread-safe), in slices, so an ingest job's
-  encoding lets queries in between; on a GPU all compute holds it. A deletion in this process takes the
-  deletion gate exclusively: it waits for the queries in flight and, before new ones start, moves the
-  service to the new snapshot. (The store's own catalog version and lock are ``unibind.schema.store_state``.)
+  encoding lets queries in between; on a GPU all compute holds it. (The store's own catalog version and lock
+  are ``unibind.schema.store_state``.)
 - A query becomes vectors of the space through the library's one function for it
   (``unibind.indexer.modalities.projection.query_vectors``), with the snapshot's projections.
 """
@@ -39,7 +41,8 @@ from unibind.indexer.modalities.projection import Projection, load_projection
 from unibind.retrieval.search.cross_modal import CrossModalSearch
 from unibind.retrieval.recognition.recognizer import Recognizer
 from unibind.retrieval.service.config import ServiceConfig
-from unibind.retrieval.service.locks import FairLock, LockedEncoder, SharedLock
+from unibind.indexer.index.readers import ReaderLeaseHolder, VersionGone
+from unibind.retrieval.service.locks import FairLock, LockedEncoder
 from unibind.schema import Corpus, Database, Description, Item, Modality, Space
 from unibind.schema.errors import Conflict, InvalidInput, UnibindError
 from unibind.schema.store_state import catalog_version
@@ -54,6 +57,7 @@ class Snapshot:
 
     def __init__(self, state: ServiceState, signature: int) -> None:
         self.signature = signature
+        self.version = signature  # the catalog version its searches read (centre builds may move ``signature``)
         self._state = state
         self._space: Space | None = None
         self._recognizer: Recognizer | None = None
@@ -108,7 +112,8 @@ class Snapshot:
     def search(self, target: str) -> CrossModalSearch:
         st = self._state
         return self._part(self._searches, target,
-                          lambda: CrossModalSearch(st.db, st.config.home, st.device, self.space(), target))
+                          lambda: CrossModalSearch(st.db, st.config.home, st.device, self.space(), target,
+                                                   version=self.version))
 
     def projection(self, modality: str) -> Projection:
         st = self._state
@@ -145,7 +150,7 @@ class ServiceState:
         self.db = db or Database(config.database_url, vectors=config.vectors)
         self.device = device or select_device(config.device, faiss_fp16=config.fp16)
         self.compute = FairLock()  # encoder calls; all compute on a GPU
-        self.deletion_gate = SharedLock()  # queries: shared; a deletion or a replacing upload here: exclusive
+        self.readers = ReaderLeaseHolder(self.db)  # the oldest catalog version this process's queries read
         self.build_lock = threading.RLock()  # builds of snapshot parts (centres, indexes), one at a time
         self._snapshot: Snapshot | None = None
         self._rebuild = threading.Lock()  # one new snapshot at a time
@@ -167,6 +172,7 @@ class ServiceState:
             log.warning("recognizer not loaded at start-up: %s", e)
 
     def close(self) -> None:
+        self.readers.close()
         self.db.dispose()
         milvus = sys.modules.get("unibind.indexer.index.milvus_backend")
         if milvus is not None and self.db.vectors:  # the process's Milvus connection (and milvus-lite server)
@@ -237,14 +243,26 @@ class ServiceState:
             signature, current = self.signature(), self._snapshot  # read again: another build may have just ended
             if current is not None and current.signature == signature:
                 return current
-            fresh = Snapshot(self, signature)
+            fresh = self._leased(signature)
             if current is not None:
                 log.info("catalog changed: building the new recognizer and search indexes")
                 fresh.build_like(current)  # before it is published, so queries never wait for it
             self._snapshot = fresh
+            self.readers.serve(fresh.version)  # the lease rises to the oldest version queries still read
             return fresh
         finally:
             self._rebuild.release()
+
+    def _leased(self, signature: int) -> Snapshot:
+        """A new snapshot of ``signature``, whose rows this process's reader lease keeps from the vacuum (when the
+        vacuum has just passed it, of the newest version instead)."""
+        for _ in range(5):
+            try:
+                self.readers.prepare(signature)
+                return Snapshot(self, signature)
+            except VersionGone:
+                signature = self.signature()
+        raise Conflict("the catalog keeps changing faster than this service can follow; try again")
 
     def refresh(self) -> Snapshot:
         """Move to the current catalog now (after a change this process made), waiting for the build."""
@@ -252,9 +270,18 @@ class ServiceState:
 
     @contextmanager
     def query(self) -> Iterator[Snapshot]:
-        """A query's snapshot, held with the deletion gate shared (a deletion in this process waits for it)."""
-        with self.deletion_gate.shared():
-            yield self.snapshot()
+        """A query's snapshot; the reader lease keeps its version's rows while the query runs."""
+        for _ in range(5):
+            snapshot = self.snapshot()
+            if self.readers.use(snapshot.version):
+                break
+            # the service moved to a newer snapshot just now, and the lease with it: take that one
+        else:
+            raise Conflict("the catalog keeps changing faster than this service can follow; try again")
+        try:
+            yield snapshot
+        finally:
+            self.readers.release(snapshot.version)
 
     def device_work(self) -> AbstractContextManager[Any]:
         """Around a query's index search: the compute lock on a GPU (its indexes and streams serve one
@@ -286,6 +313,7 @@ class ServiceState:
     def index_sizes(self) -> list[tuple[str, str, int]]:
         """(space, target, vectors) for the descriptions of each space and each modality's gallery."""
         from unibind.schema import CorpusStatus
+        from unibind.schema.versions import live_item
 
         with self.db.session() as session:
             rows = [(enc, "descriptions", int(n)) for enc, n in session.execute(
@@ -296,7 +324,8 @@ class ServiceState:
             rows += [(enc, name, int(n)) for enc, name, n in session.execute(
                 select(Space.encoder, Modality.name, func.count(Item.id))
                 .join(Modality, Modality.space_id == Space.id)
-                .join(Item, Item.modality_id == Modality.id).group_by(Space.encoder, Modality.name))]
+                .join(Item, Item.modality_id == Modality.id).where(live_item(Modality.id))
+                .group_by(Space.encoder, Modality.name))]
         snapshot = self._snapshot
         recognizer = snapshot.loaded_recognizer if snapshot is not None else None
         if recognizer is not None:

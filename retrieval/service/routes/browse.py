@@ -23,6 +23,7 @@ from unibind.retrieval.service.state import takes_images
 from unibind.retrieval.service.errors import TooLarge, responses
 from unibind.retrieval.service.upload import decode_image
 from unibind.schema import Corpus, CorpusStatus, Item, ModalityKind
+from unibind.schema.versions import live_item
 from unibind.schema.errors import InvalidInput, NotFound
 
 THUMBNAIL_SIZES = (16, 1024)  # smallest and largest edge a client may ask for
@@ -67,7 +68,8 @@ def router(config: ServiceConfig) -> APIRouter:
                     return p.Info(space=None, dim=None, corpora=0, categories=0, image_queries=False, modalities=[],
                                   limits=limits)
                 counts: dict[int, int] = {m: n for m, n in session.execute(
-                    select(Item.modality_id, func.count(Item.id)).group_by(Item.modality_id))}
+                    select(Item.modality_id, func.count(Item.id)).where(live_item(Item.modality_id))
+                    .group_by(Item.modality_id))}
                 modalities = []
                 for m in list_modalities(session, space):
                     head = active_head(session, m)
@@ -105,7 +107,7 @@ def router(config: ServiceConfig) -> APIRouter:
         def work() -> Response:
             with st.db.session() as session:
                 item = session.get(Item, item_id)
-                if item is None:
+                if item is None or item.deleted_version is not None:
                     raise NotFound(f"no item with id {item_id}")
                 if item.modality.kind != ModalityKind.IMAGE:
                     raise InvalidInput(f"item {item_id} is a {item.modality.name} item; only image items have "
@@ -114,14 +116,15 @@ def router(config: ServiceConfig) -> APIRouter:
             path = item_image_path(uri)
             if path is None:
                 raise NotFound(f"item {item_id}'s image is not a local file ({uri!r}): fetch it from its URI")
-            try:
+            try:  # the messages name the file, never its folder: a path of the server is no client's business
                 if not path.is_file():
-                    raise NotFound(f"item {item_id}'s image file {str(path)!r} is missing (or not a file)")
+                    raise NotFound(f"item {item_id}'s image file {path.name!r} is missing (or not a file)")
                 with path.open("rb") as fh:
                     data = fh.read(config.max_upload_bytes + 1)
                 modified = path.stat().st_mtime
-            except OSError as e:
-                raise NotFound(f"item {item_id}'s image file {str(path)!r} cannot be read ({e.strerror or e})") from e
+            except OSError as e:  # strerror only: str(e) names the full path
+                raise NotFound(f"item {item_id}'s image file {path.name!r} cannot be read "
+                               f"({e.strerror or type(e).__name__})") from e
             if len(data) > config.max_upload_bytes:
                 raise TooLarge(f"item {item_id}'s image file is larger than the upload limit of "
                                f"{config.max_upload_bytes} bytes")

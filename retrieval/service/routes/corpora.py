@@ -1,6 +1,7 @@
 """The corpora of the served space: ``GET /v1/corpora`` lists them, ``DELETE /v1/corpora/{name}`` removes a
 complete one, and ``POST /v1/corpora`` uploads a corpus file: it is checked at once (a bad file is a 400 naming
-its line or field, and nothing is written), then ingested by a background job (``GET /v1/jobs/{id}``)."""
+its line or field, and nothing is written), then ingested by a background job (``GET /v1/jobs/{id}``); past the
+uploads a process holds queued or running, an upload is a 429 and nothing is written."""
 
 from __future__ import annotations
 
@@ -99,41 +100,42 @@ def router(config: ServiceConfig, jobs: JobManager) -> APIRouter:
 
     @api.delete("/v1/corpora/{name}", response_model=p.Deleted, responses=responses(404, 409, 422))
     async def delete(name: str, st: State) -> p.Deleted:
-        """Delete a complete corpus of the served space. 409 while it is being ingested, or when the index
-        disagrees with the store (the message names the command that repairs it)."""
+        """Delete a complete corpus of the served space (queries in flight finish on the catalog they started
+        with; the answer comes once the service has moved to the new one). 409 while it is being ingested."""
         from unibind.indexer.store.contents import corpus_state
         from unibind.indexer.store.removal import delete_corpus
 
         def work() -> p.Deleted:
-            # the queries in flight finish first; new ones wait until the service has moved to the new catalog
-            with st.deletion_gate.exclusive():
-                with st.db.session() as session:  # a complete corpus of the served space, or a live ingest of one
-                    space = st.served_space(session)
-                    corpus_id = None if space is None else session.scalar(select(Corpus.id).where(
-                        Corpus.space_id == space.id, Corpus.name == name, Corpus.status == CorpusStatus.COMPLETE))
-                    if corpus_id is None and space is not None:  # delete_corpus refuses a live ingest: a Conflict
-                        ingesting = session.scalars(select(Corpus).where(
-                            Corpus.space_id == space.id, Corpus.target_name == name,
-                            Corpus.status != CorpusStatus.COMPLETE))
-                        corpus_id = next((c.id for c in ingesting if corpus_state(c) == CorpusStatus.INGESTING.value),
-                                         None)
-                if corpus_id is None:
-                    raise NotFound(f"no corpus named {name!r}")
-                n = delete_corpus(st.db, corpus_id, config.home, st.device)
-                try:
-                    st.refresh()
-                except Exception as e:  # noqa: BLE001 - the corpus is gone; the next query retries the build
-                    log.warning("deleted corpus %r; the service could not load the new catalog yet: %s", name, e)
+            with st.db.session() as session:  # a complete corpus of the served space, or a live ingest of one
+                space = st.served_space(session)
+                corpus_id = None if space is None else session.scalar(select(Corpus.id).where(
+                    Corpus.space_id == space.id, Corpus.name == name, Corpus.status == CorpusStatus.COMPLETE))
+                if corpus_id is None and space is not None:  # delete_corpus refuses a live ingest: a Conflict
+                    ingesting = session.scalars(select(Corpus).where(
+                        Corpus.space_id == space.id, Corpus.target_name == name,
+                        Corpus.status == CorpusStatus.INGESTING))
+                    corpus_id = next((c.id for c in ingesting if corpus_state(c) == CorpusStatus.INGESTING.value),
+                                     None)
+            if corpus_id is None:
+                raise NotFound(f"no corpus named {name!r}")
+            n = delete_corpus(st.db, corpus_id, config.home, st.device)
+            try:
+                st.refresh()
+            except Exception as e:  # noqa: BLE001 - the corpus is gone; the next query retries the build
+                log.warning("deleted corpus %r; the service could not load the new catalog yet: %s", name, e)
             return p.Deleted(deleted=name, descriptions=n)
 
         return await run_in_threadpool(work)
 
     @api.post("/v1/corpora", status_code=202, response_model=p.JobAccepted, openapi_extra=upload_schema(),
-              responses=responses(400, 409, 413, 415, 422))
+              responses=responses(400, 409, 413, 415, 422, 429))
     async def upload_corpus(request: Request) -> p.JobAccepted:
+        """429 with Retry-After (and nothing written) while this server holds its limit of uploads queued or
+        running (``--max-queued-uploads``)."""
         content_type = request.headers.get("content-type", "")
         if not content_type.startswith(MULTIPART):
             raise UnsupportedMediaType(f"upload the corpus as {MULTIPART} with the file in the field '{FILE_FIELD}'")
+        jobs.check_room()  # no slot free: answered before the body is read (submit reserves the slot, race-free)
         data, filename, form = await read_form_upload(request, FILE_FIELD, "the corpus file", config.max_upload_bytes)
         options = form_options(CorpusUpload, {k: v for k, v in form.multi_items()
                                               if k != FILE_FIELD and isinstance(v, str) and (v or k not in OPTIONAL_TEXT)})
