@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/writes.py [--sizes 10000,100000,1000000] [--publishes 5] [--batch 1000] [--dim 384]
                                      [--db postgresql+psycopg://postgres@127.0.0.1:5432/test] [--mixed-seconds 60]
-                                     [--vectors milvus-lite|milvus://HOST:PORT] [--no-append]
+                                     [--no-append]
 
 For each size N, a fresh store (SQLite in a temp folder, or with ``--db`` a fresh schema on that PostgreSQL server,
 dropped afterwards) gets one corpus of N precomputed unit vectors (d 384, no encoding: the vectors stand in for an
@@ -22,11 +22,6 @@ machine's drift falls on every size alike). Per publish:
 Beside them, the bare library calls on the same data: ``faiss.write_index`` of a flat index of the 1,000 new vectors
 (what a write needs at least), and of all N + 1,000 vectors (what every write cost before segments: the whole index
 rewritten). The ratio 1M ÷ 10k of the median publish seconds is the headline (goal: at most 1.5).
-
-With ``--vectors`` the indexes live in Milvus (a milvus-lite folder per store, or a server): a write inserts its rows
-into the index's collection, and the bare call beside it is the engine's own ``insert`` of as many rows (and, on
-milvus-lite, its flush) into a collection of their own; "index bytes added" is then the growth of the milvus-lite
-folder (0 for a server).
 
 Readers: at the largest size the index is cut into 16 segments (the compaction policy's bound), then compacted into
 one; both stay loaded and are searched in turn (B = 1 and B = 100, k = 10, 30 times each after a warm-up): the ratio
@@ -238,37 +233,8 @@ def bare_write(vectors: np.ndarray, folder: Path) -> float:
     return seconds
 
 
-def bare_insert(vectors: np.ndarray, uri: str) -> float:
-    """Seconds for the bare Milvus calls of a write on the same data: ``MilvusClient.insert`` of the rows (in the
-    batches unibind sends) into a flat collection of their own, and for milvus-lite its flush."""
-    from pymilvus import DataType, MilvusClient
-
-    from unibind.indexer.index.milvus_backend import UPSERT_BATCH, lite_path
-
-    local = not uri.startswith(("http://", "https://"))
-    client = MilvusClient(uri=str(lite_path(uri)) if local else uri)
-    name = "bench_bare_insert"
-    if client.has_collection(name):
-        client.drop_collection(name)
-    schema = MilvusClient.create_schema(auto_id=True, enable_dynamic_field=False)
-    schema.add_field("pk", DataType.INT64, is_primary=True)
-    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=vectors.shape[1])
-    schema.add_field("key", DataType.INT64)
-    params = client.prepare_index_params()
-    params.add_index(field_name="vector", index_type="FLAT", metric_type="IP")
-    client.create_collection(name, schema=schema, index_params=params, consistency_level="Strong")
-    t = time.perf_counter()
-    for s in range(0, len(vectors), UPSERT_BATCH):
-        client.insert(name, [{"vector": v, "key": s + j} for j, v in enumerate(vectors[s : s + UPSERT_BATCH])])
-    if local:
-        client.flush(name)
-    seconds = time.perf_counter() - t
-    client.drop_collection(name)
-    return seconds
-
-
 def measure_writes(url: str | None, sizes: Sequence[int], publishes: int, batch: int, dim: int,
-                   seed: int, vectors: str | None = None) -> list[dict[str, Any]]:
+                   seed: int) -> list[dict[str, Any]]:
     """One store per size, then ``publishes`` rounds that publish once into each store in turn (the machine's drift
     falls on every size alike); each round also times the bare FAISS writes beside them."""
     import unibind.indexer.store.ingest as ingest_module
@@ -291,17 +257,8 @@ def measure_writes(url: str | None, sizes: Sequence[int], publishes: int, batch:
         stores = []
         for n in sizes:
             db_url, home = stack.enter_context(store(url))
-            place = None
-            if vectors == "milvus-lite":
-                place = f"milvus-lite:{home / 'milvus'}"
-            elif vectors:
-                place = vectors
-            db = Database(db_url, vectors=place)
+            db = Database(db_url)
             stack.callback(db.dispose)
-            if place is not None:
-                from unibind.indexer.index.milvus_backend import close_shared
-
-                stack.callback(close_shared)
             encoder = Precomputed(dim)
             ingest(db, corpus(encoder, "base", unit(rng, n, dim)),
                    IngestConfig(name="base", encoder=encoder.spec, progress=n >= 100_000), home=home,
@@ -310,9 +267,8 @@ def measure_writes(url: str | None, sizes: Sequence[int], publishes: int, batch:
             stack.callback(clock.close)
             folder = home / "bare"
             folder.mkdir(parents=True, exist_ok=True)
-            index_dir = home / "milvus" if vectors == "milvus-lite" else DataHome(db, home).index_dir
             stores.append({"n": n, "db": db, "home": home, "encoder": encoder, "clock": clock, "folder": folder,
-                           "index_dir": index_dir, "rows": [], "bare_new": [], "bare_all": [], "place": place})
+                           "index_dir": DataHome(db, home).index_dir, "rows": [], "bare_new": [], "bare_all": []})
         ingest_module._publish = timed_publish  # type: ignore[assignment]
         stack.callback(setattr, ingest_module, "_publish", publish)
         for i in range(publishes):
@@ -334,22 +290,17 @@ def measure_writes(url: str | None, sizes: Sequence[int], publishes: int, batch:
                 st["rows"].append({"seconds": seconds, "bytes": _written() - before, "rss": rss.grew,
                                    "index_bytes": _folder_bytes(st["index_dir"]) - files_before,
                                    "lock": max(held) if held else 0.0, "index_s": spent.pop()})
-                if st["place"] is None:
-                    st["bare_new"].append(bare_write(unit(rng, batch, dim), st["folder"]))
-                else:  # the engine's own insert of as many rows, beside it
-                    from unibind.schema.settings import parse_vectors_spec
-
-                    st["bare_new"].append(bare_insert(unit(rng, batch, dim), str(parse_vectors_spec(st["place"]).uri)))
-            if i < 3 and vectors is None:  # what every write cost before segments: the whole index written again
+                st["bare_new"].append(bare_write(unit(rng, batch, dim), st["folder"]))
+            if i < 3:  # what every write cost before segments: the whole index written again
                 for st in stores:
                     st["bare_all"].append(bare_write(unit(rng, st["n"] + batch, dim), st["folder"]))
         return [{"n": st["n"], "rows": st["rows"], "bare_new": median(st["bare_new"]),
-                 "bare_all": median(st["bare_all"]) if st["bare_all"] else float("nan")} for st in stores]
+                 "bare_all": median(st["bare_all"])} for st in stores]
 
 
 def _folder_bytes(folder: Path) -> int:
     """Bytes in the index folder's files: what a write added to the index (its segment, less what went)."""
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) if folder.is_dir() else 0
 
 
 # -- what segments cost readers ------------------------------------------------------------------------
@@ -615,8 +566,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-search", action="store_true")
     parser.add_argument("--service-vectors", type=int, default=100_000,
                         help="the store a served DELETE runs beside queries in (0: not measured)")
-    parser.add_argument("--vectors", help="milvus-lite (a folder per store) or milvus://HOST:PORT: the write path on "
-                                          "Milvus, beside the engine's bare insert (default: FAISS files)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args(argv)
@@ -624,11 +573,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sizes = [int(s) for s in args.sizes.split(",")]
     backend = "PostgreSQL" if args.db else "SQLite"
-    if args.vectors:
-        backend += " + " + ("milvus-lite" if args.vectors == "milvus-lite" else "Milvus server")
     when, where, cmd = now(), machine(), command_line("bench/writes.py")
 
-    results = measure_writes(args.db, sizes, args.publishes, args.batch, args.dim, args.seed, args.vectors)
+    results = measure_writes(args.db, sizes, args.publishes, args.batch, args.dim, args.seed)
     base_s = median([r["seconds"] for r in results[0]["rows"]])
     base_index = median([r["index_s"] for r in results[0]["rows"]])
     columns = ("store", "vectors", "publish s", f"÷ {sizes[0] // 1000}k", "index part s", f"index ÷ {sizes[0] // 1000}k",

@@ -301,7 +301,7 @@ def mask_database_url(url: str) -> str:
 
 @dataclass(frozen=True)
 class MilvusOptions:
-    """How unibind connects to Milvus and builds new collections (the ``milvus_*`` settings, from the environment)."""
+    """How unibind connects to Milvus and builds new collections (the ``UNIBIND_MILVUS_*`` variables)."""
 
     token: str | None = None
     user: str | None = None

@@ -53,8 +53,7 @@ def test_flag_beats_environment_beats_default(tmp_path: Path) -> None:
         "fp16": "environment",
         "encoder": "flag", "api_key": "default", "host": "default", "port": "flag", "max_batch": "default",
         "max_k": "default", "max_labels": "default", "max_upload_mb": "environment", "max_image_pixels": "default",
-        "max_queued_uploads": "default", "llm_base_url": "default", "llm_api_key": "default",
-        **{name: "default" for name in SPEC_BY_NAME if name.startswith("milvus_")}}
+        "max_queued_uploads": "default", "llm_base_url": "default", "llm_api_key": "default"}
     d = Settings.resolve(environ={})
     assert (d.home, d.device, d.fp16, d.encoder, d.port, d.max_k) == (
         (Path.cwd() / "unibind-data").resolve(), "auto", False, None, 8000, DEFAULT_MAX_K)
@@ -138,8 +137,8 @@ def test_serve_takes_the_same_settings(tmp_path: Path, monkeypatch: pytest.Monke
     assert config.database_url == f"sqlite:///{tmp_path.resolve() / 'unibind.db'}"
     assert config.settings.source("fp16") == "environment" and config.settings.source("port") == "flag"
     # every setting of the service is one of the settings', read from them (nothing of its own); the kb settings
-    # are the LLM client's (`unibind kb`) and the Milvus settings the Milvus client's, not the service's
-    for spec in (s for s in SPECS if not s.help.startswith(("kb:", "Milvus:"))):
+    # are the LLM client's (`unibind kb`), not the service's
+    for spec in (s for s in SPECS if not s.help.startswith("kb:")):
         shown = "max_upload_bytes" if spec.name == "max_upload_mb" else spec.name
         expected = getattr(config.settings, spec.name)
         assert getattr(config, shown) == (int(expected * 2**20) if shown == "max_upload_bytes" else expected), shown
@@ -219,34 +218,3 @@ def test_ingest_and_eval_take_the_encoder_from_the_environment(tmp_path: Path, m
     assert main([*base, "eval", "recognition", "--queries", str(queries), "--strategies", "top",
                  "--encoder", "minilm", "--json"]) == 0  # the flag beats the variable
     assert json.loads(capsys.readouterr().out)[0]["queries"] == 1
-
-
-def test_milvus_connection_settings_reach_the_client_and_are_never_shown() -> None:
-    from unibind.schema.settings import MilvusOptions
-
-    env = {"UNIBIND_MILVUS_TOKEN": "tok-secret", "UNIBIND_MILVUS_USER": "ann", "UNIBIND_MILVUS_PASSWORD": "pw-secret",
-           "UNIBIND_MILVUS_DB": "prod", "UNIBIND_MILVUS_TLS": "1", "UNIBIND_MILVUS_CA": "/etc/ca.pem",
-           "UNIBIND_MILVUS_NLIST": "2048"}
-    o = MilvusOptions.from_env(env)
-    assert o.connection() == {"token": "tok-secret", "user": "ann", "password": "pw-secret", "db_name": "prod",
-                              "server_pem_path": "/etc/ca.pem"}
-    assert o.server_uri("http://milvus.example:19530") == "https://milvus.example:19530" and o.nlist == 2048
-    assert MilvusOptions.from_env({}).server_uri("http://h:1") == "http://h:1"
-    shown = {row.name: row.value for row in Settings.resolve(environ=env).shown()}
-    assert "secret" not in repr(shown) and shown["milvus_user"] == "ann"
-    with pytest.raises(InvalidInput, match="UNIBIND_MILVUS_NLIST"):
-        MilvusOptions.from_env({"UNIBIND_MILVUS_NLIST": "0"})
-
-
-
-def test_a_milvus_connection_error_names_no_secret() -> None:
-    pytest.importorskip("pymilvus")
-    from unibind.indexer.index.milvus_backend import MilvusBackend
-    from unibind.schema.errors import Unavailable
-    from unibind.schema.settings import MilvusOptions
-
-    o = MilvusOptions.from_env({"UNIBIND_MILVUS_TOKEN": "tok-secret", "UNIBIND_MILVUS_PASSWORD": "pw-secret",
-                                "UNIBIND_MILVUS_USER": "ann"})
-    with pytest.raises(Unavailable) as e:
-        MilvusBackend("http://127.0.0.1:1", "rows", 4, timeout=3, connection=o.connection())
-    assert "secret" not in str(e.value) and "127.0.0.1:1" in str(e.value)

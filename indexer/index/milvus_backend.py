@@ -1,6 +1,5 @@
 """The Milvus vector backend: one collection whose primary keys are the rows' keys and whose filterable fields are
-scalar columns, reached through pymilvus's ``MilvusClient`` (the optional ``unibind[milvus]`` extra; milvus-lite:
-see ``LITE_INSTALL_HINT``).
+scalar columns, reached through pymilvus's ``MilvusClient`` (the optional ``unibind[milvus]`` extra).
 
 ``--vectors`` names where vectors live (:func:`parse_vectors_spec`): ``faiss`` (the default: FAISS index files),
 ``milvus-lite:PATH`` (an embedded milvus-lite database in the folder PATH: one process at a time) or
@@ -56,7 +55,6 @@ from unibind.schema.settings import VectorsSpec, parse_vectors_spec  # noqa: F40
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'unibind[milvus]'"
-LITE_INSTALL_HINT = "pip install 'unibind[milvus-lite]' && pip install --no-deps 'milvus-lite>=2.4'"
 INDEX_TYPES = ("FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW")
 UPSERT_BATCH = 5_000  # rows per upsert call: one gRPC message stays well under Milvus's 64 MB limit at d = 1024
 DELETE_BATCH = 16_384
@@ -179,8 +177,7 @@ class MilvusBackend(VectorBackend):
             try:
                 import milvus_lite  # noqa: F401
             except ImportError as e:
-                raise InvalidInput("a milvus-lite folder needs milvus-lite, which is not installed: "
-                                   f"{LITE_INSTALL_HINT}") from e
+                raise InvalidInput(f"a milvus-lite folder needs milvus-lite, which is not installed: {INSTALL_HINT}") from e
         self._shared = shared
         try:
             self.client = (_shared_client(self._pm, self.uri, timeout, self._connection) if shared
