@@ -168,20 +168,6 @@ SPECS: tuple[SettingSpec, ...] = (
                 "serve: the largest image, width x height"),
     SettingSpec("max_queued_uploads", "UNIBIND_MAX_QUEUED_UPLOADS", "--max-queued-uploads", _int_in(1),
                 "serve: corpus uploads queued or running at once (more are answered 429)"),
-    SettingSpec("milvus_token", "UNIBIND_MILVUS_TOKEN", None, _secret,
-                "Milvus: an API key or user:password token sent to the server", secret=True),
-    SettingSpec("milvus_user", "UNIBIND_MILVUS_USER", None, _text, "Milvus: the user name (with the password)"),
-    SettingSpec("milvus_password", "UNIBIND_MILVUS_PASSWORD", None, _secret, "Milvus: the user's password",
-                secret=True),
-    SettingSpec("milvus_db", "UNIBIND_MILVUS_DB", None, _text, "Milvus: the database (default: the server's default)"),
-    SettingSpec("milvus_tls", "UNIBIND_MILVUS_TLS", None, _bool, "Milvus: connect with TLS (https)"),
-    SettingSpec("milvus_ca", "UNIBIND_MILVUS_CA", None, _text, "Milvus: a CA certificate file (PEM) that signs the "
-                "server's certificate"),
-    SettingSpec("milvus_nlist", "UNIBIND_MILVUS_NLIST", None, _int_in(1, 65536),
-                "Milvus: IVF lists of a new collection (default: 4 x sqrt(rows), within 16-65536)"),
-    SettingSpec("milvus_hnsw_m", "UNIBIND_MILVUS_HNSW_M", None, _int_in(2, 2048), "Milvus: HNSW M of a new collection"),
-    SettingSpec("milvus_hnsw_ef_construction", "UNIBIND_MILVUS_HNSW_EF_CONSTRUCTION", None, _int_in(1),
-                "Milvus: HNSW efConstruction of a new collection"),
     SettingSpec("llm_base_url", "UNIBIND_LLM_BASE_URL", "--base-url", _text,
                 "kb: the OpenAI-compatible server of --llm openai:MODEL (default: $OPENAI_BASE_URL, else OpenAI's)"),
     SettingSpec("llm_api_key", "UNIBIND_LLM_API_KEY", None, _secret,
@@ -230,15 +216,6 @@ class Settings:
     max_queued_uploads: int = DEFAULT_MAX_QUEUED_UPLOADS
     llm_base_url: str | None = None
     llm_api_key: str | None = None
-    milvus_token: str | None = None
-    milvus_user: str | None = None
-    milvus_password: str | None = None
-    milvus_db: str | None = None
-    milvus_tls: bool = False
-    milvus_ca: str | None = None
-    milvus_nlist: int = 0  # 0: from the rows
-    milvus_hnsw_m: int = 16
-    milvus_hnsw_ef_construction: int = 200
     sources: Mapping[str, Source] = field(default_factory=lambda: MappingProxyType({}), compare=False, repr=False)
 
     @classmethod
@@ -297,43 +274,4 @@ def mask_database_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except (ArgumentError, ValueError):
         return "(not a valid SQLAlchemy URL; not shown)"
-
-
-@dataclass(frozen=True)
-class MilvusOptions:
-    """How unibind connects to Milvus and builds new collections (the ``UNIBIND_MILVUS_*`` variables)."""
-
-    token: str | None = None
-    user: str | None = None
-    password: str | None = None
-    db_name: str | None = None
-    tls: bool = False
-    ca: str | None = None
-    nlist: int = 0
-    hnsw_m: int = 16
-    hnsw_ef_construction: int = 200
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> MilvusOptions:
-        values = {f: env_value(f"milvus_{f}" if f != "db_name" else "milvus_db", environ)
-                  for f in ("token", "user", "password", "db_name", "tls", "ca", "nlist", "hnsw_m",
-                            "hnsw_ef_construction")}
-        return cls(**{k: v for k, v in values.items() if v is not None})
-
-    def connection(self) -> dict[str, Any]:
-        """Keyword arguments of ``pymilvus.MilvusClient`` (secrets included: never log them)."""
-        out: dict[str, Any] = {}
-        if self.token:
-            out["token"] = self.token
-        if self.user:
-            out["user"], out["password"] = self.user, self.password or ""
-        if self.db_name:
-            out["db_name"] = self.db_name
-        if self.ca:
-            out["server_pem_path"] = self.ca
-        return out
-
-    def server_uri(self, uri: str) -> str:
-        """``http://host:port`` as this connection reaches it (``https`` with TLS)."""
-        return "https://" + uri.removeprefix("http://") if self.tls and uri.startswith("http://") else uri
 

@@ -2,8 +2,8 @@
 description index and recognition go through the same commands as on FAISS files and give the same answers, equal
 to an exact NumPy reference; filtered gallery search returns exactly k when k items match; ``index verify`` /
 ``index rebuild`` / ``gallery verify`` / ``gallery rebuild`` work the same (a rebuild re-uploads stored vectors,
-and moves an index between FAISS files and Milvus); each write inserts only its rows, as a segment of the index's
-one collection, so a reader keeps the version it opened, and the rows of dropped segments go with the vacuum.
+and moves an index between FAISS files and Milvus); each publish is a new collection named by its record, so a
+reader keeps the version it opened, and superseded collections go (but the newest older one, for replicas).
 
 Marked ``slow`` (each test starts an embedded milvus-lite server). Skipped without the milvus extra, except
 under CI, where ``.ci/run`` installs it. ``UNIBIND_TEST_MILVUS_URL=milvus://HOST:PORT`` runs the same tests against
@@ -198,7 +198,7 @@ def test_descriptions_on_milvus_verify_rebuild_and_move(mdb: Database, db_url: s
     assert code == 0 and json.loads(out)[0]["ok"]
 
     # a lost collection is reported and repaired by one command
-    [name] = [p.removeprefix("milvus:").split("#")[0] for p in records(mdb)["descriptions"]]
+    [name] = [p.removeprefix("milvus:") for p in records(mdb)["descriptions"]]
     with MilvusBackend(uri(vectors), None, 1) as b:
         b.drop_collection(name)
     code, out, _ = run(db_url, home, vectors, "index", "verify", capsys=capsys)
@@ -211,28 +211,13 @@ def test_descriptions_on_milvus_verify_rebuild_and_move(mdb: Database, db_url: s
     assert code == 0, out
 
 
-def rows_of(db: Database, vectors: str, path: str, dim: int) -> int:
-    """How many rows the segment record ``path`` names in its collection."""
-    from unibind.indexer.index.milvus_index import scope_of, split_path
-
-    name, token = split_path(path)
-    assert token is not None
-    with MilvusBackend(uri(vectors), name, dim, create=False, segmented=True, fields={"category": "int64",
-                                                                                    "corpus": "int64"}) as b:
-        return b.count(scope_of((token,)))
-
-
-def test_each_write_inserts_only_its_rows_into_one_collection_and_readers_keep_theirs(
-        mdb: Database, db_url: str, home: Path, tmp_path: Path, vectors: str,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    """Each ingest inserts its own rows, under a segment of its own, into the index's one collection (nothing else is
-    re-uploaded); the rows of a write killed before its publish go with the next write; a reader pinned to an older
-    version (its lease held) keeps searching that version's rows after a delete, and they go once no reader needs
-    them."""
-    from sqlalchemy import update
-
+def test_each_write_is_a_new_collection_and_readers_keep_theirs(mdb: Database, db_url: str, home: Path,
+                                                                tmp_path: Path, vectors: str,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Each ingest uploads a collection of its own rows (a segment); a collection no record names (a killed write's)
+    goes with the next write; a reader pinned to an older version (its lease held) keeps searching the collections
+    of that version after a delete, and they go once no reader needs them."""
     from unibind.indexer.index.readers import ReaderLeaseHolder
-    from unibind.indexer.index.milvus_index import split_path
     from unibind.schema.store_state import catalog_state
 
     animals, vehicles = write_json(tmp_path / "a.json", ANIMALS), write_json(tmp_path / "v.json", VEHICLES)
@@ -243,88 +228,40 @@ def test_each_write_inserts_only_its_rows_into_one_collection_and_readers_keep_t
         space, version = s.scalars(select(Space)).one(), catalog_state(s)[0]
     index = description_index(mdb, space, home, Device())
     [first] = records(mdb)["descriptions"]
-    collection = split_path(first)[0]
-    slug = f"s{space.id}_descriptions_"
-    assert [c for c in collections(mdb, vectors) if slug in c] == [collection] and collection.endswith("_flat")
-    n_animals = rows_of(mdb, vectors, first, space.dim)
     reader = CrossModalSearch(mdb, home, Device(), space, "descriptions", version=version)  # a replica, pinned
-    assert reader.store.ntotal == n_animals
+    n_first = reader.store.ntotal
     q = np.random.default_rng(0).standard_normal((2, space.dim)).astype(np.float32)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     before = [[(h.id, h.text) for h in row] for row in reader.search(q, 5)]
 
-    # a write killed after its insert: its segment's record is building, its owner dead
-    with mdb.session() as s:
-        some = index.store_ids(s)[:2]
-    built = index.build(some, q, groups=[999])
-    with mdb.transaction() as s:
-        s.execute(update(Segment).where(Segment.id == built.segment_id).values(owner="elsewhere/0/0/1/1",
-                                                                              heartbeat_at=None))
-    assert rows_of(mdb, vectors, built.path, space.dim) == 2
+    # a write killed after its upload left a collection that no record names (it never published)
+    orphan_store = VectorStore.from_vectors(space.dim, Device(), "Flat", np.array([10_000]), q[:1])
+    orphan = index.place.new_path(index.index_name)
+    index.place.write(orphan, orphan_store, "FLAT", np.array([10_000]), {"category": np.array([1]),
+                                                                       "corpus": np.array([1])})
+    assert orphan.removeprefix("milvus:") in collections(mdb, vectors)
 
     lease = ReaderLeaseHolder(mdb)
     lease.hold(version)
     code, _, err = run(db_url, home, vectors, "ingest", str(vehicles), "--name", "vehicles", "--encoder", "minilm",
                        capsys=capsys)
     assert code == 0, err
-    assert rows_of(mdb, vectors, built.path, space.dim) == 0  # what the killed write inserted went, then its record
-    with mdb.session() as s:
-        assert s.get(Segment, built.segment_id) is None
+    assert orphan.removeprefix("milvus:") not in collections(mdb, vectors)  # what the killed write left went
     [again, second] = records(mdb)["descriptions"]
-    assert again == first and split_path(second)[0] == collection  # the same collection, the first rows untouched
-    n_vehicles = rows_of(mdb, vectors, second, space.dim)
-    assert rows_of(mdb, vectors, first, space.dim) == n_animals
-    with MilvusBackend(uri(vectors), collection, space.dim, create=False, segmented=True,
-                       fields={"category": "int64", "corpus": "int64"}) as b:
-        assert b.count() == n_animals + n_vehicles  # inserts only
+    assert again == first and second.startswith("milvus:ub_")  # the first segment was not rewritten
     fresh = index.load()
     with mdb.session() as s:
-        assert fresh.ntotal == index.store_count(s) == n_animals + n_vehicles
-        assert len(fresh.searched()) == 1  # both segments in one Milvus search
+        assert fresh.ntotal == index.store_count(s) > n_first
     code, _, err = run(db_url, home, vectors, "corpus", "delete", "animals", capsys=capsys)
     assert code == 0, err
-    assert rows_of(mdb, vectors, first, space.dim) == n_animals  # kept for the reader
+    slug = f"s{space.id}_descriptions_"
+    live = sorted(c for c in collections(mdb, vectors) if slug in c)
+    assert live == sorted([first.removeprefix("milvus:"), second.removeprefix("milvus:")])  # kept for the reader
     assert [[(h.id, h.text) for h in row] for row in reader.search(q, 5)] == before  # its version, whole
     lease.close()
     code, _, err = run(db_url, home, vectors, "index", "compact", capsys=capsys)  # the vacuum runs
     assert code == 0, err
-    assert rows_of(mdb, vectors, first, space.dim) == 0
-    assert [c for c in collections(mdb, vectors) if slug in c] == [collection]
-    code, out, err = run(db_url, home, vectors, "index", "verify", capsys=capsys)
-    assert code == 0, out + err
-
-
-def test_a_rebuild_to_another_type_fills_a_new_collection_and_the_old_one_goes(
-        mdb: Database, db_url: str, home: Path, tmp_path: Path, vectors: str,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    from unibind.indexer.index.milvus_index import split_path
-
-    animals = write_json(tmp_path / "a.json", ANIMALS)
-    code, _, err = run(db_url, home, vectors, "ingest", str(animals), "--name", "animals", "--encoder", "minilm",
-                       capsys=capsys)
-    assert code == 0, err
-    [flat] = records(mdb)["descriptions"]
-    code, _, err = run(db_url, home, vectors, "index", "rebuild", "--factory", "IVF_FLAT", capsys=capsys)
-    assert code == 0, err
-    [ivf] = records(mdb)["descriptions"]
-    assert split_path(ivf)[0].endswith("_ivf_flat") and split_path(flat)[0] not in collections(mdb, vectors)
-    with MilvusBackend(uri(vectors), split_path(ivf)[0], 384, create=False, segmented=True,
-                       fields={"category": "int64", "corpus": "int64"}) as b:
-        info = b.client.describe_index(b.collection, "vector")
-    assert info["index_type"] == "IVF_FLAT"  # (milvus-lite does not report nlist: index_params is tested alone)
-    code, out, err = run(db_url, home, vectors, "index", "verify", capsys=capsys)
-    assert code == 0, out + err
-
-
-def test_index_parameters_scale_with_the_rows() -> None:
-    from unibind.indexer.index.milvus_backend import index_params
-
-    assert index_params("FLAT", 10**6) == {}
-    assert index_params("IVF_FLAT", 10) == {"nlist": 16}  # at least 16
-    assert index_params("IVF_SQ8", 10**6) == {"nlist": 4000}  # 4 sqrt(rows)
-    assert index_params("IVF_FLAT", 10**12) == {"nlist": 65_536}  # Milvus's most
-    assert index_params("IVF_FLAT", 10**6, nlist=1024) == {"nlist": 1024}  # UNIBIND_MILVUS_NLIST
-    assert index_params("HNSW", 5, hnsw_m=32, hnsw_ef_construction=400) == {"M": 32, "efConstruction": 400}
+    assert sorted(c for c in collections(mdb, vectors) if slug in c) == [second.removeprefix("milvus:")]
 
 
 def test_recognition_on_milvus_equals_the_dense_engine(mdb: Database, db_url: str, home: Path, tmp_path: Path,

@@ -150,31 +150,7 @@ class SegmentSet:
     def filters_in_place(self, k: int) -> bool:
         """Whether every segment can answer a filtered search for ``k`` hits on its own columns: over-fetching past
         its tombstones stays within its hit limit."""
-        return all(p.max_k is None or k + p.dead.size <= p.max_k for p in self.searched())
-
-    @cached_property
-    def _searched(self) -> list[Part]:
-        groups: dict[tuple[str, str], list[Part]] = {}
-        out: list[Part] = []
-        for p in self.parts:
-            if getattr(p.store, "tokens", None):  # segments of one segmented Milvus collection: one search for all
-                backend = p.store.backend  # type: ignore[attr-defined]
-                groups.setdefault((backend.uri, backend.collection), []).append(p)
-            else:
-                out.append(p)
-        for members in groups.values():
-            if len(members) == 1:
-                out.append(members[0])
-                continue
-            store = type(members[0].store).union([m.store for m in members])  # type: ignore[attr-defined]
-            dead = np.unique(np.concatenate([m.dead for m in members]))
-            out.append(Part(members[0].segment_id, store, dead, members[0].factory))
-        return out
-
-    def searched(self) -> list[Part]:
-        """What one search visits: the FAISS segments one by one, and the segments that share a segmented Milvus
-        collection as one (``seg in [...]``: one Milvus search however many segments a version has)."""
-        return self._searched
+        return all(p.max_k is None or k + p.dead.size <= p.max_k for p in self.parts)
 
     def _check(self, queries: np.ndarray, k: int) -> np.ndarray:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -191,7 +167,7 @@ class SegmentSet:
         index, and releases the GIL); larger ones, and GPU replicas (which share one set of GPU resources), one
         segment after the other."""
         queries = self._check(queries, k)
-        parts = [p for p in self.searched() if p.n_live > 0]
+        parts = [p for p in self.parts if p.n_live > 0]
         on_gpu = any(isinstance(p.store, VectorStore) and p.store.device.faiss_gpu is not None for p in parts)
         if len(parts) > 1 and queries.shape[0] < SIDE_BY_SIDE_BELOW and not on_gpu:
             found = list(_pool().map(lambda p: _part_search(p, queries, k), parts))
@@ -204,7 +180,7 @@ class SegmentSet:
         queries = self._check(queries, k)
         allowed = np.asarray(allowed, dtype=np.int64)
         found = []
-        for p in self.searched():  # ``allowed`` was read at this set's version: it holds no tombstoned row
+        for p in self.parts:  # ``allowed`` was read at this set's version: it holds no tombstoned row
             if p.n_live > 0:
                 found.append(p.store.search_subset(queries, k, allowed))
         return merge_hits(found, k, queries.shape[0])
@@ -222,7 +198,7 @@ class SegmentSet:
         ``filters_in_place``)."""
         queries = self._check(queries, k)
         found = []
-        for p in self.searched():
+        for p in self.parts:
             if p.n_live <= 0:
                 continue
             want = k + int(p.dead.size)

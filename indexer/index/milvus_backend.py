@@ -11,15 +11,6 @@ collection reopened after a restart is ``load``ed before it can be searched; res
 -inf / -1 so callers see the FAISS shapes. FLAT (the default) is exact; IVF_FLAT, IVF_SQ8 and HNSW are
 approximate (IVF_PQ does not run on milvus-lite).
 
-Two layouts. A *keyed* collection (``segmented=False``: the vector-backend API, recognition's centre tables) has the
-row key as its primary key. A *segmented* collection (``segmented=True``: the indexes of a store, one long-lived
-collection per index and type) has an automatic primary key ``pk`` and two INT64 columns, ``key`` (the row key) and
-``seg`` (the segment the row belongs to, see ``unibind.indexer.index.milvus_index``): a write inserts its rows under a
-new ``seg`` and a reader names the segments of its catalog version in every call (``scope``), so rows of a write not
-yet published, or of segments dropped since, are never seen. The same key may be in two segments (a merge and the
-segments it replaces) without clashing. Every search and query is sent with consistency level Strong: it sees every
-insert acknowledged before it, whichever process made it (a publish follows its inserts).
-
 A Milvus server caps one search at 16,384 hits (``quotaAndLimits.limits.topK``): ``max_k`` says so and larger
 searches are refused with one line (recognition answers its rare larger over-fetches from its own table).
 Several backends of one process may share a milvus-lite folder (its embedded server stops with the last one);
@@ -64,22 +55,7 @@ LITE_DB = "milvus.db"  # the milvus-lite data folder inside a ``milvus-lite:PATH
 _COLLECTION = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 # index build and search parameters of the approximate types (FLAT has none)
 INDEX_PARAMS: dict[str, dict[str, int]] = {"IVF_FLAT": {"nlist": 128}, "IVF_SQ8": {"nlist": 128},
-                                          "HNSW": {"M": 16, "efConstruction": 200}}  # keyed collections' defaults
-CONSISTENCY = "Strong"  # see the module docstring
-NLIST_MIN, NLIST_MAX = 16, 65_536  # Milvus accepts nlist in [1, 65536]
-
-
-def index_params(index: str, rows: int, *, nlist: int = 0, hnsw_m: int = 16, hnsw_ef_construction: int = 200
-                 ) -> dict[str, int]:
-    """Build parameters of a collection of type ``index`` expected to hold ``rows`` vectors: IVF nlist = ``nlist``
-    when given, else 4·sqrt(rows) (the usual rule, Milvus's and FAISS's), within [16, 65536]; HNSW's M and
-    efConstruction as set."""
-    if index.startswith("IVF"):
-        n = nlist or int(round(4 * np.sqrt(max(rows, 1))))
-        return {"nlist": int(min(max(n, NLIST_MIN), NLIST_MAX))}
-    if index == "HNSW":
-        return {"M": int(hnsw_m), "efConstruction": int(hnsw_ef_construction)}
-    return {}
+                                          "HNSW": {"M": 16, "efConstruction": 200}}
 NPROBE = 16
 HNSW_EF_MIN = 64
 KEY_FILTER_CHUNK = 16_384  # keys per ``id in [...]`` expression of a key-filtered search
@@ -144,8 +120,7 @@ class MilvusBackend(VectorBackend):
 
     def __init__(self, uri: str, collection: str | None, dim: int, *, index: str = "FLAT",
                  fields: Mapping[str, str] | None = None, timeout: float = CONNECT_TIMEOUT_S,
-                 create: bool = True, shared: bool = False, segmented: bool = False,
-                 params: Mapping[str, int] | None = None, connection: Mapping[str, Any] | None = None) -> None:
+                 create: bool = True, shared: bool = False) -> None:
         if collection is not None and (not isinstance(collection, str) or not _COLLECTION.fullmatch(collection)):
             raise InvalidInput(f"Milvus collection name {collection!r} must be letters, digits and _ (not first)")
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
@@ -153,14 +128,7 @@ class MilvusBackend(VectorBackend):
         if index not in INDEX_TYPES:
             raise InvalidInput(f"Milvus index type {index!r} is not supported; choose from {', '.join(INDEX_TYPES)}")
         self._types = check_field_types(fields or {})
-        for reserved in ("pk", "key", "seg"):
-            if segmented and reserved in self._types:
-                raise InvalidInput(f"field {reserved!r} is reserved in a segmented Milvus collection")
         self.collection, self.index, self._dim = collection, index, int(dim)
-        self.segmented = segmented
-        self.key_field = "key" if segmented else "id"
-        self._params = dict(params) if params is not None else INDEX_PARAMS.get(index, {})
-        self._connection = dict(connection or {})  # token, user, password, db_name, server_pem_path: never logged
         self.nprobe, self.ef = NPROBE, HNSW_EF_MIN  # search-time settings of the approximate types
         self._pm = _pymilvus()
         for name in _QUIET_LOGGERS:
@@ -180,8 +148,7 @@ class MilvusBackend(VectorBackend):
                 raise InvalidInput(f"a milvus-lite folder needs milvus-lite, which is not installed: {INSTALL_HINT}") from e
         self._shared = shared
         try:
-            self.client = (_shared_client(self._pm, self.uri, timeout, self._connection) if shared
-                           else self._own_client(timeout))
+            self.client = _shared_client(self._pm, self.uri, timeout) if shared else self._own_client(timeout)
         except Exception as e:  # noqa: BLE001 - pymilvus raises several types for one cause
             self.close()
             if not _is_remote(uri):  # the usual cause: another process has the folder open
@@ -201,12 +168,7 @@ class MilvusBackend(VectorBackend):
     def _own_client(self, timeout: float) -> Any:
         if self._local is not None:
             _lite_users[self.uri] += 1  # the embedded server stops when the last backend on the folder closes
-        return self._pm.MilvusClient(uri=self.uri, timeout=timeout, **self._connection)
-
-    @property
-    def is_lite(self) -> bool:
-        """An embedded milvus-lite folder (rows are durable once flushed), not a server."""
-        return self._local is not None
+        return self._pm.MilvusClient(uri=self.uri, timeout=timeout)
 
     # -- schema -------------------------------------------------------------------------------------------------
     def _open(self, create: bool) -> None:
@@ -223,12 +185,9 @@ class MilvusBackend(VectorBackend):
 
     def _create(self) -> None:
         DataType = self._pm.DataType
-        schema = self._pm.MilvusClient.create_schema(auto_id=self.segmented, enable_dynamic_field=False)
-        schema.add_field("pk" if self.segmented else "id", DataType.INT64, is_primary=True)
+        schema = self._pm.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self._dim)
-        if self.segmented:
-            schema.add_field("key", DataType.INT64)
-            schema.add_field("seg", DataType.INT64)
         for name, kind in self._types.items():
             if kind == "int64":
                 schema.add_field(name, DataType.INT64)
@@ -236,11 +195,11 @@ class MilvusBackend(VectorBackend):
                 schema.add_field(name, DataType.VARCHAR, max_length=MAX_STR_BYTES)
         params = self.client.prepare_index_params()
         params.add_index(field_name="vector", index_type=self.index, metric_type="IP",
-                         params=self._params)
+                         params=INDEX_PARAMS.get(self.index, {}))
         self._call("create collection", self.client.create_collection, self.collection, schema=schema,
-                   index_params=params, consistency_level=CONSISTENCY)
-        log.info("created Milvus collection %s (dim %d, %s %s, fields %s) at %s",
-                 self.collection, self._dim, self.index, self._params, self._types, self.uri)
+                   index_params=params, consistency_level="Strong")
+        log.info("created Milvus collection %s (dim %d, %s, fields %s) at %s",
+                 self.collection, self._dim, self.index, self._types, self.uri)
 
     def _check_existing(self) -> None:
         info = self._call("describe collection", self.client.describe_collection, self.collection)
@@ -251,12 +210,8 @@ class MilvusBackend(VectorBackend):
             raise Conflict(f"Milvus collection {self.collection!r} at {self.uri} holds vectors of dimension {dim}, "
                            f"not {self._dim}; use another collection or drop it")
         DataType = self._pm.DataType
-        layout = {"pk", "key", "seg"} if self.segmented else {"id"}
-        if not layout <= set(fields):
-            raise Conflict(f"Milvus collection {self.collection!r} at {self.uri} is not laid out as "
-                           f"{'a segmented index' if self.segmented else 'a keyed'} collection; use another or drop it")
         have = {n: ("int64" if f["type"] == DataType.INT64 else "str" if f["type"] == DataType.VARCHAR else "?")
-                for n, f in fields.items() if n not in layout | {"vector"}}
+                for n, f in fields.items() if n not in ("id", "vector")}
         if have != self._types:
             raise Conflict(f"Milvus collection {self.collection!r} at {self.uri} has fields {have}, not "
                            f"{self._types}; use another collection or drop it")
@@ -282,8 +237,6 @@ class MilvusBackend(VectorBackend):
         return dict(self._types)
 
     def upsert(self, ids: np.ndarray, vectors: np.ndarray, fields: Mapping[str, np.ndarray] | None = None) -> None:
-        if self.segmented:
-            raise InvalidInput("a segmented Milvus collection takes rows through insert(..., seg=...)")
         ids, vectors, columns = check_rows(self._dim, self._types, ids, vectors, fields)
         for s in range(0, len(ids), UPSERT_BATCH):
             part = slice(s, s + UPSERT_BATCH)
@@ -292,34 +245,14 @@ class MilvusBackend(VectorBackend):
                     for j, (i, v) in enumerate(zip(ids[part].tolist(), vectors[part]))]
             self._call("upsert", self.client.upsert, self.collection, rows)
 
-    def insert(self, ids: np.ndarray, vectors: np.ndarray, fields: Mapping[str, np.ndarray] | None, seg: int,
-               progress: Any = None) -> None:
-        """Rows of one segment ``seg`` into a segmented collection, in batches of UPSERT_BATCH; ``progress``: a
-        callable told how many rows each batch held."""
-        ids, vectors, columns = check_rows(self._dim, self._types, ids, vectors, fields)
-        for s in range(0, len(ids), UPSERT_BATCH):
-            part = slice(s, s + UPSERT_BATCH)
-            cols = {name: col[part].tolist() for name, col in columns.items()}
-            rows = [{"key": i, "seg": int(seg), "vector": v, **{n: c[j] for n, c in cols.items()}}
-                    for j, (i, v) in enumerate(zip(ids[part].tolist(), vectors[part]))]
-            self._call("insert", self.client.insert, self.collection, rows)
-            if progress is not None:
-                progress(len(rows))
-
-    def delete_where(self, expr: str) -> None:
-        """Delete the rows ``expr`` selects (a segment's: ``seg == 5``)."""
-        self._call("delete", self.client.delete, self.collection, filter=expr)
-
     def delete(self, ids: np.ndarray) -> None:
         ids = np.unique(np.asarray(ids, dtype=np.int64))
         for s in range(0, len(ids), DELETE_BATCH):
             self._call("delete", self.client.delete, self.collection, ids=ids[s : s + DELETE_BATCH].tolist())
 
-    def count(self, scope: str = "") -> int:
-        """Exact row count (a ``count(*)`` query; the collection statistics can lag behind deletes on a server), of
-        the rows ``scope`` selects (all when empty)."""
-        res = self._call("count", self.client.query, self.collection, filter=scope, output_fields=["count(*)"],
-                         consistency_level=CONSISTENCY)
+    def count(self) -> int:
+        """Exact row count (a ``count(*)`` query; the collection statistics can lag behind deletes on a server)."""
+        res = self._call("count", self.client.query, self.collection, filter="", output_fields=["count(*)"])
         return int(res[0]["count(*)"])
 
     def _search_params(self, k: int) -> dict[str, Any]:
@@ -331,7 +264,7 @@ class MilvusBackend(VectorBackend):
         return {"metric_type": "IP", "params": params}
 
     def search(
-        self, queries: np.ndarray, k: int, filter: Filter | None = None, scope: str = ""
+        self, queries: np.ndarray, k: int, filter: Filter | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         q = check_queries(self._dim, queries, k)
         k = int(k)
@@ -346,19 +279,15 @@ class MilvusBackend(VectorBackend):
         if q.shape[0] == 0:
             return scores, ids
         # output_fields=["id"]: the key only (an empty list makes milvus-lite return every column, vectors too)
-        res = self._call("search", self.client.search, self.collection, data=q, limit=k, filter=_and(scope, expr),
-                         output_fields=[self.key_field], search_params=self._search_params(k),
-                         consistency_level=CONSISTENCY)
+        res = self._call("search", self.client.search, self.collection, data=q, limit=k, filter=expr,
+                         output_fields=["id"], search_params=self._search_params(k))
         for b, hits in enumerate(res):
-            n = len(hits)
-            ids[b, :n] = self._keys_of(hits)
+            n = len(hits.ids)
+            ids[b, :n] = hits.ids
             scores[b, :n] = hits.distances
         return scores, ids
 
-    def _keys_of(self, hits: Any) -> list[int]:
-        return list(hits.ids) if not self.segmented else [int(h["entity"]["key"]) for h in hits]
-
-    def search_keys(self, queries: np.ndarray, k: int, keys: np.ndarray, scope: str = "") -> tuple[np.ndarray, np.ndarray]:
+    def search_keys(self, queries: np.ndarray, k: int, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Like :meth:`search`, among the rows whose key is in ``keys`` only: ``id in [...]`` filters of at most
         KEY_FILTER_CHUNK keys each, the chunks' hits merged (exact on FLAT: exactly min(k, keys present) hits)."""
         q = check_queries(self._dim, queries, k)
@@ -370,48 +299,41 @@ class MilvusBackend(VectorBackend):
             return best_s, best_i
         for s in range(0, keys.size, KEY_FILTER_CHUNK):
             chunk = keys[s : s + KEY_FILTER_CHUNK]
-            expr = f"{self.key_field} in [{', '.join(map(str, chunk.tolist()))}]"
+            expr = f"id in [{', '.join(map(str, chunk.tolist()))}]"
             res = self._call("search", self.client.search, self.collection, data=q, limit=min(k, chunk.size),
-                             filter=_and(scope, expr), output_fields=[self.key_field],
-                             search_params=self._search_params(k), consistency_level=CONSISTENCY)
+                             filter=expr, output_fields=["id"], search_params=self._search_params(k))
             part_s, part_i = empty_result(q.shape[0], k)
             for b, hits in enumerate(res):
-                n = len(hits)
-                part_i[b, :n], part_s[b, :n] = self._keys_of(hits), hits.distances
+                n = len(hits.ids)
+                part_i[b, :n], part_s[b, :n] = hits.ids, hits.distances
             both_s, both_i = np.concatenate([best_s, part_s], axis=1), np.concatenate([best_i, part_i], axis=1)
             order = np.argsort(-both_s, axis=1, kind="stable")[:, :k]
             best_s, best_i = np.take_along_axis(both_s, order, axis=1), np.take_along_axis(both_i, order, axis=1)
         return best_s, best_i
 
-    def ids(self, scope: str = "") -> np.ndarray:
-        """Every key in the collection (of the rows ``scope`` selects; unordered), read in pages."""
-        it = self._call("read keys", self.client.query_iterator, self.collection, batch_size=READ_BATCH,
-                        filter=scope, output_fields=[self.key_field], consistency_level=CONSISTENCY)
+    def ids(self) -> np.ndarray:
+        """Every key in the collection (unordered), read in pages."""
+        it = self._call("read keys", self.client.query_iterator, self.collection, batch_size=READ_BATCH, filter="",
+                        output_fields=["id"])
         parts = []
         try:
             while True:
                 page = self._call("read keys", it.next)
                 if not page:
                     break
-                parts.append(np.fromiter((r[self.key_field] for r in page), dtype=np.int64, count=len(page)))
+                parts.append(np.fromiter((r["id"] for r in page), dtype=np.int64, count=len(page)))
         finally:
             it.close()
         return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
-    def vectors(self, ids: np.ndarray, scope: str = "") -> tuple[np.ndarray, np.ndarray]:
-        """(keys, [n, d] vectors) of the rows among ``ids`` that exist (among those ``scope`` selects), in the order
-        of ``ids``."""
+    def vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, [n, d] vectors) of the rows among ``ids`` that exist, in the order of ``ids``."""
         ids = np.asarray(ids, dtype=np.int64)
         found: dict[int, list[float]] = {}
         for s in range(0, ids.size, READ_BATCH):
-            chunk = ids[s : s + READ_BATCH].tolist()
-            if not self.segmented:
-                rows = self._call("read vectors", self.client.get, self.collection, ids=chunk, output_fields=["vector"])
-            else:
-                rows = self._call("read vectors", self.client.query, self.collection,
-                                  filter=_and(scope, f"key in [{', '.join(map(str, chunk))}]"),
-                                  output_fields=["key", "vector"], consistency_level=CONSISTENCY)
-            found.update((int(r[self.key_field]), r["vector"]) for r in rows)
+            rows = self._call("read vectors", self.client.get, self.collection, ids=ids[s : s + READ_BATCH].tolist(),
+                              output_fields=["vector"])
+            found.update((int(r["id"]), r["vector"]) for r in rows)
         keys = np.array([i for i in ids.tolist() if i in found], dtype=np.int64)
         vecs = np.array([found[i] for i in keys.tolist()], dtype=np.float32).reshape(len(keys), self._dim)
         return keys, vecs
@@ -424,12 +346,6 @@ class MilvusBackend(VectorBackend):
         """Remove another collection at the same Milvus (unused versions of an index); a missing one is no error."""
         if self._call("list collections", self.client.has_collection, name):
             self._call("drop collection", self.client.drop_collection, name)
-
-    def delete_in(self, name: str, expr: str) -> None:
-        """Delete the rows ``expr`` selects in another collection at the same Milvus (a segment's rows, in a vacuum);
-        a missing collection is no error."""
-        if self._call("list collections", self.client.has_collection, name):
-            self._call("delete", self.client.delete, name, filter=expr)
 
     def flush(self) -> None:
         self._call("flush", self.client.flush, self.collection)
@@ -470,16 +386,11 @@ class MilvusBackend(VectorBackend):
             self._local = None
 
 
-def _and(*parts: str) -> str:
-    """Milvus boolean expressions joined by ``and`` (empty ones left out)."""
-    return " and ".join(f"({p})" for p in parts if p)
-
-
 _shared_clients: dict[str, Any] = {}
 _shared_lock = threading.Lock()
 
 
-def _shared_client(pm: Any, uri: str, timeout: float, connection: Mapping[str, Any] | None = None) -> Any:
+def _shared_client(pm: Any, uri: str, timeout: float) -> Any:
     """One client per Milvus (or milvus-lite folder) for the whole process, kept until it exits: a service builds
     a new snapshot of its indexes at every publish, and each would otherwise open (and leak) connections. gRPC
     channels are thread-safe. For a milvus-lite folder this also keeps its embedded server running."""
@@ -488,7 +399,7 @@ def _shared_client(pm: Any, uri: str, timeout: float, connection: Mapping[str, A
         if client is None:
             if not _is_remote(uri):
                 _lite_users[uri] += 1  # never released: the process's embedded server for the folder
-            client = _shared_clients[uri] = pm.MilvusClient(uri=uri, timeout=timeout, **dict(connection or {}))
+            client = _shared_clients[uri] = pm.MilvusClient(uri=uri, timeout=timeout)
         return client
 
 

@@ -96,8 +96,8 @@ class IndexPlace(ABC):
         place's flat type when the segment is too small to train it well (fewer than 39 vectors per IVF list)."""
 
     @abstractmethod
-    def new_path(self, name: IndexName, factory: str) -> str:
-        """A record path no payload has used yet, for a new segment of type ``factory`` of the index ``name``."""
+    def new_path(self, name: IndexName) -> str:
+        """A record path no payload has used yet, for a new segment of the index ``name``."""
 
     @abstractmethod
     def write(self, path: str, store: VectorStore, factory: str, ids: np.ndarray,
@@ -125,16 +125,6 @@ class IndexPlace(ABC):
     @abstractmethod
     def remove(self, payloads: list[str]) -> None:
         """Remove payloads ``listing`` gave."""
-
-    def listing_key(self, path: str) -> str:
-        """What ``listing`` calls the payload a record ``path`` names (a listed payload that no record's key matches
-        is debris)."""
-        return path
-
-    def remove_recorded(self, name: IndexName, paths: list[str]) -> None:
-        """Remove the payloads records ``paths`` name (idempotent)."""
-        mine = set(paths)
-        self.remove([payload for payload, path in self.listing(name) if path in mine])
 
     def describe(self, rec: Segment | None) -> str:
         """Where the payload ``rec`` names is, for people."""
@@ -169,7 +159,7 @@ class FilePlace(IndexPlace):
 
         return factory if n >= training_size(dim, factory) else DEFAULT_FACTORY
 
-    def new_path(self, name: IndexName, factory: str = DEFAULT_FACTORY) -> str:
+    def new_path(self, name: IndexName) -> str:
         import uuid
 
         return self.data.relative(self.folder / f"{name.stem}.{uuid.uuid4().hex[:16]}.faiss")

@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Select, insert, select, update
-from sqlalchemy import delete as sa_delete
 from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
 
@@ -273,8 +272,7 @@ class SegmentedIndex(ABC):
         ids, vectors = ids[order], np.ascontiguousarray(np.asarray(vectors, dtype=np.float32)[order])
         with self.db.session() as session:
             factory = self.place.check_factory(factory, self.configured_factory(session))
-        built_as = self.place.segment_factory(factory, self.dim, int(ids.size))
-        path = self.place.new_path(self.index_name, built_as)
+        path = self.place.new_path(self.index_name)
         with self.db.transaction() as session:  # the record first: a payload no record names is debris
             seg = Segment(space_id=self.space_id, kind=self.kind, state=SegmentState.BUILDING, path=path,
                           factory=factory, group_ids=sorted(set(groups)), owner=current_owner(),
@@ -284,6 +282,7 @@ class SegmentedIndex(ABC):
             segment_id = seg.id
         try:
             with Heartbeat(lambda: self._beat(segment_id), name="unibind-segment") as heartbeat:
+                built_as = self.place.segment_factory(factory, self.dim, int(ids.size))
                 store = VectorStore.from_vectors(self.dim, self.device, self.place.memory_factory(built_as), ids, vectors)
                 columns = None
                 if self.place.keeps_fields:
@@ -301,8 +300,7 @@ class SegmentedIndex(ABC):
     def _beat(self, segment_id: int) -> bool:
         with self.db.transaction() as session:
             result = session.execute(update(Segment).where(Segment.id == segment_id,
-                                                           Segment.state == SegmentState.BUILDING,
-                                                           Segment.owner == current_owner())
+                                                           Segment.state == SegmentState.BUILDING)
                                      .values(heartbeat_at=datetime.now(timezone.utc)))
             return bool(result.rowcount)
 
@@ -312,18 +310,16 @@ class SegmentedIndex(ABC):
                            "clocks out of step); run it again")
 
     def discard(self, segment_id: int) -> None:
-        """Best effort, after a failure: remove an unpublished segment's payload, then its record (the next write
-        removes whatever this leaves: the record, still ``building``, names the payload until it is gone)."""
+        """Best effort, after a failure: remove an unpublished segment's record and payload (the next write removes
+        whatever this leaves)."""
         try:
-            with self.db.session() as session:
+            with self.db.transaction() as session:
                 seg = session.get(Segment, segment_id)
-                if seg is None or seg.state is not SegmentState.BUILDING or seg.owner != current_owner():
+                if seg is None or seg.state is not SegmentState.BUILDING:
                     return
                 path = seg.path
+                session.delete(seg)
             self.remove_payloads([path])
-            with self.db.transaction() as session:
-                session.execute(sa_delete(Segment).where(Segment.id == segment_id,
-                                                         Segment.state == SegmentState.BUILDING))
         except Exception as e:  # noqa: BLE001 - the original error matters more
             log.warning("could not remove the unpublished segment %d: %s", segment_id, e)
 
@@ -331,7 +327,7 @@ class SegmentedIndex(ABC):
     def publish(self, session: Session, built: Built, version: int) -> Segment:
         """Make a written segment live at ``version``; call in the transaction that bumped the version to it."""
         seg = session.get(Segment, built.segment_id)
-        if seg is None or seg.state is not SegmentState.BUILDING or seg.owner != current_owner():
+        if seg is None or seg.state is not SegmentState.BUILDING:
             raise self._lost()
         seg.state = SegmentState.LIVE
         seg.created_version = version
@@ -525,9 +521,8 @@ class SegmentedIndex(ABC):
         if not listing:  # listed first, then the records read: a writer registers its record before it writes
             return []
         with self.db.session() as session:
-            paths = set(session.scalars(select(Segment.path).where(Segment.space_id == self.space_id,
+            named = set(session.scalars(select(Segment.path).where(Segment.space_id == self.space_id,
                                                                    Segment.kind == self.kind)))
-        named = paths | {place.listing_key(p) for place in self._places() for p in paths if place.owns(p)}
         return [(place, payload) for place, payload, path in listing if path not in named]
 
     def unnamed(self) -> list[str]:
@@ -553,10 +548,10 @@ class SegmentedIndex(ABC):
         """Remove the payloads of segment records that were deleted (nothing names them any more)."""
         with self.lock(fcntl.LOCK_EX):
             for place in self._places():
-                mine = [p for p in paths if place.owns(p)]
+                mine = {p for p in paths if place.owns(p)}
                 if not mine:
                     continue
-                place.remove_recorded(self.index_name, mine)
+                place.remove([payload for payload, path in place.listing(self.index_name) if path in mine])
                 place.sync()
 
     # -- whole-index writes ---------------------------------------------------------------------------------

@@ -69,13 +69,9 @@ def indexes_of(db: Database, home: Path, device: Device) -> list[SegmentedIndex]
     return out
 
 
-REAPED = "reaped"  # the owner of a segment whose writer died: it can never publish it; its payload goes, then it
-
-
-def reap_unfinished(db: Database) -> list[tuple[int, int, str, str]]:
-    """Remove the gallery batches whose writer died (their rows with them), and mark the segments whose writer died
-    as reaped; returns those segments as (id, space id, kind, path): the caller removes their payloads, then their
-    records (``forget_segments``), so a payload never outlives the record that names it."""
+def reap_unfinished(db: Database) -> list[tuple[int, str, str]]:
+    """Remove the records of segments and gallery batches whose writer died (its rows with it); returns the
+    segments removed as (space id, kind, path), whose payloads the caller removes."""
     with db.session() as session:
         building = session.execute(select(Segment.id, Segment.owner, Segment.heartbeat_at)
                                    .where(Segment.state == SegmentState.BUILDING)).all()
@@ -85,13 +81,13 @@ def reap_unfinished(db: Database) -> list[tuple[int, int, str, str]]:
     dead_batches = [bid for bid, owner, beat in pending if not is_alive(owner, beat)]
     if not dead_segments and not dead_batches:
         return []
-    gone: list[tuple[int, int, str, str]] = []
+    gone: list[tuple[int, str, str]] = []
     with db.transaction() as session:
         lock_catalog(session)
         for seg in session.scalars(select(Segment).where(Segment.id.in_(dead_segments or [-1]))):
             if seg.state is SegmentState.BUILDING and not is_alive(seg.owner, seg.heartbeat_at):  # read again, locked
-                gone.append((seg.id, seg.space_id, seg.kind, seg.path))
-                seg.owner, seg.heartbeat_at = REAPED, None  # its writer can neither beat nor publish any more
+                gone.append((seg.space_id, seg.kind, seg.path))
+                session.delete(seg)
         for batch in session.scalars(select(ItemBatch).where(ItemBatch.id.in_(dead_batches or [-1]))):
             if batch.status is BatchStatus.PENDING and not is_alive(batch.owner, batch.heartbeat_at):
                 delete_items(session, select(Item.id).where(Item.batch_id == batch.id))
@@ -119,23 +115,19 @@ def vacuum(db: Database, home: Path, device: Device, *, sweep: bool = True) -> V
     report = VacuumReport()
     reap_abandoned(db)
     indexes = {(ix.space_id, ix.kind): ix for ix in indexes_of(db, home, device)}
-    reachable_milvus = parse_vectors_spec(db.vectors).kind != "faiss"
-    payloads = [p for p in reap_unfinished(db) if reachable_milvus or not p[3].startswith(MILVUS_PREFIX)]
+    payloads: list[tuple[int, str, str]] = reap_unfinished(db)
     report.unfinished_segments = len(payloads)
-    corpora: list[int] | None = None
+    reachable_milvus = parse_vectors_spec(db.vectors).kind != "faiss"
     if _something_to_remove(db):
-        corpora, _ = _remove_records(db, report, payloads, reachable_milvus)
+        corpora, h = _remove_records(db, report, payloads, reachable_milvus)
+        _remove_rows(db, report, corpora, h)
     else:
         with db.session() as session:
             report.horizon = catalog_state(session)[1]
-    # payloads first, records after: a crash in between leaves records that name what is left, for the next vacuum
-    for _, space_id, kind, path in payloads:
+    for space_id, kind, path in payloads:
         index = indexes.get((space_id, kind))
         if index is not None:
             index.remove_payloads([path])
-    forget_segments(db, [p[0] for p in payloads if (p[1], p[2]) in indexes])
-    if corpora is not None:
-        _remove_rows(db, report, corpora, report.horizon)
     if sweep:
         for index in indexes.values():
             report.payloads += index.sweep()
@@ -153,23 +145,10 @@ def _something_to_remove(db: Database) -> bool:
             Item.deleted_version.is_not(None)))
 
 
-def forget_segments(db: Database, ids: list[int]) -> None:
-    """The records (and tombstones) of segments whose payloads were removed: dropped ones the horizon passed, and
-    reaped ones."""
-    for s in range(0, len(ids), CHUNK):
-        chunk = ids[s : s + CHUNK]
-        with db.transaction() as session:
-            gone = (Segment.id.in_(chunk)) & ((Segment.dropped_version.is_not(None)) | (Segment.owner == REAPED))
-            doomed = select(Segment.id).where(gone)
-            session.execute(delete(Tombstone).where(Tombstone.segment_id.in_(doomed)))
-            session.execute(delete(Segment).where(gone))
-
-
-def _remove_records(db: Database, report: VacuumReport, payloads: list[tuple[int, int, str, str]],
+def _remove_records(db: Database, report: VacuumReport, payloads: list[tuple[int, str, str]],
                     reachable_milvus: bool) -> tuple[list[int], int]:
-    """Under the catalog lock: the horizon, and the segments dropped up to it (added to ``payloads``: their payloads
-    go, then their records). Returns the deleted corpora whose rows go now and the version up to which removed rows
-    go."""
+    """Under the catalog lock: the horizon, and the records of segments dropped up to it. Returns the deleted
+    corpora whose rows go now and the version up to which removed rows go."""
     with db.transaction() as session:
         lock_catalog(session)
         version, horizon = session.execute(select(StoreState.version, StoreState.horizon)
@@ -187,7 +166,9 @@ def _remove_records(db: Database, report: VacuumReport, payloads: list[tuple[int
         if report.horizon > horizon:
             session.execute(update(StoreState).where(StoreState.id == ROW).values(horizon=report.horizon))
         for seg in dropped:
-            payloads.append((seg.id, seg.space_id, seg.kind, seg.path))
+            payloads.append((seg.space_id, seg.kind, seg.path))
+            session.execute(delete(Tombstone).where(Tombstone.segment_id == seg.id))
+            session.delete(seg)
             report.segments += 1
     # rows deleted up to the horizon go (what is newer waits: its version was not passed)
     return [cid for cid, _ in corpora], report.horizon
@@ -234,5 +215,4 @@ def tidy(db: Database, home: Path, device: Device, indexes: list[SegmentedIndex]
         log.warning("the vacuum did not finish (%s); the next write goes on with it", e)
 
 
-__all__ = ["REAPED", "VacuumReport", "delete_items", "forget_segments", "indexes_of", "reap_unfinished", "tidy",
-           "vacuum"]
+__all__ = ["VacuumReport", "delete_items", "indexes_of", "reap_unfinished", "tidy", "vacuum"]
