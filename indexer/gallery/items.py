@@ -124,24 +124,20 @@ def add_items(
         with Heartbeat(lambda: _beat(db, batch_id), name="unibind-gallery-batch"):
             ids, skipped = _write_items(db, modality.id, batch_id, projection.head_id, items, raw, vectors)
             built = index.build(ids, vectors, groups=[batch_id], factory=factory)
-        try:
-            with db.transaction() as session:
-                version = bump_version(session)
-                head = active_head(session, modality)
-                if (head.id if head is not None else None) != projection.head_id:
-                    raise Conflict(f"the active {modality.name} head changed while the items were encoded; add them "
-                                   "again")
-                batch = session.get(ItemBatch, batch_id)
-                if batch is None or batch.status is not BatchStatus.PENDING:
-                    raise Conflict("this gallery add was removed by another process that took it for dead (no "
-                                   "heartbeat for longer than the lease); add the items again")
-                batch.status, batch.published_version = BatchStatus.COMPLETE, version
-                batch.owner = batch.heartbeat_at = None
-                index.publish(session, built, version)
-                total = index.count(session)
-        except BaseException:
-            index.discard(built.segment_id)
-            raise
+        with index.discarding(built), db.transaction() as session:
+            version = bump_version(session)
+            head = active_head(session, modality)
+            if (head.id if head is not None else None) != projection.head_id:
+                raise Conflict(f"the active {modality.name} head changed while the items were encoded; add them "
+                               "again")
+            batch = session.get(ItemBatch, batch_id)
+            if batch is None or batch.status is not BatchStatus.PENDING:
+                raise Conflict("this gallery add was removed by another process that took it for dead (no "
+                               "heartbeat for longer than the lease); add the items again")
+            batch.status, batch.published_version = BatchStatus.COMPLETE, version
+            batch.owner = batch.heartbeat_at = None
+            index.publish(session, built, version)
+            total = index.count(session)
     except BaseException:
         _discard_batch(db, batch_id)
         raise
@@ -243,26 +239,22 @@ def reproject(
         ids = np.concatenate(id_parts) if id_parts else np.empty(0, dtype=np.int64)
         vectors = np.concatenate(vec_parts) if vec_parts else np.empty((0, index.dim), dtype=np.float32)
         built = index.build(ids, vectors, groups=groups, factory=factory)
-        try:
-            with db.transaction() as session:
-                version = bump_version(session)  # first: then nothing else publishes until this commits
-                now_active = active_head(session, modality)
-                if activate is None and (now_active.id if now_active is not None else None) != head_id:
-                    raise Conflict(f"the active {modality.name} head changed meanwhile; run the command again")
-                if [s.id for s in index.segments(session)] != [s.id for s in sources]:
-                    raise Conflict(f"the {modality.name} gallery changed while it was re-projected; run the command again")
-                if activate is not None:
-                    session.execute(update(Head).where(Head.modality_id == modality_id).values(active=False))
-                    session.flush()
-                    session.execute(update(Head).where(Head.id == activate).values(active=True))
-                for part_ids, part_vectors in zip(id_parts, vec_parts):
-                    session.execute(update(Item), [
-                        {"id": int(i), "vector": to_bytes(v), "head_id": head_id} for i, v in zip(part_ids, part_vectors)
-                    ])
-                index.replace_segments(session, sources, built, read_at, version)
-        except BaseException:
-            index.discard(built.segment_id)
-            raise
+        with index.discarding(built), db.transaction() as session:
+            version = bump_version(session)  # first: then nothing else publishes until this commits
+            now_active = active_head(session, modality)
+            if activate is None and (now_active.id if now_active is not None else None) != head_id:
+                raise Conflict(f"the active {modality.name} head changed meanwhile; run the command again")
+            if [s.id for s in index.segments(session)] != [s.id for s in sources]:
+                raise Conflict(f"the {modality.name} gallery changed while it was re-projected; run the command again")
+            if activate is not None:
+                session.execute(update(Head).where(Head.modality_id == modality_id).values(active=False))
+                session.flush()
+                session.execute(update(Head).where(Head.id == activate).values(active=True))
+            for part_ids, part_vectors in zip(id_parts, vec_parts):
+                session.execute(update(Item), [
+                    {"id": int(i), "vector": to_bytes(v), "head_id": head_id} for i, v in zip(part_ids, part_vectors)
+                ])
+            index.replace_segments(session, sources, built, read_at, version)
     tidy(db, home, device, [index])
     log.info("re-projected %d %s items (%s)", ids.size, modality.name,
              f"head v{head.version}" if head is not None else "zero-shot")

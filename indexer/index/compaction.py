@@ -109,20 +109,14 @@ def compact(index: SegmentedIndex, *, policy: CompactionPolicy = DEFAULT_POLICY,
     """Merge ``index``'s segments until the policy is satisfied (or everything into one, ``full``). One compactor
     per index per host at a time (another one running: nothing is done here). Returns the merges made."""
     done: list[Merge] = []
-    index.folder.mkdir(parents=True, exist_ok=True)
-    with open(index.folder / f"{index.stem}.compact.lock", "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    with index.lock(fcntl.LOCK_EX, blocking=False, name="compact.lock") as held:
+        if not held:
             return done
-        try:
-            for _ in range(max_steps):
-                step = _merge_once(index, policy, full)
-                if step is None:
-                    break
-                done.append(step)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        for _ in range(max_steps):
+            step = _merge_once(index, policy, full)
+            if step is None:
+                break
+            done.append(step)
     if done:
         log.info("compacted the %s index: %d merges, %d rows rewritten", index.kind_name, len(done),
                  sum(m.rows for m in done))

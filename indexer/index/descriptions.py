@@ -76,7 +76,7 @@ class DescriptionIndex(SegmentedIndex):
         gone = np.fromiter(session.scalars(stmt), dtype=np.int64)
         return np.intersect1d(gone, ids)
 
-    def _stamp_problems(self, session: Session, segments: list[Segment], version: int) -> list[str]:
+    def _store_problems(self, session: Session, segments: list[Segment], version: int) -> list[str]:
         corpora = self.visible_corpora(session, version)
         held: dict[int, int] = {}
         for seg in segments:

@@ -10,13 +10,13 @@ among its live keys). Filtered searches take the allowed ids, which the caller c
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -24,8 +24,6 @@ from unibind.indexer.index.backend import Filter
 from unibind.indexer.index.places import SearchIndex
 from unibind.indexer.index.vector_store import VectorStore
 from unibind.schema.errors import InvalidInput
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,6 +43,11 @@ class Part:
     def live_ids(self) -> np.ndarray:
         """The ids it holds less its tombstones (read once: a collection reads every key back)."""
         return np.setdiff1d(self.store.ids(), self.dead)
+
+    @cached_property
+    def excluded(self) -> Any:
+        """A FAISS selector leaving out the tombstoned ids (made once per loaded view, not per query)."""
+        return VectorStore.excluding(self.dead)
 
     @property
     def max_k(self) -> int | None:
@@ -238,7 +241,7 @@ def _part_search(p: Part, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.n
     if not p.dead.size:
         return p.store.search(queries, min(kk, int(p.store.ntotal)))
     if isinstance(p.store, VectorStore):
-        return p.store.search_excluding(queries, kk, p.dead)
+        return p.store.search_excluding(queries, kk, p.excluded)
     want = kk + int(p.dead.size)  # a collection over-fetches past its dead rows
     if p.max_k is not None and want > p.max_k:
         return p.store.search_subset(queries, kk, p.live_ids)

@@ -90,7 +90,7 @@ class GalleryIndex(SegmentedIndex):
         stmt = select(Item.id).where(Item.modality_id == self.modality_id, Item.deleted_version > version)
         return np.intersect1d(np.fromiter(session.scalars(stmt), dtype=np.int64), ids)
 
-    def _stamp_problems(self, session: Session, segments: list[Segment], version: int) -> list[str]:
+    def _store_problems(self, session: Session, segments: list[Segment], version: int) -> list[str]:
         active = select(Head.id).where(Head.modality_id == self.modality_id, Head.active.is_(True)).scalar_subquery()
         other = session.scalar(select(func.count(Item.id)).where(
             item_visible(self.modality_id, None), Item.head_id.is_distinct_from(active))) or 0

@@ -343,7 +343,7 @@ class MilvusBackend(VectorBackend):
         return sorted(c for c in self._call("list collections", self.client.list_collections) if c.startswith(prefix))
 
     def drop_collection(self, name: str) -> None:
-        """Remove another collection at the same Milvus (unused versions of an index); a missing one is no error."""
+        """Remove another collection at the same Milvus (the payloads of segments that went); a missing one is no error."""
         if self._call("list collections", self.client.has_collection, name):
             self._call("drop collection", self.client.drop_collection, name)
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from unibind.indexer.index.data_home import DataHome
 from unibind.indexer.index.files import sha256_file
-from unibind.indexer.index.vector_store import DEFAULT_FACTORY, VectorStore
+from unibind.indexer.index.vector_store import DEFAULT_FACTORY, VectorStore, training_size
 from unibind.indexer.runtime.device import Device
 from unibind.indexer.runtime.vectors import ids_digest
 from unibind.schema import Segment
@@ -29,7 +29,8 @@ MILVUS_PREFIX = "milvus:"  # a record path naming a Milvus collection
 
 
 class SearchIndex(Protocol):
-    """What readers search: a loaded FAISS :class:`VectorStore` or a ``milvus_index.MilvusIndex`` collection."""
+    """One segment's payload, ready to search (readers search a ``fanout.SegmentSet`` of them): a loaded FAISS
+    :class:`VectorStore` or a ``milvus_index.MilvusIndex`` collection."""
 
     factory: str
 
@@ -53,7 +54,7 @@ class SearchIndex(Protocol):
 
 @dataclass(frozen=True)
 class IndexName:
-    """How one index's versions are named: ``stem`` for files (``space-1-items-image``), ``slug`` for collections
+    """How one index's segment payloads are named: ``stem`` for files (``space-1-items-image``), ``slug`` for collections
     (``s1_items3``: letters, digits and _, unambiguous)."""
 
     stem: str
@@ -62,7 +63,7 @@ class IndexName:
 
 @dataclass(frozen=True)
 class Written:
-    """A version just written: what its record keeps."""
+    """A segment payload just written: what its record keeps."""
 
     path: str  # relative to the data folder, or milvus:<collection>
     sha256: str  # the file's digest; for a collection, the digest of its keys and vectors as uploaded
@@ -155,8 +156,6 @@ class FilePlace(IndexPlace):
         return factory
 
     def segment_factory(self, factory: str, dim: int, n: int) -> str:
-        from unibind.indexer.index.vector_store import training_size
-
         return factory if n >= training_size(dim, factory) else DEFAULT_FACTORY
 
     def new_path(self, name: IndexName) -> str:

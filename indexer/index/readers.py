@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from unibind.indexer.runtime.lease import Heartbeat, current_owner, is_alive
 from unibind.schema import Database, ReaderLease, StoreState
 from unibind.schema.errors import Conflict
-from unibind.schema.store_state import ROW
+from unibind.schema.store_state import ROW, catalog_version
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +97,9 @@ class ReaderLeaseHolder:
     def hold_current(self) -> int:
         """Hold the current catalog version and return it (a writer that reads at one version and publishes
         later: compaction, a rebuild, a re-projection)."""
-        from unibind.schema.store_state import catalog_state
-
         for _ in range(HOLD_ATTEMPTS):
             with self.db.session() as session:
-                version = catalog_state(session)[0]
+                version = catalog_version(session)
             try:
                 self.hold(version)
                 return version
@@ -129,6 +127,7 @@ class ReaderLeaseHolder:
         with self._writing:
             lease_id = self._lease_id
             with self.db.transaction() as session:
+                horizon: int | None = None
                 if check is not None or lease_id is None:
                     horizon = session.scalar(select(StoreState.horizon).where(StoreState.id == ROW)
                                              .with_for_update(read=True))
@@ -139,9 +138,10 @@ class ReaderLeaseHolder:
                     found = session.execute(update(ReaderLease).where(ReaderLease.id == lease_id).values(
                         version=version, heartbeat_at=datetime.now(timezone.utc))).rowcount
                 if not found:  # first use, or a vacuum took this process for dead (a long pause): a new lease
-                    horizon = session.scalar(select(StoreState.horizon).where(StoreState.id == ROW)
-                                             .with_for_update(read=True)) or 0
-                    version = max(version, int(horizon))  # what the vacuum removed cannot be covered again
+                    if horizon is None:
+                        horizon = session.scalar(select(StoreState.horizon).where(StoreState.id == ROW)
+                                                 .with_for_update(read=True))
+                    version = max(version, int(horizon or 0))  # what the vacuum removed cannot be covered again
                     lease = ReaderLease(owner=current_owner(), version=version, heartbeat_at=datetime.now(timezone.utc))
                     session.add(lease)
                     session.flush()

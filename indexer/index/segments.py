@@ -51,7 +51,7 @@ from unibind.indexer.runtime.vectors import from_bytes, ids_digest
 from unibind.indexer.runtime.lease import Heartbeat, current_owner
 from unibind.schema import Database, Segment, SegmentState, Tombstone
 from unibind.schema.errors import Busy, Conflict
-from unibind.schema.store_state import catalog_state
+from unibind.schema.store_state import bump_version, catalog_state, catalog_version
 from unibind.schema.versions import segment_visible
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,6 @@ class Built:
     ids: np.ndarray  # sorted
     sha256: str
     size: int
-    groups: tuple[int, ...] = ()
 
 
 # Payloads are immutable, so one loaded copy serves every reader of this process (a service's successive
@@ -171,7 +170,7 @@ class SegmentedIndex(ABC):
     def deleted_since(self, session: Session, version: int, ids: np.ndarray) -> np.ndarray:
         """Those of ``ids`` whose rows were removed after catalog version ``version``."""
 
-    def _stamp_problems(self, session: Session, segments: list[Segment], version: int) -> list[str]:
+    def _store_problems(self, session: Session, segments: list[Segment], version: int) -> list[str]:
         """How the live segments disagree with the store beyond their counts (subclasses add theirs)."""
         return []
 
@@ -230,11 +229,12 @@ class SegmentedIndex(ABC):
 
     # -- locking -------------------------------------------------------------------------------------
     @contextmanager
-    def lock(self, mode: int = fcntl.LOCK_SH, *, blocking: bool = True) -> Iterator[bool]:
-        """Shared: a reader opening payloads, which no sweep on this host removes meanwhile. Exclusive: a sweep of
-        payloads (non-blocking: it yields False, and leaves the payloads for another time, when readers hold it)."""
+    def lock(self, mode: int = fcntl.LOCK_SH, *, blocking: bool = True, name: str = "lock") -> Iterator[bool]:
+        """Shared: a reader opening payloads, which no sweep on this host removes meanwhile. Exclusive: a removal of
+        payloads (a sweep takes it non-blocking: it yields False, and leaves the payloads for another time, when
+        readers hold it). ``name``: another lock file of the index (``compact.lock``: one compactor per host)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / f"{self.stem}.lock", "a") as f:
+        with open(self.folder / f"{self.stem}.{name}", "a") as f:
             try:
                 fcntl.flock(f, mode | (0 if blocking else fcntl.LOCK_NB))
             except BlockingIOError:
@@ -295,7 +295,7 @@ class SegmentedIndex(ABC):
             self.discard(segment_id)
             raise
         log.debug("wrote segment %d of %s: %d vectors (%s)", segment_id, self.stem, ids.size, built_as)
-        return Built(segment_id, path, ids, written.sha256, written.size, tuple(sorted(set(groups))))
+        return Built(segment_id, path, ids, written.sha256, written.size)
 
     def _beat(self, segment_id: int) -> bool:
         with self.db.transaction() as session:
@@ -308,6 +308,16 @@ class SegmentedIndex(ABC):
         return LostSegment(f"the {self.kind_name} index: this write's segment was removed by another process that "
                            "took this one for dead (no heartbeat for longer than the lease: a suspended machine, or "
                            "clocks out of step); run it again")
+
+    @contextmanager
+    def discarding(self, built: Built) -> Iterator[None]:
+        """Around a publish of ``built``: on any failure (the transaction rolled back first when it is entered after
+        this) its segment is discarded, and the error goes on."""
+        try:
+            yield
+        except BaseException:
+            self.discard(built.segment_id)
+            raise
 
     def discard(self, segment_id: int) -> None:
         """Best effort, after a failure: remove an unpublished segment's record and payload (the next write removes
@@ -393,7 +403,7 @@ class SegmentedIndex(ABC):
                 at = version
             else:
                 with self.db.session() as session:
-                    at = catalog_state(session)[0]
+                    at = catalog_version(session)
             try:
                 view = self._load(at)
             except StaleIndexError as e:
@@ -416,7 +426,7 @@ class SegmentedIndex(ABC):
                 n_store = self.store_count(session, version)
                 problems = [self._problems_of_place(s) for s in segs if not self.place.owns(s.path)]
                 if not problems:
-                    problems = self._stamp_problems(session, segs, version)
+                    problems = self._store_problems(session, segs, version)
             if not segs and n_store:
                 problems.append(f"no index has been recorded for its {n_store} rows")
             for seg in segs:
@@ -473,12 +483,12 @@ class SegmentedIndex(ABC):
         them against the store's rows."""
         with self.lock(fcntl.LOCK_SH):
             with self.db.session() as session:
-                version = catalog_state(session)[0]
+                version = catalog_version(session)
                 segs = self.segments(session, version)
                 dead = self.tombstones(session, segs, version)
                 ids = self.store_ids(session, version)
                 problems = [self._problems_of_place(s) for s in segs if not self.place.owns(s.path)]
-                problems += self._stamp_problems(session, segs, version)
+                problems += self._store_problems(session, segs, version)
                 if not segs and ids.size:
                     problems.append(f"no index has been recorded for the {ids.size} rows of the store")
             parts, n_file = [], 0
@@ -575,8 +585,6 @@ class SegmentedIndex(ABC):
     def rebuild(self, factory: str | None = None, *, progress: bool | None = None) -> Segment | None:
         """One new segment from the store's vectors alone (no encoding), replacing every segment; ``factory``
         changes the index type (or moves the index to this command's place). Writes made meanwhile are kept."""
-        from unibind.schema.store_state import bump_version
-
         with self.db.session() as session:
             factory = self.place.check_factory(factory, self.configured_factory(session))  # a bad --factory first
         with ReaderLeaseHolder(self.db) as lease:  # the rows of read_at stay until the publish tombstones them
@@ -586,13 +594,9 @@ class SegmentedIndex(ABC):
                 groups = self.groups_at(session, read_at)
             ids, vectors = self.vectors_at(read_at, progress=progress)
             built = self.build(ids, vectors, groups=groups, factory=factory)
-            try:
-                with self.db.transaction() as session:
-                    version = bump_version(session)
-                    seg = self.replace_segments(session, sources, built, read_at, version)
-            except BaseException:
-                self.discard(built.segment_id)
-                raise
+            with self.discarding(built), self.db.transaction() as session:
+                version = bump_version(session)
+                seg = self.replace_segments(session, sources, built, read_at, version)
         log.info("rebuilt the %s index: %d vectors, type %s", self.kind_name, built.ids.size, factory)
         return seg
 

@@ -6,6 +6,8 @@ on a GPU replica made from it (fp16 storage optional). Index types the GPU canno
 
 from __future__ import annotations
 
+import functools
+
 import logging
 from pathlib import Path
 
@@ -54,6 +56,7 @@ def _gpu_resources() -> faiss.StandardGpuResources:
     return _GPU_RESOURCES[0]
 
 
+@functools.lru_cache(maxsize=None)
 def training_size(dim: int, factory: str) -> int:
     """How many vectors an index of type ``factory`` needs to be trained well: 39 per IVF list (FAISS warns below
     that), 39 × 256 for a PQ or other trained type without lists; 0 for types that need no training (flat, HNSW)."""
@@ -232,30 +235,34 @@ class VectorStore:
             return faiss.SearchParametersHNSW(sel=selector, efSearch=inner.hnsw.efSearch)
         return faiss.SearchParameters(sel=selector)
 
+    def _search_selected(self, queries: np.ndarray, k: int, selector: faiss.IDSelector) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.dim:
+            raise InvalidInput(f"queries of shape {queries.shape} do not fit an index of dimension {self.dim}")
+        if k < 1:
+            raise InvalidInput(f"k must be >= 1, got {k}")
+        return self.index.search(queries, k, params=self._selector_params(selector))
+
     def search_subset(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Like ``search``, among the ids in ``allowed`` only (a FAISS ID selector, on the CPU index).
 
         Exact for flat indexes; approximate indexes (IVF, HNSW) may return fewer than k hits (id -1) when few
         ids pass: callers that need exactly k fall back to an exact search over the allowed vectors.
         """
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if queries.ndim != 2 or queries.shape[1] != self.dim:
-            raise InvalidInput(f"queries of shape {queries.shape} do not fit an index of dimension {self.dim}")
-        if k < 1:
-            raise InvalidInput(f"k must be >= 1, got {k}")
         allowed = np.ascontiguousarray(allowed, dtype=np.int64)
-        selector = faiss.IDSelectorBatch(allowed.size, faiss.swig_ptr(allowed))
-        return self.index.search(queries, k, params=self._selector_params(selector))
+        return self._search_selected(queries, k, faiss.IDSelectorBatch(allowed.size, faiss.swig_ptr(allowed)))
 
-    def search_excluding(self, queries: np.ndarray, k: int, excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Like ``search``, leaving out the ids in ``excluded`` (a segment's tombstones; on the CPU index)."""
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if k < 1:
-            raise InvalidInput(f"k must be >= 1, got {k}")
-        excluded = np.ascontiguousarray(excluded, dtype=np.int64)
-        batch = faiss.IDSelectorBatch(excluded.size, faiss.swig_ptr(excluded))
-        selector = faiss.IDSelectorNot(batch)
-        return self.index.search(queries, k, params=self._selector_params(selector))
+    @staticmethod
+    def excluding(ids: np.ndarray) -> faiss.IDSelector:
+        """A selector that leaves out ``ids`` (read-only: threads may share it). It keeps its own copy of them."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        batch = faiss.IDSelectorBatch(ids.size, faiss.swig_ptr(ids))  # copies the ids into its own set
+        return faiss.IDSelectorNot(batch)  # holds a reference to ``batch``
+
+    def search_excluding(self, queries: np.ndarray, k: int, excluded: faiss.IDSelector) -> tuple[np.ndarray, np.ndarray]:
+        """Like ``search``, leaving out the ids an :meth:`excluding` selector names (a segment's tombstones; on the
+        CPU index)."""
+        return self._search_selected(queries, k, excluded)
 
     def save(self, path: Path) -> tuple[str, int]:
         """Write atomically (:func:`~unibind.indexer.index.files.write_atomically`: the rename is durable when

@@ -288,34 +288,30 @@ def _publish(
         current = index.configured_factory(session)
     switch = bool(factory) and current is not None and index.place.check_factory(factory, None) != current
     built = index.build(ids, vectors, groups=[corpus_id], factory=factory)  # outside any lock
-    try:
-        with db.transaction() as session:
-            version = bump_version(session)  # first: publishes run one at a time, and the checks below cannot race
-            corpus = session.get(Corpus, corpus_id)
-            if corpus is None or corpus.status is not CorpusStatus.INGESTING:
-                raise _lost()
-            old = _complete(session, space.id, name)
-            if old is not None and not replace:
-                raise Conflict(f"corpus {name!r} was published in space {space.encoder!r} by another process while "
-                               "this ingest ran: replace it (--replace, or replace=true in an upload), or delete it "
-                               "first")
-            invalidate_centres(session, space.id, corpus_id)
-            if old is not None:
-                invalidate_centres(session, space.id, old.id)
-                retire_corpus(session, old, version)
-                index.remove_corpus(session, old.id, version)
-            corpus.name = name
-            corpus.status = CorpusStatus.COMPLETE
-            corpus.n_descriptions = int(ids.size)
-            corpus.published_version = version
-            corpus.completed_at = datetime.now(timezone.utc)
-            corpus.target_name = corpus.owner = corpus.heartbeat_at = None
-            session.flush()
-            prune_centres(session, space.id)
-            index.publish(session, built, version)
-    except BaseException:
-        index.discard(built.segment_id)
-        raise
+    with index.discarding(built), db.transaction() as session:
+        version = bump_version(session)  # first: publishes run one at a time, and the checks below cannot race
+        corpus = session.get(Corpus, corpus_id)
+        if corpus is None or corpus.status is not CorpusStatus.INGESTING:
+            raise _lost()
+        old = _complete(session, space.id, name)
+        if old is not None and not replace:
+            raise Conflict(f"corpus {name!r} was published in space {space.encoder!r} by another process while "
+                           "this ingest ran: replace it (--replace, or replace=true in an upload), or delete it "
+                           "first")
+        invalidate_centres(session, space.id, corpus_id)
+        if old is not None:
+            invalidate_centres(session, space.id, old.id)
+            retire_corpus(session, old, version)
+            index.remove_corpus(session, old.id, version)
+        corpus.name = name
+        corpus.status = CorpusStatus.COMPLETE
+        corpus.n_descriptions = int(ids.size)
+        corpus.published_version = version
+        corpus.completed_at = datetime.now(timezone.utc)
+        corpus.target_name = corpus.owner = corpus.heartbeat_at = None
+        session.flush()
+        prune_centres(session, space.id)
+        index.publish(session, built, version)
     if switch:  # --factory names another index type: the whole index is rebuilt as that type
         log.info("switching the description index of %s from %s to %s", space.encoder, current, factory)
         index.rebuild(factory)

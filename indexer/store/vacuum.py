@@ -124,10 +124,12 @@ def vacuum(db: Database, home: Path, device: Device, *, sweep: bool = True) -> V
     else:
         with db.session() as session:
             report.horizon = catalog_state(session)[1]
+    by_index: dict[tuple[int, str], list[str]] = {}
     for space_id, kind, path in payloads:
-        index = indexes.get((space_id, kind))
-        if index is not None:
-            index.remove_payloads([path])
+        by_index.setdefault((space_id, kind), []).append(path)
+    for key, paths in by_index.items():  # one lock and one listing per index
+        if key in indexes:
+            indexes[key].remove_payloads(paths)
     if sweep:
         for index in indexes.values():
             report.payloads += index.sweep()
@@ -151,8 +153,7 @@ def _remove_records(db: Database, report: VacuumReport, payloads: list[tuple[int
     corpora whose rows go now and the version up to which removed rows go."""
     with db.transaction() as session:
         lock_catalog(session)
-        version, horizon = session.execute(select(StoreState.version, StoreState.horizon)
-                                           .where(StoreState.id == ROW)).one()
+        version, horizon = catalog_state(session)
         h = min(int(version), oldest_reader(session, int(version)))
         dropped = [seg for seg in session.scalars(select(Segment).where(Segment.dropped_version.is_not(None),
                                                                         Segment.dropped_version <= h))

@@ -41,13 +41,14 @@ from unibind.indexer.modalities.projection import Projection, load_projection
 from unibind.retrieval.search.cross_modal import CrossModalSearch
 from unibind.retrieval.recognition.recognizer import Recognizer
 from unibind.retrieval.service.config import ServiceConfig
-from unibind.indexer.index.readers import ReaderLeaseHolder, VersionGone
+from unibind.indexer.index.readers import HOLD_ATTEMPTS, ReaderLeaseHolder, VersionGone
 from unibind.retrieval.service.locks import FairLock, LockedEncoder
 from unibind.schema import Corpus, Database, Description, Item, Modality, Space
 from unibind.schema.errors import Conflict, InvalidInput, UnibindError
 from unibind.schema.store_state import catalog_version
 
 log = logging.getLogger(__name__)
+CHANGING_TOO_FAST = "the catalog keeps changing faster than this service can follow; try again"
 T = TypeVar("T")
 
 
@@ -256,13 +257,13 @@ class ServiceState:
     def _leased(self, signature: int) -> Snapshot:
         """A new snapshot of ``signature``, whose rows this process's reader lease keeps from the vacuum (when the
         vacuum has just passed it, of the newest version instead)."""
-        for _ in range(5):
+        for _ in range(HOLD_ATTEMPTS):
             try:
                 self.readers.prepare(signature)
                 return Snapshot(self, signature)
             except VersionGone:
                 signature = self.signature()
-        raise Conflict("the catalog keeps changing faster than this service can follow; try again")
+        raise Conflict(CHANGING_TOO_FAST)
 
     def refresh(self) -> Snapshot:
         """Move to the current catalog now (after a change this process made), waiting for the build."""
@@ -271,13 +272,13 @@ class ServiceState:
     @contextmanager
     def query(self) -> Iterator[Snapshot]:
         """A query's snapshot; the reader lease keeps its version's rows while the query runs."""
-        for _ in range(5):
+        for _ in range(HOLD_ATTEMPTS):
             snapshot = self.snapshot()
             if self.readers.use(snapshot.version):
                 break
             # the service moved to a newer snapshot just now, and the lease with it: take that one
         else:
-            raise Conflict("the catalog keeps changing faster than this service can follow; try again")
+            raise Conflict(CHANGING_TOO_FAST)
         try:
             yield snapshot
         finally:
