@@ -1,7 +1,8 @@
 # unibind: two commands from a fresh clone.
 #   make demo   virtual environment, install, ingest part of the builtin corpus with MiniLM, search it,
 #               build the centres and recognise descriptions that never name their class
-#   make test   the test suite (SQLite and PostgreSQL; set UNIBIND_TEST_DATABASE_URL for another server)
+#   make test   the whole test suite, with the extras it needs (Ray, Milvus); SQLite and PostgreSQL
+#               (set UNIBIND_TEST_DATABASE_URL for another server)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,7 +15,7 @@ UNIBIND := $(BIN)/unibind
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test bench clean
+.PHONY: install extras demo test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# what the whole test suite needs besides: Ray (encoding actors), the Milvus client and milvus-lite. milvus-lite goes
+# in without its dependencies: it asks for faiss-cpu, whose files would replace faiss-gpu's
+EXTRAS_STAMP := $(VENV)/.unibind-extras
+$(EXTRAS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,ray,milvus,milvus-lite]"
+	$(BIN)/python -m pip install --quiet --no-deps "milvus-lite>=2.4"
+	touch $(EXTRAS_STAMP)
+
+extras: $(EXTRAS_STAMP)
 
 demo: install
 	$(UNIBIND) config
@@ -44,7 +55,7 @@ demo: install
 	  --text "A flat fish with a long whip-like tail and a venomous barb." \
 	  --text "A huge lizard from Indonesia with a forked tongue and a deadly bite."
 
-test: install
+test: extras
 	$(BIN)/python -m pytest
 
 bench: install

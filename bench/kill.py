@@ -1,7 +1,8 @@
 """Kill campaign: real ``unibind`` processes SIGKILLed at random moments, each followed by a user's checks.
 
     .venv/bin/python bench/kill.py [--n 50] [--db postgresql+psycopg://postgres@127.0.0.1:5432/test]
-                                   [--seed 0] [--ops compaction,vacuum] [--no-append]
+                                   [--seed 0] [--ops compaction,vacuum] [--vectors milvus-lite|milvus://HOST:PORT]
+                                   [--no-append]
 
 Setup, in a temp data folder with SQLite (or, with ``--db``, a fresh schema on that PostgreSQL server, dropped
 afterwards): corpora ``base`` and ``victim`` and three spare ones ingested with MiniLM, an ``audio`` modality with
@@ -25,6 +26,11 @@ item still there, the added ones all or none), ``search --target descriptions`` 
 unpublished corpus). An operation must have happened whole or not at all; anything else is a *bad state*. At the
 end one more write runs, and nothing dead may remain: no pending corpus, no index or head file that no record
 names.
+
+With ``--vectors milvus-lite`` the indexes live in Milvus: a ``milvus-lite server`` on a free loopback port (several
+processes share it), or with ``--vectors milvus://HOST:PORT`` a Milvus server. Killed processes then die in the
+middle of inserts and deletes of Milvus rows as well, and the final count also looks inside Milvus: rows whose
+segment token no record names (*orphan rows*), and collections of the store that no record names.
 
 Prints a table and appends a row to BENCHMARKS.md (section "kill campaign (bench/kill.py)") unless --no-append.
 """
@@ -77,13 +83,16 @@ def write_json(path: Path, table: dict[str, list[str]]) -> Path:
     return path
 
 
+VECTORS: list[str] = []  # the --vectors flag every command gets (empty: FAISS files)
+
+
 def cli_output(url: str, home: Path, *args: str) -> tuple[int, str]:
     """A CLI command in this process (the user's code path), with its stdout."""
     from unibind.retrieval.cli.main import main
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-        code = main(["--db", url, "--home", str(home), "--device", "cpu", *args])
+        code = main(["--db", url, "--home", str(home), "--device", "cpu", *VECTORS, *args])
     return code, out.getvalue()
 
 
@@ -124,12 +133,45 @@ def dead_rows(url: str, home: Path) -> dict[str, int]:
         named = {data.resolve(r.path).name for r in records}
         files = {p.name for p in data.index_dir.iterdir() if p.suffix != ".lock"} if data.index_dir.is_dir() else set()
         head_files = {p.name for p in data.heads_dir.iterdir()} if data.heads_dir.is_dir() else set()
-        return {"pending corpora": pending, "loose descriptions": stored - described, "loose items": loose_items,
-                "unreachable centres": unreachable,
-                "old segments": sum(r.dropped_version is not None or r.state is not SegmentState.LIVE for r in records),
-                "unnamed index files": len(files - named), "unnamed head files": len(head_files - heads)}
+        out = {"pending corpora": pending, "loose descriptions": stored - described, "loose items": loose_items,
+               "unreachable centres": unreachable,
+               "old segments": sum(r.dropped_version is not None or r.state is not SegmentState.LIVE for r in records),
+               "unnamed index files": len(files - {n for n in named if not n.startswith("milvus:")}),
+               "unnamed head files": len(head_files - heads)}
+        if VECTORS:
+            out.update(milvus_leftovers(db, [r.path for r in records]))
+        return out
     finally:
         db.dispose()
+
+
+def milvus_leftovers(db: Any, paths: list[str]) -> dict[str, int]:
+    """Rows of the store's segmented collections whose token no record names, and collections of the store's
+    indexes that no record names (centre collections are the recognizer's, not counted)."""
+    from unibind.indexer.index.milvus_backend import SEG, MilvusBackend
+    from unibind.indexer.index.milvus_index import collection_prefix, collection_type, split_path
+    from unibind.schema.settings import parse_vectors_spec
+
+    uri = parse_vectors_spec(VECTORS[1]).uri
+    assert uri is not None
+    named = {split_path(p)[0] for p in paths if p.startswith("milvus:")}
+    tokens = {split_path(p)[1] for p in paths if p.startswith("milvus:")}
+    orphan_rows = unnamed = 0
+    probe = MilvusBackend(uri, None, 1)
+    try:
+        for name in probe.collections(collection_prefix(db.identity)):
+            if "_centres_" in name:
+                continue
+            if name not in named:
+                unnamed += 1
+            if collection_type(name) is None:
+                continue
+            known = ", ".join(str(t) for t in sorted(t for t in tokens if t is not None)) or "-1"
+            found = probe.client.query(name, filter=f"{SEG} not in [{known}]", output_fields=["count(*)"])
+            orphan_rows += int(found[0]["count(*)"])
+    finally:
+        probe.close()
+    return {"orphan Milvus rows": orphan_rows, "unnamed Milvus collections": unnamed}
 
 
 @dataclass
@@ -217,7 +259,7 @@ class Campaign:
 
     def _command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "unibind.retrieval.cli", "--db", self.url, "--home", str(self.home), "--device", "cpu",
-                *args]
+                *VECTORS, *args]
 
     def _op_args(self, op: str) -> tuple[list[str], str | None]:
         """The command of an operation and the corpus name it concerns."""
@@ -434,6 +476,28 @@ def summary(backend: str, campaign: Campaign, dead: dict[str, int]) -> list[obje
             sum(t.repairs for t in trials), sum(len(t.bad) for t in trials), sum(dead.values())]
 
 
+def start_milvus_lite(data: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A ``milvus-lite server`` on a free loopback port (processes share a milvus-lite folder only through one),
+    waited for until it accepts connections."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    exe = Path(sys.executable).with_name("milvus-lite")
+    data.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([str(exe), "server", "--data-dir", str(data), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, f"milvus://127.0.0.1:{port}"
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"the milvus-lite server did not accept connections on 127.0.0.1:{port}")
+
+
 @contextlib.contextmanager
 def store(db: str | None) -> Iterator[tuple[str, str]]:
     if db:
@@ -457,6 +521,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ops", help=f"comma-separated operations to kill, in turn (default: each trial draws one of "
                                  f"{', '.join(OPS)})")
+    p.add_argument("--vectors", default="faiss",
+                   help="faiss (default), milvus-lite (a milvus-lite server on loopback) or milvus://HOST:PORT")
     p.add_argument("--no-append", action="store_true", help="print only; do not append to BENCHMARKS.md")
     args = p.parse_args(argv)
     ops = [o.strip() for o in args.ops.split(",")] if args.ops else None
@@ -468,10 +534,22 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     folder = Path(tempfile.mkdtemp(prefix="unibind-kill-"))
+    server = None
     try:
+        if args.vectors == "milvus-lite":
+            server, vectors = start_milvus_lite(folder / "milvus")
+        else:
+            vectors = args.vectors
+        if vectors != "faiss":
+            VECTORS[:] = ["--vectors", vectors]
         with store(args.db) as (url, backend):
+            if VECTORS:
+                backend += " + " + args.vectors
             campaign, dead = run_campaign(url, folder / "home", folder, args.n, args.seed, ops)
     finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=60)
         shutil.rmtree(folder, ignore_errors=True)
     row = summary(backend, campaign, dead)
     print(f"start-up {campaign.startup:.1f}s; op windows: "

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/writes.py [--sizes 10000,100000,1000000] [--publishes 5] [--batch 1000] [--dim 384]
                                      [--db postgresql+psycopg://postgres@127.0.0.1:5432/test] [--mixed-seconds 60]
-                                     [--no-append]
+                                     [--vectors faiss|milvus-lite[:PATH]|milvus://HOST:PORT] [--no-append]
 
 For each size N, a fresh store (SQLite in a temp folder, or with ``--db`` a fresh schema on that PostgreSQL server,
 dropped afterwards) gets one corpus of N precomputed unit vectors (d 384, no encoding: the vectors stand in for an
@@ -22,6 +22,12 @@ machine's drift falls on every size alike). Per publish:
 Beside them, the bare library calls on the same data: ``faiss.write_index`` of a flat index of the 1,000 new vectors
 (what a write needs at least), and of all N + 1,000 vectors (what every write cost before segments: the whole index
 rewritten). The ratio 1M ÷ 10k of the median publish seconds is the headline (goal: at most 1.5).
+
+With ``--vectors milvus-lite`` (a temp folder) or ``milvus://HOST:PORT``, the stores' indexes live in Milvus: a write
+inserts its rows into the index's one collection under a segment token. The bare call beside it is pymilvus's own
+``insert`` of the same 1,000 rows into a collection of the same schema (and the ``flush`` milvus-lite needs to keep
+them), and the bulk ingest of each store's N base vectors is compared with a bare insert of the same N rows
+(throughput ratio: bare seconds ÷ ours, goal at least 0.8). The reader, mixed and service runs stay on FAISS.
 
 Readers: at the largest size the index is cut into 16 segments (the compaction policy's bound), then compacted into
 one; both stay loaded and are searched in turn (B = 1 and B = 100, k = 10, 30 times each after a warm-up): the ratio
@@ -66,6 +72,7 @@ from bench.report import append_rows, command_line, machine, median, now, text_t
 log = logging.getLogger("bench.writes")
 
 WRITE_SECTION = "write path (bench/writes.py)"
+BULK_SECTION = "bulk ingest into Milvus (bench/writes.py --vectors)"
 SEARCH_SECTION = "segmented search (bench/writes.py)"
 MIXED_SECTION = "mixed writers and readers (bench/writes.py)"
 DELETE_SECTION = "DELETE beside queries (bench/writes.py)"
@@ -233,8 +240,56 @@ def bare_write(vectors: np.ndarray, folder: Path) -> float:
     return seconds
 
 
+def milvus_uri(vectors: str) -> str:
+    from unibind.schema.settings import parse_vectors_spec
+
+    spec = parse_vectors_spec(vectors)
+    assert spec.uri is not None
+    from unibind.indexer.index.milvus_backend import lite_path
+
+    return spec.uri if spec.kind == "milvus" else str(lite_path(spec.uri))
+
+
+class BareMilvus:
+    """pymilvus's own calls on a collection of the schema unibind's segmented collections have (automatic key, the
+    row key, the segment token, the vector): what inserting rows costs at least."""
+
+    def __init__(self, vectors: str, dim: int, name: str) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        self.lite = vectors.startswith("milvus-lite")
+        self.client = MilvusClient(uri=milvus_uri(vectors))
+        self.name = name
+        schema = MilvusClient.create_schema(auto_id=True, enable_dynamic_field=False)
+        schema.add_field("pk", DataType.INT64, is_primary=True)
+        schema.add_field("key", DataType.INT64)
+        schema.add_field("seg", DataType.INT64)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+        params = self.client.prepare_index_params()
+        params.add_index(field_name="vector", index_type="FLAT", metric_type="IP")
+        params.add_index(field_name="seg", index_type="INVERTED")
+        if self.client.has_collection(name):
+            self.client.drop_collection(name)
+        self.client.create_collection(name, schema=schema, index_params=params, consistency_level="Strong")
+        self.token = 0
+
+    def insert(self, vectors: np.ndarray) -> float:
+        """Seconds to insert ``vectors`` as one segment (5,000 rows per call, as unibind) and make them durable."""
+        self.token += 1
+        t = time.perf_counter()
+        for s in range(0, len(vectors), 5_000):
+            part = vectors[s : s + 5_000]
+            self.client.insert(self.name, [{"key": s + j, "seg": self.token, "vector": v} for j, v in enumerate(part)])
+        if self.lite:
+            self.client.flush(self.name)
+        return time.perf_counter() - t
+
+    def close(self) -> None:
+        self.client.drop_collection(self.name)
+
+
 def measure_writes(url: str | None, sizes: Sequence[int], publishes: int, batch: int, dim: int,
-                   seed: int) -> list[dict[str, Any]]:
+                   seed: int, vectors: str = "faiss") -> list[dict[str, Any]]:
     """One store per size, then ``publishes`` rounds that publish once into each store in turn (the machine's drift
     falls on every size alike); each round also times the bare FAISS writes beside them."""
     import unibind.indexer.store.ingest as ingest_module
@@ -253,24 +308,35 @@ def measure_writes(url: str | None, sizes: Sequence[int], publishes: int, batch:
         finally:
             spent.append(time.perf_counter() - t0)
 
+    on_milvus = vectors != "faiss"
     with contextlib.ExitStack() as stack:
+        if vectors.rstrip(":") == "milvus-lite":  # a temp folder of its own
+            folder = Path(tempfile.mkdtemp(prefix="unibind-writes-milvus-"))
+            stack.callback(shutil.rmtree, folder, True)
+            vectors = f"milvus-lite:{folder}"
+        bare = BareMilvus(vectors, dim, f"bench_bare_{os.getpid()}") if on_milvus else None
+        if bare is not None:
+            stack.callback(bare.close)
+        ingest_module._publish = timed_publish  # type: ignore[assignment]
+        stack.callback(setattr, ingest_module, "_publish", publish)
         stores = []
         for n in sizes:
             db_url, home = stack.enter_context(store(url))
-            db = Database(db_url)
+            db = Database(db_url, vectors=vectors)
             stack.callback(db.dispose)
             encoder = Precomputed(dim)
-            ingest(db, corpus(encoder, "base", unit(rng, n, dim)),
+            base = unit(rng, n, dim)
+            ingest(db, corpus(encoder, "base", base),
                    IngestConfig(name="base", encoder=encoder.spec, progress=n >= 100_000), home=home,
                    device=encoder.device, encoder=encoder)  # type: ignore[arg-type]
+            bulk = {"ours": spent.pop(), "bare": bare.insert(base) if bare is not None else None}
             clock = LockClock(db.engine)
             stack.callback(clock.close)
             folder = home / "bare"
             folder.mkdir(parents=True, exist_ok=True)
             stores.append({"n": n, "db": db, "home": home, "encoder": encoder, "clock": clock, "folder": folder,
-                           "index_dir": DataHome(db, home).index_dir, "rows": [], "bare_new": [], "bare_all": []})
-        ingest_module._publish = timed_publish  # type: ignore[assignment]
-        stack.callback(setattr, ingest_module, "_publish", publish)
+                           "index_dir": DataHome(db, home).index_dir, "rows": [], "bare_new": [], "bare_all": [],
+                           "bulk": bulk})
         for i in range(publishes):
             for st in stores:
                 db, encoder = st["db"], st["encoder"]
@@ -290,12 +356,14 @@ def measure_writes(url: str | None, sizes: Sequence[int], publishes: int, batch:
                 st["rows"].append({"seconds": seconds, "bytes": _written() - before, "rss": rss.grew,
                                    "index_bytes": _folder_bytes(st["index_dir"]) - files_before,
                                    "lock": max(held) if held else 0.0, "index_s": spent.pop()})
-                st["bare_new"].append(bare_write(unit(rng, batch, dim), st["folder"]))
-            if i < 3:  # what every write cost before segments: the whole index written again
+                new = unit(rng, batch, dim)
+                st["bare_new"].append(bare.insert(new) if bare is not None else bare_write(new, st["folder"]))
+            if i < 3 and not on_milvus:  # what every write cost before segments: the whole index written again
                 for st in stores:
                     st["bare_all"].append(bare_write(unit(rng, st["n"] + batch, dim), st["folder"]))
         return [{"n": st["n"], "rows": st["rows"], "bare_new": median(st["bare_new"]),
-                 "bare_all": median(st["bare_all"])} for st in stores]
+                 "bare_all": median(st["bare_all"]) if st["bare_all"] else float("nan"), "bulk": st["bulk"]}
+                for st in stores]
 
 
 def _folder_bytes(folder: Path) -> int:
@@ -567,15 +635,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--service-vectors", type=int, default=100_000,
                         help="the store a served DELETE runs beside queries in (0: not measured)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--vectors", default="faiss",
+                        help="faiss (default), milvus-lite (a temp folder), milvus-lite:PATH or milvus://HOST:PORT")
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sizes = [int(s) for s in args.sizes.split(",")]
     backend = "PostgreSQL" if args.db else "SQLite"
+    on_milvus = args.vectors != "faiss"
+    if on_milvus:
+        backend += " + " + ("milvus-lite" if args.vectors.startswith("milvus-lite") else args.vectors)
+        args.no_search, args.mixed_seconds, args.service_vectors = True, 0, 0  # those runs are FAISS's
     when, where, cmd = now(), machine(), command_line("bench/writes.py")
 
-    results = measure_writes(args.db, sizes, args.publishes, args.batch, args.dim, args.seed)
+    results = measure_writes(args.db, sizes, args.publishes, args.batch, args.dim, args.seed, args.vectors)
     base_s = median([r["seconds"] for r in results[0]["rows"]])
     base_index = median([r["index_s"] for r in results[0]["rows"]])
     columns = ("store", "vectors", "publish s", f"÷ {sizes[0] // 1000}k", "index part s", f"index ÷ {sizes[0] // 1000}k",
@@ -591,6 +665,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text_table(columns, table))
     rows_md = [(when, where, *row, args.batch, cmd) for row in table]
     md_columns = ("date", "machine", *columns, "batch", "command")
+    bulk_rows = []
+    if on_milvus:
+        bcol = ("store", "vectors", "bulk ingest index part s", "bare insert s", "throughput ratio (bare ÷ ours)")
+        bulk_rows = [(backend, r["n"], r["bulk"]["ours"], r["bulk"]["bare"], r["bulk"]["bare"] / r["bulk"]["ours"])
+                     for r in results]
+        print()
+        print(text_table(bcol, bulk_rows))
 
     search_rows = []
     if not args.no_search:
@@ -624,6 +705,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(text_table(dcol, [delete_row]))
     if not args.no_append:
         append_rows(WRITE_SECTION, md_columns, rows_md)
+        if bulk_rows:
+            append_rows(BULK_SECTION, ("date", "machine", *bcol, "command"), [(when, where, *r, cmd) for r in bulk_rows])
         if delete_row is not None:
             append_rows(DELETE_SECTION, ("date", "machine", *dcol, "command"), [(when, where, *delete_row, cmd)])
         if search_rows:

@@ -168,6 +168,20 @@ SPECS: tuple[SettingSpec, ...] = (
                 "serve: the largest image, width x height"),
     SettingSpec("max_queued_uploads", "UNIBIND_MAX_QUEUED_UPLOADS", "--max-queued-uploads", _int_in(1),
                 "serve: corpus uploads queued or running at once (more are answered 429)"),
+    SettingSpec("milvus_token", "UNIBIND_MILVUS_TOKEN", None, _secret,
+                "milvus://: the server's token (user:password, or an API key)", secret=True),
+    SettingSpec("milvus_user", "UNIBIND_MILVUS_USER", None, _text, "milvus://: the user (with UNIBIND_MILVUS_PASSWORD)"),
+    SettingSpec("milvus_password", "UNIBIND_MILVUS_PASSWORD", None, _secret, "milvus://: that user's password",
+                secret=True),
+    SettingSpec("milvus_db", "UNIBIND_MILVUS_DB", None, _text, "milvus://: the database of the collections "
+                "(default: the server's default database)"),
+    SettingSpec("milvus_tls", "UNIBIND_MILVUS_TLS", None, _bool, "milvus://: connect with TLS"),
+    SettingSpec("milvus_ca", "UNIBIND_MILVUS_CA", None, _text, "milvus://: the CA certificate file (PEM) TLS trusts"),
+    SettingSpec("milvus_nlist", "UNIBIND_MILVUS_NLIST", None, _int_in(1, 65_536),
+                "Milvus IVF lists of a new collection (default: 4 sqrt(rows), 16 to 65,536)"),
+    SettingSpec("milvus_hnsw_m", "UNIBIND_MILVUS_HNSW_M", None, _int_in(2, 2048), "Milvus HNSW: M (default 16)"),
+    SettingSpec("milvus_hnsw_ef_construction", "UNIBIND_MILVUS_HNSW_EF_CONSTRUCTION", None, _int_in(1),
+                "Milvus HNSW: efConstruction (default 200)"),
     SettingSpec("llm_base_url", "UNIBIND_LLM_BASE_URL", "--base-url", _text,
                 "kb: the OpenAI-compatible server of --llm openai:MODEL (default: $OPENAI_BASE_URL, else OpenAI's)"),
     SettingSpec("llm_api_key", "UNIBIND_LLM_API_KEY", None, _secret,
@@ -214,6 +228,15 @@ class Settings:
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     max_queued_uploads: int = DEFAULT_MAX_QUEUED_UPLOADS
+    milvus_token: str | None = None
+    milvus_user: str | None = None
+    milvus_password: str | None = None
+    milvus_db: str | None = None
+    milvus_tls: bool = False
+    milvus_ca: str | None = None
+    milvus_nlist: int | None = None
+    milvus_hnsw_m: int = 16
+    milvus_hnsw_ef_construction: int = 200
     llm_base_url: str | None = None
     llm_api_key: str | None = None
     sources: Mapping[str, Source] = field(default_factory=lambda: MappingProxyType({}), compare=False, repr=False)
@@ -263,6 +286,48 @@ class Settings:
                 value = str(value)
             rows.append(ShownSetting(spec.name, value, self.source(spec.name), spec.env, spec.flag, spec.help))
         return rows
+
+
+@dataclass(frozen=True)
+class MilvusOptions:
+    """How a ``milvus://`` server is reached and how new collections are indexed (the Milvus
+    settings; environment only, read when a connection is made). ``repr`` shows no secret."""
+
+    token: str | None = field(default=None, repr=False)
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    db: str | None = None
+    tls: bool = False
+    ca: str | None = None
+    nlist: int | None = None
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 200
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> MilvusOptions:
+        values = {name: env_value(f"milvus_{name}", environ) for name in (
+            "token", "user", "password", "db", "tls", "ca", "nlist", "hnsw_m", "hnsw_ef_construction")}
+        opts = cls(**{k: v for k, v in values.items() if v is not None})
+        if opts.password and not opts.user:
+            raise InvalidInput("$UNIBIND_MILVUS_PASSWORD is set without $UNIBIND_MILVUS_USER")
+        if opts.ca and not Path(opts.ca).expanduser().is_file():
+            raise InvalidInput(f"$UNIBIND_MILVUS_CA: no such file: {opts.ca}")
+        return opts
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """The ``MilvusClient`` arguments for a server (secrets included: never log them)."""
+        kwargs: dict[str, Any] = {}
+        if self.token:
+            kwargs["token"] = self.token
+        if self.user:
+            kwargs["user"], kwargs["password"] = self.user, self.password or ""
+        if self.db:
+            kwargs["db_name"] = self.db
+        if self.tls or self.ca:
+            kwargs["secure"] = True
+        if self.ca:
+            kwargs["server_pem_path"] = str(Path(self.ca).expanduser())
+        return kwargs
 
 
 def mask_database_url(url: str) -> str:

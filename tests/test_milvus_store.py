@@ -2,8 +2,8 @@
 description index and recognition go through the same commands as on FAISS files and give the same answers, equal
 to an exact NumPy reference; filtered gallery search returns exactly k when k items match; ``index verify`` /
 ``index rebuild`` / ``gallery verify`` / ``gallery rebuild`` work the same (a rebuild re-uploads stored vectors,
-and moves an index between FAISS files and Milvus); each publish is a new collection named by its record, so a
-reader keeps the version it opened, and superseded collections go (but the newest older one, for replicas).
+and moves an index between FAISS files and Milvus); each write inserts its rows into the index's one collection under
+a segment token, a reader keeps the version it opened, and the rows of dropped segments go once no reader needs them.
 
 Marked ``slow`` (each test starts an embedded milvus-lite server). Skipped without the milvus extra, except
 under CI, where ``.ci/run`` installs it. ``UNIBIND_TEST_MILVUS_URL=milvus://HOST:PORT`` runs the same tests against
@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import func, select
 
 from unibind.indexer.index.milvus_backend import MilvusBackend, close_shared
-from unibind.indexer.index.milvus_index import collection_prefix
+from unibind.indexer.index.milvus_index import collection_prefix, split_path
 from unibind.indexer.index.vector_store import VectorStore
 from unibind.indexer.runtime.device import Device
 from unibind.indexer.store.contents import description_index
@@ -198,7 +198,7 @@ def test_descriptions_on_milvus_verify_rebuild_and_move(mdb: Database, db_url: s
     assert code == 0 and json.loads(out)[0]["ok"]
 
     # a lost collection is reported and repaired by one command
-    [name] = [p.removeprefix("milvus:") for p in records(mdb)["descriptions"]]
+    [name] = {split_path(p)[0] for p in records(mdb)["descriptions"]}
     with MilvusBackend(uri(vectors), None, 1) as b:
         b.drop_collection(name)
     code, out, _ = run(db_url, home, vectors, "index", "verify", capsys=capsys)
@@ -211,13 +211,17 @@ def test_descriptions_on_milvus_verify_rebuild_and_move(mdb: Database, db_url: s
     assert code == 0, out
 
 
-def test_each_write_is_a_new_collection_and_readers_keep_theirs(mdb: Database, db_url: str, home: Path,
-                                                                tmp_path: Path, vectors: str,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    """Each ingest uploads a collection of its own rows (a segment); a collection no record names (a killed write's)
-    goes with the next write; a reader pinned to an older version (its lease held) keeps searching the collections
-    of that version after a delete, and they go once no reader needs them."""
+def test_writes_insert_only_their_rows_into_one_collection_and_readers_keep_their_version(
+        mdb: Database, db_url: str, home: Path, tmp_path: Path, vectors: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each ingest inserts only its own rows, under a segment token, into the index's one collection; the rows of a
+    write whose process died (its record left building) go before its record with the next write; a reader pinned
+    to an older version (its lease held) keeps searching exactly that version after a delete, and the deleted
+    segment's rows go once no reader needs them, while the collection stays."""
+    from datetime import datetime, timedelta, timezone
+
+    from unibind.indexer.index.milvus_backend import seg_scope
     from unibind.indexer.index.readers import ReaderLeaseHolder
+    from unibind.schema import SegmentState
     from unibind.schema.store_state import catalog_state
 
     animals, vehicles = write_json(tmp_path / "a.json", ANIMALS), write_json(tmp_path / "v.json", VEHICLES)
@@ -228,40 +232,57 @@ def test_each_write_is_a_new_collection_and_readers_keep_theirs(mdb: Database, d
         space, version = s.scalars(select(Space)).one(), catalog_state(s)[0]
     index = description_index(mdb, space, home, Device())
     [first] = records(mdb)["descriptions"]
+    name, token = split_path(first)
+    assert token is not None
     reader = CrossModalSearch(mdb, home, Device(), space, "descriptions", version=version)  # a replica, pinned
     n_first = reader.store.ntotal
     q = np.random.default_rng(0).standard_normal((2, space.dim)).astype(np.float32)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     before = [[(h.id, h.text) for h in row] for row in reader.search(q, 5)]
 
-    # a write killed after its upload left a collection that no record names (it never published)
+    def rows(tok: int | None = None) -> int:
+        with MilvusBackend(uri(vectors), name, space.dim, create=False, segmented=True,
+                           fields=index.field_types) as b:
+            return b.count(seg_scope([tok]) if tok is not None else "")
+
+    assert rows(token) == rows() == n_first
+
+    # a write whose process died after inserting its rows: its record is building, with a lapsed heartbeat
+    orphan = index.place.new_path(index.index_name, "FLAT", [first])
+    with mdb.transaction() as s:
+        s.add(Segment(space_id=space.id, kind="descriptions", state=SegmentState.BUILDING, path=orphan,
+                      factory="FLAT", group_ids=[], owner="elsewhere/1/1/1/1",
+                      heartbeat_at=datetime.now(timezone.utc) - timedelta(days=1)))
     orphan_store = VectorStore.from_vectors(space.dim, Device(), "Flat", np.array([10_000]), q[:1])
-    orphan = index.place.new_path(index.index_name)
     index.place.write(orphan, orphan_store, "FLAT", np.array([10_000]), {"category": np.array([1]),
                                                                        "corpus": np.array([1])})
-    assert orphan.removeprefix("milvus:") in collections(mdb, vectors)
+    orphan_token = split_path(orphan)[1]
+    assert split_path(orphan)[0] == name and rows(orphan_token) == 1
 
     lease = ReaderLeaseHolder(mdb)
     lease.hold(version)
     code, _, err = run(db_url, home, vectors, "ingest", str(vehicles), "--name", "vehicles", "--encoder", "minilm",
                        capsys=capsys)
     assert code == 0, err
-    assert orphan.removeprefix("milvus:") not in collections(mdb, vectors)  # what the killed write left went
+    assert rows(orphan_token) == 0  # what the dead write inserted went, and its record after it
+    with mdb.session() as s:
+        assert s.scalar(select(func.count(Segment.id)).where(Segment.path == orphan)) == 0
     [again, second] = records(mdb)["descriptions"]
-    assert again == first and second.startswith("milvus:ub_")  # the first segment was not rewritten
+    assert again == first and split_path(second)[0] == name  # the first segment was not rewritten: one collection
     fresh = index.load()
     with mdb.session() as s:
-        assert fresh.ntotal == index.store_count(s) > n_first
+        assert fresh.ntotal == index.store_count(s) == rows() > n_first
     code, _, err = run(db_url, home, vectors, "corpus", "delete", "animals", capsys=capsys)
     assert code == 0, err
-    slug = f"s{space.id}_descriptions_"
-    live = sorted(c for c in collections(mdb, vectors) if slug in c)
-    assert live == sorted([first.removeprefix("milvus:"), second.removeprefix("milvus:")])  # kept for the reader
+    assert rows(token) == n_first  # kept for the reader
     assert [[(h.id, h.text) for h in row] for row in reader.search(q, 5)] == before  # its version, whole
     lease.close()
     code, _, err = run(db_url, home, vectors, "index", "compact", capsys=capsys)  # the vacuum runs
     assert code == 0, err
-    assert sorted(c for c in collections(mdb, vectors) if slug in c) == [second.removeprefix("milvus:")]
+    assert rows(token) == 0 and rows() == fresh.ntotal - n_first
+    assert [c for c in collections(mdb, vectors) if f"s{space.id}_descriptions_" in c] == [name]
+    code, out, _ = run(db_url, home, vectors, "index", "verify", capsys=capsys)
+    assert code == 0, out
 
 
 def test_recognition_on_milvus_equals_the_dense_engine(mdb: Database, db_url: str, home: Path, tmp_path: Path,

@@ -53,7 +53,8 @@ def test_flag_beats_environment_beats_default(tmp_path: Path) -> None:
         "fp16": "environment",
         "encoder": "flag", "api_key": "default", "host": "default", "port": "flag", "max_batch": "default",
         "max_k": "default", "max_labels": "default", "max_upload_mb": "environment", "max_image_pixels": "default",
-        "max_queued_uploads": "default", "llm_base_url": "default", "llm_api_key": "default"}
+        "max_queued_uploads": "default", "llm_base_url": "default", "llm_api_key": "default",
+        **{name: "default" for name in SPEC_BY_NAME if name.startswith("milvus_")}}
     d = Settings.resolve(environ={})
     assert (d.home, d.device, d.fp16, d.encoder, d.port, d.max_k) == (
         (Path.cwd() / "unibind-data").resolve(), "auto", False, None, 8000, DEFAULT_MAX_K)
@@ -137,8 +138,8 @@ def test_serve_takes_the_same_settings(tmp_path: Path, monkeypatch: pytest.Monke
     assert config.database_url == f"sqlite:///{tmp_path.resolve() / 'unibind.db'}"
     assert config.settings.source("fp16") == "environment" and config.settings.source("port") == "flag"
     # every setting of the service is one of the settings', read from them (nothing of its own); the kb settings
-    # are the LLM client's (`unibind kb`), not the service's
-    for spec in (s for s in SPECS if not s.help.startswith("kb:")):
+    # are the LLM client's (`unibind kb`), and the Milvus ones the Milvus client's (read where it connects)
+    for spec in (s for s in SPECS if not s.help.startswith("kb:") and not s.name.startswith("milvus_")):
         shown = "max_upload_bytes" if spec.name == "max_upload_mb" else spec.name
         expected = getattr(config.settings, spec.name)
         assert getattr(config, shown) == (int(expected * 2**20) if shown == "max_upload_bytes" else expected), shown
@@ -218,3 +219,61 @@ def test_ingest_and_eval_take_the_encoder_from_the_environment(tmp_path: Path, m
     assert main([*base, "eval", "recognition", "--queries", str(queries), "--strategies", "top",
                  "--encoder", "minilm", "--json"]) == 0  # the flag beats the variable
     assert json.loads(capsys.readouterr().out)[0]["queries"] == 1
+
+
+def test_milvus_connection_settings_are_read_checked_and_never_shown(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Token, user and password, database and TLS for ``milvus://`` come from the environment; ``unibind config``
+    masks the secrets, no repr or error message carries them, and bad values name their variable."""
+    from unibind.schema.settings import MilvusOptions
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    env = {"UNIBIND_MILVUS_TOKEN": "tok-s3cret", "UNIBIND_MILVUS_USER": "alice",
+           "UNIBIND_MILVUS_PASSWORD": "pw-s3cret", "UNIBIND_MILVUS_DB": "prod", "UNIBIND_MILVUS_TLS": "yes",
+           "UNIBIND_MILVUS_CA": str(ca)}
+    opts = MilvusOptions.from_env(env)
+    assert opts.client_kwargs() == {"token": "tok-s3cret", "user": "alice", "password": "pw-s3cret",
+                                    "db_name": "prod", "secure": True, "server_pem_path": str(ca)}
+    assert "s3cret" not in repr(opts)
+    shown = {s.name: s.value for s in Settings.resolve(home=tmp_path, environ=env).shown()}
+    assert shown["milvus_token"] == shown["milvus_password"] == "****" and shown["milvus_user"] == "alice"
+    assert MilvusOptions.from_env({}).client_kwargs() == {}
+    for bad, rule in ((dict(env, UNIBIND_MILVUS_NLIST="0"), "$UNIBIND_MILVUS_NLIST"),
+                      ({"UNIBIND_MILVUS_PASSWORD": "x"}, "without $UNIBIND_MILVUS_USER"),
+                      ({"UNIBIND_MILVUS_CA": str(tmp_path / "none.pem")}, "$UNIBIND_MILVUS_CA: no such file"),
+                      ({"UNIBIND_MILVUS_TLS": "maybe"}, "$UNIBIND_MILVUS_TLS")):
+        with pytest.raises(InvalidInput, match=re.escape(rule)):
+            MilvusOptions.from_env(bad)
+    # a server that cannot be reached: the error names the server, never the secrets
+    pytest.importorskip("pymilvus")
+    from unibind.indexer.index.milvus_backend import MilvusBackend
+    from unibind.schema.errors import Unavailable
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("UNIBIND_MILVUS_CA")
+    monkeypatch.delenv("UNIBIND_MILVUS_TLS")
+    with pytest.raises(Unavailable) as caught:
+        MilvusBackend("http://127.0.0.1:1", "rows", 4, timeout=3)
+    assert "127.0.0.1:1" in str(caught.value) and "s3cret" not in str(caught.value)
+
+
+def test_milvus_index_parameters_scale_with_the_rows() -> None:
+    """IVF lists: 4 sqrt(rows) within 16 and 65,536 unless fixed; HNSW's M and efConstruction from settings."""
+    pytest.importorskip("pymilvus")
+    from unibind.indexer.index.milvus_backend import index_params
+
+    assert index_params("FLAT", 10**6) == {}
+    assert index_params("IVF_FLAT", 10) == {"nlist": 16}
+    assert index_params("IVF_SQ8", 1_000_000) == {"nlist": 4000}
+    assert index_params("IVF_FLAT", 10**12) == {"nlist": 65_536}
+    assert index_params("HNSW", 5) == {"M": 16, "efConstruction": 200}
+    mp = pytest.MonkeyPatch()
+    try:
+        mp.setenv("UNIBIND_MILVUS_NLIST", "256")
+        mp.setenv("UNIBIND_MILVUS_HNSW_M", "32")
+        assert index_params("IVF_FLAT", 10**6) == {"nlist": 256}
+        assert index_params("HNSW", 5) == {"M": 32, "efConstruction": 200}
+    finally:
+        mp.undo()

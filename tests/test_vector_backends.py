@@ -50,9 +50,9 @@ BACKENDS = ("faiss", pytest.param("milvus", marks=pytest.mark.slow))
 
 def need_milvus() -> None:
     if MISSING:
-        message = f"{' and '.join(MISSING)} not installed: pip install 'unibind[milvus]' to run the Milvus tests"
+        message = f"{' and '.join(MISSING)} not installed: make extras (or the milvus and milvus-lite extras, see docs/store.md) to run the Milvus tests"
         if IN_CI:
-            pytest.fail(message + " (CI=true: .ci/run installs the milvus extra, so the Milvus tests must run)")
+            pytest.fail(message + " (CI=true: make test installs the extras, so the Milvus tests must run)")
         pytest.skip(message)
 
 

@@ -6,6 +6,9 @@ For flat segments this is exact: the k best of the union are among the k best of
 deleted since it was written) are left out before its k best are taken: a FAISS segment searches with an ID
 selector that excludes them; a Milvus collection over-fetches by their number (or, past its hit limit, searches
 among its live keys). Filtered searches take the allowed ids, which the caller computed at the same version.
+
+The segments that share one Milvus collection are searched together, in one Milvus search filtered to their
+tokens (a row key is in one segment of a version, so their tombstones can be left out together).
 """
 
 from __future__ import annotations
@@ -102,6 +105,28 @@ class SegmentSet:
     def n_segments(self) -> int:
         return len(self.parts)
 
+    @cached_property
+    def searched(self) -> list[Part]:
+        """What one search visits: each segment with live rows, those of one Milvus collection as one part."""
+        out: list[Part] = []
+        groups: dict[Any, list[Part]] = {}
+        for p in self.parts:
+            if p.n_live <= 0:
+                continue
+            key = getattr(p.store, "group_key", None)
+            if key is None:
+                out.append(p)
+            else:
+                groups.setdefault(key, []).append(p)
+        for members in groups.values():
+            if len(members) == 1:
+                out.append(members[0])
+                continue
+            store = type(members[0].store).union([m.store for m in members])  # type: ignore[attr-defined]
+            dead = np.unique(np.concatenate([m.dead for m in members]))
+            out.append(Part(-1, store, dead, members[0].factory))
+        return out
+
     @property
     def is_ivf(self) -> bool:
         return any(p.store.is_ivf for p in self.parts) or _is_ivf_type(self.factory)
@@ -143,7 +168,7 @@ class SegmentSet:
                 got_ids.append(mine)
                 got.append(p.store.vectors_of(mine))
             else:
-                keys, vecs = p.store.backend.vectors(mine)  # type: ignore[attr-defined]
+                keys, vecs = p.store.vectors(mine)  # type: ignore[attr-defined]
                 got_ids.append(keys)
                 got.append(vecs)
         if not got:
@@ -153,7 +178,7 @@ class SegmentSet:
     def filters_in_place(self, k: int) -> bool:
         """Whether every segment can answer a filtered search for ``k`` hits on its own columns: over-fetching past
         its tombstones stays within its hit limit."""
-        return all(p.max_k is None or k + p.dead.size <= p.max_k for p in self.parts)
+        return all(p.max_k is None or k + p.dead.size <= p.max_k for p in self.searched)
 
     def _check(self, queries: np.ndarray, k: int) -> np.ndarray:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -170,7 +195,7 @@ class SegmentSet:
         index, and releases the GIL); larger ones, and GPU replicas (which share one set of GPU resources), one
         segment after the other."""
         queries = self._check(queries, k)
-        parts = [p for p in self.parts if p.n_live > 0]
+        parts = self.searched
         on_gpu = any(isinstance(p.store, VectorStore) and p.store.device.faiss_gpu is not None for p in parts)
         if len(parts) > 1 and queries.shape[0] < SIDE_BY_SIDE_BELOW and not on_gpu:
             found = list(_pool().map(lambda p: _part_search(p, queries, k), parts))
@@ -183,9 +208,8 @@ class SegmentSet:
         queries = self._check(queries, k)
         allowed = np.asarray(allowed, dtype=np.int64)
         found = []
-        for p in self.parts:  # ``allowed`` was read at this set's version: it holds no tombstoned row
-            if p.n_live > 0:
-                found.append(p.store.search_subset(queries, k, allowed))
+        for p in self.searched:  # ``allowed`` was read at this set's version: it holds no tombstoned row
+            found.append(p.store.search_subset(queries, k, allowed))
         return merge_hits(found, k, queries.shape[0])
 
     @property
@@ -201,9 +225,7 @@ class SegmentSet:
         ``filters_in_place``)."""
         queries = self._check(queries, k)
         found = []
-        for p in self.parts:
-            if p.n_live <= 0:
-                continue
+        for p in self.searched:
             want = k + int(p.dead.size)
             scores, ids = p.store.search_filtered(queries, want, filter)  # type: ignore[attr-defined]
             found.append(_without(scores, ids, p.dead))

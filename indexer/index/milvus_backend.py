@@ -24,7 +24,7 @@ import logging
 import re
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +54,40 @@ CONNECT_TIMEOUT_S = 10.0
 LITE_DB = "milvus.db"  # the milvus-lite data folder inside a ``milvus-lite:PATH`` folder not itself named *.db
 _COLLECTION = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 # index build and search parameters of the approximate types (FLAT has none)
-INDEX_PARAMS: dict[str, dict[str, int]] = {"IVF_FLAT": {"nlist": 128}, "IVF_SQ8": {"nlist": 128},
-                                          "HNSW": {"M": 16, "efConstruction": 200}}
+NLIST_MIN, NLIST_MAX = 16, 65_536  # IVF lists: 4 sqrt(rows) (Milvus's own advice), within these bounds
 NPROBE = 16
 HNSW_EF_MIN = 64
 KEY_FILTER_CHUNK = 16_384  # keys per ``id in [...]`` expression of a key-filtered search
 READ_BATCH = 10_000  # rows per page when keys or vectors are read back
 _lite_users: Counter[str] = Counter()  # milvus-lite folders this process has open: backends per folder
+KEY, SEG, PK = "key", "seg", "pk"  # a segmented collection's row key, segment token and automatic primary key
+
+
+def index_params(index: str, rows: int) -> dict[str, int]:
+    """The build parameters of a collection of type ``index`` made for about ``rows`` rows: IVF lists from 4 sqrt(rows)
+    (at least 16, at most 65,536) unless ``UNIBIND_MILVUS_NLIST`` fixes them; HNSW's M and efConstruction from
+    ``UNIBIND_MILVUS_HNSW_M`` / ``UNIBIND_MILVUS_HNSW_EF_CONSTRUCTION`` (16 and 200 by default). FLAT has none."""
+    from unibind.schema.settings import MilvusOptions
+
+    opts = MilvusOptions.from_env()
+    if index.startswith("IVF"):
+        nlist = opts.nlist or int(round(4 * max(int(rows), 1) ** 0.5))
+        return {"nlist": max(NLIST_MIN, min(NLIST_MAX, nlist))}
+    if index == "HNSW":
+        return {"M": opts.hnsw_m, "efConstruction": opts.hnsw_ef_construction}
+    return {}
+
+
+def seg_scope(tokens: Iterable[int]) -> str:
+    """The filter naming rows of the segments ``tokens`` in a segmented collection."""
+    toks = sorted({int(t) for t in tokens})
+    return f"{SEG} == {toks[0]}" if len(toks) == 1 else f"{SEG} in [{', '.join(map(str, toks))}]"
+
+
+def _both(*parts: str) -> str:
+    """Filter expressions joined by ``and`` (empty ones left out)."""
+    kept = [p for p in parts if p]
+    return kept[0] if len(kept) == 1 else " and ".join(f"({p})" for p in kept)
 
 
 class _QuietUnimplemented(logging.Filter):
@@ -120,7 +147,7 @@ class MilvusBackend(VectorBackend):
 
     def __init__(self, uri: str, collection: str | None, dim: int, *, index: str = "FLAT",
                  fields: Mapping[str, str] | None = None, timeout: float = CONNECT_TIMEOUT_S,
-                 create: bool = True, shared: bool = False) -> None:
+                 create: bool = True, shared: bool = False, segmented: bool = False, rows: int = 0) -> None:
         if collection is not None and (not isinstance(collection, str) or not _COLLECTION.fullmatch(collection)):
             raise InvalidInput(f"Milvus collection name {collection!r} must be letters, digits and _ (not first)")
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
@@ -128,7 +155,11 @@ class MilvusBackend(VectorBackend):
         if index not in INDEX_TYPES:
             raise InvalidInput(f"Milvus index type {index!r} is not supported; choose from {', '.join(INDEX_TYPES)}")
         self._types = check_field_types(fields or {})
+        if segmented and set(self._types) & {KEY, SEG, PK}:
+            raise InvalidInput(f"field names {KEY}, {SEG} and {PK} are taken by a segmented collection's own columns")
         self.collection, self.index, self._dim = collection, index, int(dim)
+        # segmented: many segments' rows in one collection (an automatic primary key, the row key, its segment)
+        self.segmented, self._rows = segmented, int(rows)
         self.nprobe, self.ef = NPROBE, HNSW_EF_MIN  # search-time settings of the approximate types
         self._pm = _pymilvus()
         for name in _QUIET_LOGGERS:
@@ -168,7 +199,7 @@ class MilvusBackend(VectorBackend):
     def _own_client(self, timeout: float) -> Any:
         if self._local is not None:
             _lite_users[self.uri] += 1  # the embedded server stops when the last backend on the folder closes
-        return self._pm.MilvusClient(uri=self.uri, timeout=timeout)
+        return self._pm.MilvusClient(uri=self.uri, timeout=timeout, **_connection(self.uri))
 
     # -- schema -------------------------------------------------------------------------------------------------
     def _open(self, create: bool) -> None:
@@ -183,10 +214,20 @@ class MilvusBackend(VectorBackend):
             raise Conflict(f"Milvus collection {self.collection!r} is missing at {self.uri}")
         self.load()
 
+    @property
+    def key_field(self) -> str:
+        """The column holding the row key: ``key`` in a segmented collection, else the primary key ``id``."""
+        return KEY if self.segmented else "id"
+
     def _create(self) -> None:
         DataType = self._pm.DataType
-        schema = self._pm.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema = self._pm.MilvusClient.create_schema(auto_id=self.segmented, enable_dynamic_field=False)
+        if self.segmented:
+            schema.add_field(PK, DataType.INT64, is_primary=True)
+            schema.add_field(KEY, DataType.INT64)
+            schema.add_field(SEG, DataType.INT64)
+        else:
+            schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self._dim)
         for name, kind in self._types.items():
             if kind == "int64":
@@ -194,12 +235,14 @@ class MilvusBackend(VectorBackend):
             else:
                 schema.add_field(name, DataType.VARCHAR, max_length=MAX_STR_BYTES)
         params = self.client.prepare_index_params()
-        params.add_index(field_name="vector", index_type=self.index, metric_type="IP",
-                         params=INDEX_PARAMS.get(self.index, {}))
+        build = index_params(self.index, self._rows)
+        params.add_index(field_name="vector", index_type=self.index, metric_type="IP", params=build)
+        if self.segmented:  # readers filter every search by segment
+            params.add_index(field_name=SEG, index_type="INVERTED")
         self._call("create collection", self.client.create_collection, self.collection, schema=schema,
                    index_params=params, consistency_level="Strong")
-        log.info("created Milvus collection %s (dim %d, %s, fields %s) at %s",
-                 self.collection, self._dim, self.index, self._types, self.uri)
+        log.info("created Milvus collection %s (dim %d, %s %s, fields %s) at %s",
+                 self.collection, self._dim, self.index, build, self._types, self.uri)
 
     def _check_existing(self) -> None:
         info = self._call("describe collection", self.client.describe_collection, self.collection)
@@ -210,8 +253,12 @@ class MilvusBackend(VectorBackend):
             raise Conflict(f"Milvus collection {self.collection!r} at {self.uri} holds vectors of dimension {dim}, "
                            f"not {self._dim}; use another collection or drop it")
         DataType = self._pm.DataType
+        own = (PK, KEY, SEG, "vector") if self.segmented else ("id", "vector")
+        if self.segmented != (PK in fields and KEY in fields and SEG in fields):
+            raise Conflict(f"Milvus collection {self.collection!r} at {self.uri} is "
+                           f"{'not ' if self.segmented else ''}a segmented collection of unibind")
         have = {n: ("int64" if f["type"] == DataType.INT64 else "str" if f["type"] == DataType.VARCHAR else "?")
-                for n, f in fields.items() if n not in ("id", "vector")}
+                for n, f in fields.items() if n not in own}
         if have != self._types:
             raise Conflict(f"Milvus collection {self.collection!r} at {self.uri} has fields {have}, not "
                            f"{self._types}; use another collection or drop it")
@@ -237,6 +284,8 @@ class MilvusBackend(VectorBackend):
         return dict(self._types)
 
     def upsert(self, ids: np.ndarray, vectors: np.ndarray, fields: Mapping[str, np.ndarray] | None = None) -> None:
+        if self.segmented:
+            raise Conflict(f"Milvus collection {self.collection!r} is segmented: insert a segment instead")
         ids, vectors, columns = check_rows(self._dim, self._types, ids, vectors, fields)
         for s in range(0, len(ids), UPSERT_BATCH):
             part = slice(s, s + UPSERT_BATCH)
@@ -245,14 +294,37 @@ class MilvusBackend(VectorBackend):
                     for j, (i, v) in enumerate(zip(ids[part].tolist(), vectors[part]))]
             self._call("upsert", self.client.upsert, self.collection, rows)
 
+    def insert_segment(self, token: int, ids: np.ndarray, vectors: np.ndarray,
+                       fields: Mapping[str, np.ndarray] | None = None) -> int:
+        """Insert rows as segment ``token`` of a segmented collection (a row key may also be in other segments);
+        returns how many rows Milvus acknowledged."""
+        if not self.segmented:
+            raise Conflict(f"Milvus collection {self.collection!r} is not segmented")
+        ids, vectors, columns = check_rows(self._dim, self._types, ids, vectors, fields)
+        done = 0
+        for s in range(0, len(ids), UPSERT_BATCH):
+            part = slice(s, s + UPSERT_BATCH)
+            cols = {name: col[part].tolist() for name, col in columns.items()}
+            rows = [{KEY: i, SEG: int(token), "vector": v, **{n: c[j] for n, c in cols.items()}}
+                    for j, (i, v) in enumerate(zip(ids[part].tolist(), vectors[part]))]
+            done += int(self._call("insert", self.client.insert, self.collection, rows)["insert_count"])
+        return done
+
+    def delete_where(self, expr: str) -> None:
+        """Remove the rows that pass a filter expression (a segment's rows: ``seg == token``)."""
+        self._call("delete", self.client.delete, self.collection, filter=expr)
+
     def delete(self, ids: np.ndarray) -> None:
+        if self.segmented:
+            raise Conflict(f"Milvus collection {self.collection!r} is segmented: remove a segment's rows instead")
         ids = np.unique(np.asarray(ids, dtype=np.int64))
         for s in range(0, len(ids), DELETE_BATCH):
             self._call("delete", self.client.delete, self.collection, ids=ids[s : s + DELETE_BATCH].tolist())
 
-    def count(self) -> int:
-        """Exact row count (a ``count(*)`` query; the collection statistics can lag behind deletes on a server)."""
-        res = self._call("count", self.client.query, self.collection, filter="", output_fields=["count(*)"])
+    def count(self, scope: str = "") -> int:
+        """Exact row count, of the rows that pass ``scope`` when given (a ``count(*)`` query; the collection
+        statistics can lag behind deletes on a server)."""
+        res = self._call("count", self.client.query, self.collection, filter=scope, output_fields=["count(*)"])
         return int(res[0]["count(*)"])
 
     def _search_params(self, k: int) -> dict[str, Any]:
@@ -264,8 +336,9 @@ class MilvusBackend(VectorBackend):
         return {"metric_type": "IP", "params": params}
 
     def search(
-        self, queries: np.ndarray, k: int, filter: Filter | None = None
+        self, queries: np.ndarray, k: int, filter: Filter | None = None, scope: str = ""
     ) -> tuple[np.ndarray, np.ndarray]:
+        """``scope``: a filter expression every hit must also pass (the segments a reader searches)."""
         q = check_queries(self._dim, queries, k)
         k = int(k)
         check_max_k(self, k)
@@ -279,15 +352,22 @@ class MilvusBackend(VectorBackend):
         if q.shape[0] == 0:
             return scores, ids
         # output_fields=["id"]: the key only (an empty list makes milvus-lite return every column, vectors too)
-        res = self._call("search", self.client.search, self.collection, data=q, limit=k, filter=expr,
-                         output_fields=["id"], search_params=self._search_params(k))
-        for b, hits in enumerate(res):
-            n = len(hits.ids)
-            ids[b, :n] = hits.ids
-            scores[b, :n] = hits.distances
+        res = self._call("search", self.client.search, self.collection, data=q, limit=k, filter=_both(scope, expr),
+                         output_fields=[self.key_field], search_params=self._search_params(k))
+        self._fill(res, scores, ids)
         return scores, ids
 
-    def search_keys(self, queries: np.ndarray, k: int, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _fill(self, res: Any, scores: np.ndarray, ids: np.ndarray) -> None:
+        """Copy a search result's keys and scores into the [B, k] arrays (the rest stays padding)."""
+        for b, hits in enumerate(res):
+            n = len(hits)
+            if self.segmented:
+                ids[b, :n] = [h["entity"][KEY] for h in hits]
+            else:
+                ids[b, :n] = hits.ids
+            scores[b, :n] = hits.distances
+
+    def search_keys(self, queries: np.ndarray, k: int, keys: np.ndarray, scope: str = "") -> tuple[np.ndarray, np.ndarray]:
         """Like :meth:`search`, among the rows whose key is in ``keys`` only: ``id in [...]`` filters of at most
         KEY_FILTER_CHUNK keys each, the chunks' hits merged (exact on FLAT: exactly min(k, keys present) hits)."""
         q = check_queries(self._dim, queries, k)
@@ -299,41 +379,46 @@ class MilvusBackend(VectorBackend):
             return best_s, best_i
         for s in range(0, keys.size, KEY_FILTER_CHUNK):
             chunk = keys[s : s + KEY_FILTER_CHUNK]
-            expr = f"id in [{', '.join(map(str, chunk.tolist()))}]"
+            expr = f"{self.key_field} in [{', '.join(map(str, chunk.tolist()))}]"
             res = self._call("search", self.client.search, self.collection, data=q, limit=min(k, chunk.size),
-                             filter=expr, output_fields=["id"], search_params=self._search_params(k))
+                             filter=_both(scope, expr), output_fields=[self.key_field],
+                             search_params=self._search_params(k))
             part_s, part_i = empty_result(q.shape[0], k)
-            for b, hits in enumerate(res):
-                n = len(hits.ids)
-                part_i[b, :n], part_s[b, :n] = hits.ids, hits.distances
+            self._fill(res, part_s, part_i)
             both_s, both_i = np.concatenate([best_s, part_s], axis=1), np.concatenate([best_i, part_i], axis=1)
             order = np.argsort(-both_s, axis=1, kind="stable")[:, :k]
             best_s, best_i = np.take_along_axis(both_s, order, axis=1), np.take_along_axis(both_i, order, axis=1)
         return best_s, best_i
 
-    def ids(self) -> np.ndarray:
-        """Every key in the collection (unordered), read in pages."""
-        it = self._call("read keys", self.client.query_iterator, self.collection, batch_size=READ_BATCH, filter="",
-                        output_fields=["id"])
+    def ids(self, scope: str = "") -> np.ndarray:
+        """Every key in the collection (of the rows that pass ``scope``; unordered), read in pages."""
+        key = self.key_field
+        it = self._call("read keys", self.client.query_iterator, self.collection, batch_size=READ_BATCH, filter=scope,
+                        output_fields=[key])
         parts = []
         try:
             while True:
                 page = self._call("read keys", it.next)
                 if not page:
                     break
-                parts.append(np.fromiter((r["id"] for r in page), dtype=np.int64, count=len(page)))
+                parts.append(np.fromiter((r[key] for r in page), dtype=np.int64, count=len(page)))
         finally:
             it.close()
         return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
-    def vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(keys, [n, d] vectors) of the rows among ``ids`` that exist, in the order of ``ids``."""
+    def vectors(self, ids: np.ndarray, scope: str = "") -> tuple[np.ndarray, np.ndarray]:
+        """(keys, [n, d] vectors) of the rows among ``ids`` that exist (and pass ``scope``), in the order of ``ids``."""
         ids = np.asarray(ids, dtype=np.int64)
         found: dict[int, list[float]] = {}
         for s in range(0, ids.size, READ_BATCH):
-            rows = self._call("read vectors", self.client.get, self.collection, ids=ids[s : s + READ_BATCH].tolist(),
-                              output_fields=["vector"])
-            found.update((int(r["id"]), r["vector"]) for r in rows)
+            chunk = ids[s : s + READ_BATCH].tolist()
+            if self.segmented:
+                rows = self._call("read vectors", self.client.query, self.collection,
+                                  filter=_both(scope, f"{KEY} in [{', '.join(map(str, chunk))}]"),
+                                  output_fields=[KEY, "vector"], limit=len(chunk))
+            else:
+                rows = self._call("read vectors", self.client.get, self.collection, ids=chunk, output_fields=["vector"])
+            found.update((int(r[self.key_field]), r["vector"]) for r in rows)
         keys = np.array([i for i in ids.tolist() if i in found], dtype=np.int64)
         vecs = np.array([found[i] for i in keys.tolist()], dtype=np.float32).reshape(len(keys), self._dim)
         return keys, vecs
@@ -399,7 +484,7 @@ def _shared_client(pm: Any, uri: str, timeout: float) -> Any:
         if client is None:
             if not _is_remote(uri):
                 _lite_users[uri] += 1  # never released: the process's embedded server for the folder
-            client = _shared_clients[uri] = pm.MilvusClient(uri=uri, timeout=timeout)
+            client = _shared_clients[uri] = pm.MilvusClient(uri=uri, timeout=timeout, **_connection(uri))
         return client
 
 
@@ -422,6 +507,14 @@ def close_shared(uri: str | None = None) -> None:
                     from milvus_lite.server_manager import server_manager_instance
 
                     server_manager_instance.release_server(key)
+
+
+def _connection(uri: str) -> dict[str, Any]:
+    """Token, user and password, database and TLS for a server (the Milvus settings); nothing for a
+    milvus-lite folder."""
+    from unibind.schema.settings import MilvusOptions
+
+    return MilvusOptions.from_env().client_kwargs() if _is_remote(uri) else {}
 
 
 def _key(uri: str) -> str:

@@ -1,27 +1,40 @@
-"""Index segments in Milvus: each segment's payload is a collection of its own, named by the segment's record
-(see ``unibind.indexer.index.places``).
+"""Index segments in Milvus: one long-lived collection per index and index type holds the rows of all its segments,
+each row tagged with its segment's token (see ``unibind.indexer.index.places`` for what a segment is).
 
-A segment is registered before its collection is created and uploaded, so a collection that no record names is
-debris (what a killed write left) that the next write drops; a dropped segment's collection stays while a reader
-may still search it and goes with the vacuum. The choice rests on the records alone, not on clocks. Collection
-names: ``ub_<store id, 12 hex>_<index slug>_<13-digit ms timestamp>_<8 hex>``.
+A segment's record path is ``milvus:<collection>#<token>``; the collection is named
+``ub_<store id, 12 hex>_<index slug>_<type>_<8 hex>``, e.g. ``ub_1f0c…_s1_descriptions_flat_9a3e01c2``, with an
+automatic primary key, the row ``key``, the segment token ``seg`` (an INVERTED index) and the row's scalar fields.
+
+* A write inserts only its own rows, under a fresh token, into the index's current collection of its type (a
+  new index, or ``index rebuild``, makes a new collection: its IVF lists are sized for the rows it starts with).
+  Nothing reads the other rows back. Milvus's acknowledgement of the insert (its row count) is checked, and on
+  milvus-lite the rows are flushed, before the record is published; ``index verify`` reads every key back.
+* A reader at catalog version v searches ``seg in [the tokens of v's segments]``: one Milvus search per collection,
+  so a half-inserted write (its token is in no published record) and rows of later versions are never seen. Every
+  search and query runs at the Strong consistency level: it sees every insert and delete acknowledged before it.
+* Removal of a segment deletes its rows (``seg == token``) *before* its record is forgotten (the vacuum, a discarded
+  or reaped write), so no row outlives the record that names it and no listing of rows is ever needed; a collection
+  that no record names any more (after a rebuild) is dropped by the next write's sweep.
+
+Records of the earlier layout (one collection per segment, ``ub_<store>_<slug>_<13-digit ms>_<8 hex>``) stay readable
+and go as they did: their collection is dropped.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import secrets
 import threading
-import time
 import uuid
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from unibind.indexer.index.backend import Filter
 
-from unibind.indexer.index.milvus_backend import INDEX_PARAMS, INDEX_TYPES, READ_BATCH, MilvusBackend
+from unibind.indexer.index.milvus_backend import INDEX_TYPES, READ_BATCH, MilvusBackend, seg_scope
 from unibind.schema.settings import VectorsSpec
 from unibind.indexer.index.places import MILVUS_PREFIX, IndexName, IndexPlace, Written, content_digest
 from unibind.indexer.index.vector_store import VectorStore
@@ -32,7 +45,11 @@ from unibind.schema.errors import Conflict, InvalidInput
 log = logging.getLogger(__name__)
 
 DEFAULT_TYPE = "FLAT"  # exact: what recognition and filtered search need to be exact
-_SUFFIX = re.compile(r"_(\d{13})_[0-9a-f]{8}")
+TOKEN_SEP = "#"
+_LEGACY_SUFFIX = re.compile(r"_(\d{13})_[0-9a-f]{8}")
+_SUFFIX = re.compile(r"_(" + "|".join(t.lower() for t in INDEX_TYPES) + r")_[0-9a-f]{8}")
+LEGACY_NLIST = 128  # the fixed IVF lists of the earlier layout's collections
+REMOVE_TOKENS = 1_000  # segment tokens per delete expression
 
 
 def collection_prefix(store_id: str) -> str:
@@ -40,11 +57,41 @@ def collection_prefix(store_id: str) -> str:
     return f"ub_{store_id.replace('-', '')[:12]}_"
 
 
+def split_path(stored: str) -> tuple[str, int | None]:
+    """A record path's collection and segment token (None: a collection of the earlier one-per-segment layout)."""
+    name = stored[len(MILVUS_PREFIX):]
+    if TOKEN_SEP not in name:
+        return name, None
+    name, token = name.split(TOKEN_SEP, 1)
+    return name, int(token)
+
+
+def collection_type(name: str) -> str | None:
+    """The index type a segmented collection was made with (from its name), or None for another name."""
+    m = _SUFFIX.search(name)
+    return m.group(1).upper() if m and m.end() == len(name) else None
+
+
 class MilvusIndex:
     """One published collection, searched as readers search a FAISS :class:`VectorStore`."""
 
-    def __init__(self, backend: MilvusBackend, factory: str, n_vectors: int) -> None:
+    def __init__(self, backend: MilvusBackend, factory: str, n_vectors: int, tokens: Sequence[int] = ()) -> None:
         self.backend, self.factory, self._n = backend, factory, int(n_vectors)
+        self.tokens = tuple(sorted(int(t) for t in tokens))  # the segments searched (none: the whole collection)
+        self.scope = seg_scope(self.tokens) if self.tokens else ""
+
+    @property
+    def group_key(self) -> tuple[str, str] | None:
+        """Segments of one segmented collection are searched together: (Milvus, collection), or None."""
+        return (self.backend.uri, str(self.backend.collection)) if self.tokens else None
+
+    @classmethod
+    def union(cls, indexes: Sequence[MilvusIndex]) -> MilvusIndex:
+        """The segments of several indexes of one collection, searched in one Milvus search (their row keys are
+        distinct: a key is in one segment of a catalog version)."""
+        first = indexes[0]
+        return cls(first.backend, first.factory, sum(i.ntotal for i in indexes),
+                   [t for i in indexes for t in i.tokens])
 
     @property
     def dim(self) -> int:
@@ -75,13 +122,17 @@ class MilvusIndex:
             self.backend.ef = ef_search
 
     def ids(self) -> np.ndarray:
-        return self.backend.ids()
+        return self.backend.ids(self.scope)
+
+    def vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, vectors) of those of ``ids`` these segments hold."""
+        return self.backend.vectors(ids, self.scope)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.backend.search(queries, k)
+        return self.backend.search(queries, k, scope=self.scope)
 
     def search_subset(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.backend.search_keys(queries, k, allowed)
+        return self.backend.search_keys(queries, k, allowed, self.scope)
 
     @property
     def fields(self) -> dict[str, str]:
@@ -91,13 +142,14 @@ class MilvusIndex:
     def search_filtered(self, queries: np.ndarray, k: int, filter: Filter) -> tuple[np.ndarray, np.ndarray]:
         """Like ``search``, among the rows whose scalar columns pass ``filter`` (evaluated by Milvus; exact on
         FLAT: exactly min(k, rows passing) hits)."""
-        return self.backend.search(queries, k, filter)
+        return self.backend.search(queries, k, filter, self.scope)
 
 
 class MilvusPlace(IndexPlace):
     """The collections of one store at one Milvus (milvus-lite folder or server)."""
 
     keeps_fields = True
+    removes_first = True
 
     def __init__(self, spec: VectorsSpec, store_id: str, fields: Mapping[str, str]) -> None:
         assert spec.uri is not None
@@ -109,24 +161,28 @@ class MilvusPlace(IndexPlace):
         self._lock = threading.Lock()
 
     # -- names -----------------------------------------------------------------------------------------------
-    def _collection(self, stored: str) -> str:
-        return stored[len(MILVUS_PREFIX):]
-
     def owns(self, stored: str) -> bool:
         return stored.startswith(MILVUS_PREFIX)
 
-    def _versions(self, slug: str) -> list[str]:
-        """The collections of the index ``slug`` (s<space>_descriptions, s<space>_items<modality>) at this Milvus."""
+    def _collections(self, slug: str) -> list[str]:
+        """The collections of the index ``slug`` (s<space>_descriptions, s<space>_items<modality>) at this Milvus:
+        segmented ones and those of the earlier layout."""
         head = f"{self.prefix}{slug}"
-        return [name for name in self._any().collections(head) if _SUFFIX.fullmatch(name[len(head):])]
+        return [name for name in self._any().collections(head)
+                if _SUFFIX.fullmatch(name[len(head):]) or _LEGACY_SUFFIX.fullmatch(name[len(head):])]
+
+    def listing_key(self, stored: str) -> str:
+        return MILVUS_PREFIX + split_path(stored)[0]
 
     # -- backends --------------------------------------------------------------------------------------------
-    def _backend(self, collection: str, dim: int, index: str = DEFAULT_TYPE, create: bool = False) -> MilvusBackend:
+    def _backend(self, collection: str, dim: int, index: str = DEFAULT_TYPE, create: bool = False,
+                 segmented: bool = False, rows: int = 0) -> MilvusBackend:
         with self._lock:
             b = self._open.get(collection)
             if b is None or b.client is None:
                 b = self._open[collection] = MilvusBackend(self.uri, collection, dim, index=index, create=create,
-                                                           fields=self.fields, shared=True)
+                                                           fields=self.fields, shared=True, segmented=segmented,
+                                                           rows=rows)
             return b
 
     def _any(self) -> MilvusBackend:
@@ -154,64 +210,122 @@ class MilvusPlace(IndexPlace):
         return "Flat"  # the writer's copy is exact and flat; the collection's own index is ``factory``
 
     def segment_factory(self, factory: str, dim: int, n: int) -> str:
-        nlist = INDEX_PARAMS.get(factory, {}).get("nlist")
-        return DEFAULT_TYPE if nlist is not None and n < 39 * nlist else factory
+        return factory  # the collection's type: Milvus indexes its own sealed segments and scans growing ones
 
-    def new_path(self, index: IndexName) -> str:
-        return f"{MILVUS_PREFIX}{self.prefix}{index.slug}_{int(time.time() * 1000):013d}_{uuid.uuid4().hex[:8]}"
+    def new_path(self, index: IndexName, factory: str = DEFAULT_TYPE, current: Sequence[str] = (),
+                 fresh: bool = False) -> str:
+        """A new segment's path: a fresh token in the newest collection of type ``factory`` that ``current`` (the
+        index's live segment paths, oldest first) uses, or in a new collection (none yet, or ``fresh``)."""
+        token = secrets.randbits(62) or 1
+        collection = None
+        if not fresh:
+            for stored in reversed(current):
+                name, tok = split_path(stored)
+                if tok is not None and collection_type(name) == factory and name.startswith(self.prefix + index.slug):
+                    collection = name
+                    break
+        if collection is None:
+            collection = f"{self.prefix}{index.slug}_{factory.lower()}_{uuid.uuid4().hex[:8]}"
+        return f"{MILVUS_PREFIX}{collection}{TOKEN_SEP}{token}"
 
     def write(self, path: str, store: VectorStore, factory: str, ids: np.ndarray,
               columns: Mapping[str, np.ndarray] | None = None) -> Written:
-        name = self._collection(path)
+        name, token = split_path(path)
+        if token is None:
+            raise Conflict(f"{path}: a new segment is written into a segmented collection")
         vectors = store.vectors_of(ids) if ids.size else np.empty((0, store.dim), np.float32)
-        backend = self._backend(name, store.dim, factory, create=True)
-        backend.upsert(ids, vectors, columns or {})
-        backend.flush()
-        n = backend.count()
+        backend = self._backend(name, store.dim, factory, create=True, segmented=True, rows=int(ids.size))
+        n = backend.insert_segment(token, ids, vectors, columns or {})
         if n != ids.size:
-            raise Conflict(f"Milvus collection {name} holds {n} rows after uploading {ids.size}")
-        log.info("uploaded %d vectors to Milvus collection %s (%s)", ids.size, name, backend.index)
+            raise Conflict(f"Milvus collection {name} acknowledged {n} rows of segment {token}, not {ids.size}")
+        if self.spec.kind == "milvus-lite":
+            backend.flush()  # milvus-lite keeps unflushed rows in memory only; a server's log makes them durable
+        log.info("inserted %d vectors into Milvus collection %s as segment %d (%s)", ids.size, name, token,
+                 backend.index)
         return Written(path, content_digest(ids, vectors), int(vectors.nbytes))
 
-    def _opened(self, rec: Segment, dim: int, factory: str = DEFAULT_TYPE) -> MilvusBackend:
-        """The collection ``rec`` names (Conflict when it is missing, or has another dimension or columns)."""
-        return self._backend(self._collection(rec.path), dim, factory)
+    def _opened(self, rec: Segment, dim: int, factory: str = DEFAULT_TYPE) -> tuple[MilvusBackend, str]:
+        """The collection ``rec`` names and the filter of its rows (Conflict when it is missing, or has another
+        dimension or columns)."""
+        name, token = split_path(rec.path)
+        if token is None:
+            return self._backend(name, dim, _legacy_type(rec)), ""
+        return self._backend(name, dim, collection_type(name) or factory, segmented=True), seg_scope([token])
 
     def open(self, rec: Segment, dim: int, device: Device, factory: str) -> MilvusIndex:
-        return MilvusIndex(self._opened(rec, dim, factory), factory, rec.n_vectors)
+        backend, _ = self._opened(rec, dim, factory)
+        token = split_path(rec.path)[1]
+        return MilvusIndex(backend, backend.index, rec.n_vectors, () if token is None else (token,))
 
     def problems(self, rec: Segment, dim: int) -> list[str]:
+        """The collection is there (with this dimension and columns); for a collection of the earlier layout, also
+        its count. A segment's rows were counted by Milvus's acknowledgement of their insert; counting them again
+        scans the collection, so only ``index verify`` (``contents``) reads them back."""
         try:
-            n = self._opened(rec, dim).count()
+            backend, scope = self._opened(rec, dim)
+            if scope:
+                return []
+            n = backend.count(scope)
         except Conflict as e:
             return [str(e)]
-        return [f"Milvus collection {self._collection(rec.path)} holds {n} vectors, the record says {rec.n_vectors}"
-                ] if n != rec.n_vectors else []
+        return [f"Milvus collection {backend.collection} holds {n} vectors of {self._what(rec)}, the record says "
+                f"{rec.n_vectors}"] if n != rec.n_vectors else []
+
+    def _what(self, rec: Segment) -> str:
+        token = split_path(rec.path)[1]
+        return "its segment" if token is None else f"segment {token}"
 
     def contents(self, rec: Segment, dim: int, device: Device, factory: str) -> tuple[np.ndarray | None, list[str]]:
-        """Every key and vector read back: the keys, and whether their digest is the one recorded at upload."""
+        """Every key and vector of the segment read back: the keys, and whether their digest is the one recorded."""
         try:
-            backend = self._opened(rec, dim, factory)
+            backend, scope = self._opened(rec, dim, factory)
         except Conflict:
             return None, []  # problems() said so
-        ids = backend.ids()
+        ids = backend.ids(scope)
         problems = []
-        parts = [backend.vectors(ids[s : s + READ_BATCH])[1] for s in range(0, ids.size, READ_BATCH)]
+        parts = [backend.vectors(ids[s : s + READ_BATCH], scope)[1] for s in range(0, ids.size, READ_BATCH)]
         vectors = np.concatenate(parts) if parts else np.empty((0, dim), np.float32)
         if content_digest(ids, vectors) != rec.file_sha256:
-            problems.append(f"Milvus collection {self._collection(rec.path)}: its vectors differ from those uploaded "
-                            "when it was written")
+            problems.append(f"Milvus collection {backend.collection}: the vectors of {self._what(rec)} differ from "
+                            "those inserted when it was written")
         return ids, problems
 
     def listing(self, index: IndexName) -> list[tuple[str, str]]:
-        """The collections of the index here, uploaded or being uploaded."""
-        return [(name, MILVUS_PREFIX + name) for name in self._versions(index.slug)]
+        """The collections of the index here (a collection is named by a record of any of its segments)."""
+        return [(name, MILVUS_PREFIX + name) for name in self._collections(index.slug)]
 
     def remove(self, names: list[str]) -> None:
+        """Drop whole collections (that no record names)."""
         for name in names:
             with self._lock:
                 self._open.pop(name, None)  # a reader still holding it gets Milvus's "not found" as a Conflict
             self._any().drop_collection(name)
 
+    def remove_recorded(self, paths: Sequence[str], index: IndexName, dim: int) -> None:
+        """Remove the payloads of segment records: a segment's rows (by token, in bounded deletes), or the whole
+        collection of a record of the earlier layout. Rows already gone are no error."""
+        present = set(self._any().collections(self.prefix))
+        tokens: dict[str, list[int]] = {}
+        for stored in paths:
+            name, token = split_path(stored)
+            if name not in present:
+                continue
+            if token is None:
+                self.remove([name])
+            else:
+                tokens.setdefault(name, []).append(token)
+        for name, toks in tokens.items():
+            backend = self._backend(name, dim, collection_type(name) or DEFAULT_TYPE, segmented=True)
+            for s in range(0, len(toks), REMOVE_TOKENS):
+                backend.delete_where(seg_scope(toks[s : s + REMOVE_TOKENS]))
+
     def describe(self, rec: Segment | None) -> str:
-        return f"{self.label} collection {self._collection(rec.path)}" if rec is not None else f"{self.label}: nothing yet"
+        if rec is None:
+            return f"{self.label}: nothing yet"
+        name, token = split_path(rec.path)
+        return f"{self.label} collection {name}" + (f", segment {token}" if token is not None else "")
+
+
+def _legacy_type(rec: Segment) -> str:
+    """The type a collection of the earlier layout was built as: its record's, or FLAT when too small for IVF."""
+    return DEFAULT_TYPE if rec.factory.startswith("IVF") and int(rec.n_vectors) < 39 * LEGACY_NLIST else rec.factory

@@ -2,9 +2,10 @@
 (``--vectors milvus-lite:PATH`` / ``milvus://host:port``).
 
 A segment's payload is written once and never changed (``unibind.indexer.index.segments``): a file
-``<stem>.<unique>.faiss``, or a collection ``ub_<store>_<slug>_<ms>_<unique>``. Its ``Segment`` record names it
-(``path``: relative to the data folder, or ``milvus:<collection>``) before it is written, so a payload that no record
-names is debris that any writer may remove. A record of the other place (an index written with FAISS files, read
+``<stem>.<unique>.faiss``, or the rows of one segment token in the index's Milvus collection
+(``unibind.indexer.index.milvus_index``). Its ``Segment`` record names it (``path``: relative to the data folder, or
+``milvus:<collection>#<token>``) before it is written. A file that no record names is debris that any writer may
+remove; a segment's rows in Milvus are removed before its record goes (``removes_first``), so none is ever left. A record of the other place (an index written with FAISS files, read
 with ``--vectors milvus…``, or the reverse) is reported as stale with the command that moves it: ``unibind index
 rebuild`` (``unibind gallery rebuild``) under the new setting.
 """
@@ -12,7 +13,7 @@ rebuild`` (``unibind gallery rebuild``) under the new setting.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -77,6 +78,8 @@ class IndexPlace(ABC):
 
     # the place keeps each row's scalar fields as columns (Milvus), so a caller must give them to ``write``
     keeps_fields: bool = False
+    # a segment's payload is removed before its record is forgotten (Milvus: rows are never listed to find debris)
+    removes_first: bool = False
 
     @abstractmethod
     def owns(self, stored: str) -> bool:
@@ -97,8 +100,10 @@ class IndexPlace(ABC):
         place's flat type when the segment is too small to train it well (fewer than 39 vectors per IVF list)."""
 
     @abstractmethod
-    def new_path(self, name: IndexName) -> str:
-        """A record path no payload has used yet, for a new segment of the index ``name``."""
+    def new_path(self, name: IndexName, factory: str, current: Sequence[str] = (), fresh: bool = False) -> str:
+        """A record path no payload has used yet, for a new segment of type ``factory`` of the index ``name``;
+        ``current``: the paths of its live segments, oldest first; ``fresh``: a rebuild (a place that shares a
+        container between segments starts a new one)."""
 
     @abstractmethod
     def write(self, path: str, store: VectorStore, factory: str, ids: np.ndarray,
@@ -126,6 +131,15 @@ class IndexPlace(ABC):
     @abstractmethod
     def remove(self, payloads: list[str]) -> None:
         """Remove payloads ``listing`` gave."""
+
+    def listing_key(self, stored: str) -> str:
+        """The ``listing`` path that the record path ``stored`` keeps from removal."""
+        return stored
+
+    def remove_recorded(self, paths: Sequence[str], index: IndexName, dim: int) -> None:
+        """Remove the payloads that the record paths ``paths`` of the index ``index`` name."""
+        wanted = set(paths)
+        self.remove([payload for payload, path in self.listing(index) if path in wanted])
 
     def describe(self, rec: Segment | None) -> str:
         """Where the payload ``rec`` names is, for people."""
@@ -158,7 +172,8 @@ class FilePlace(IndexPlace):
     def segment_factory(self, factory: str, dim: int, n: int) -> str:
         return factory if n >= training_size(dim, factory) else DEFAULT_FACTORY
 
-    def new_path(self, name: IndexName) -> str:
+    def new_path(self, name: IndexName, factory: str = DEFAULT_FACTORY, current: Sequence[str] = (),
+                 fresh: bool = False) -> str:
         import uuid
 
         return self.data.relative(self.folder / f"{name.stem}.{uuid.uuid4().hex[:16]}.faiss")

@@ -263,16 +263,18 @@ class SegmentedIndex(ABC):
         return StaleIndexError(f"the {self.kind_name} index: {detail} — run `{self.rebuild_command}`")
 
     # -- writing a segment -----------------------------------------------------------------------------
-    def build(self, ids: np.ndarray, vectors: np.ndarray, *, groups: Sequence[int], factory: str | None = None) -> Built:
+    def build(self, ids: np.ndarray, vectors: np.ndarray, *, groups: Sequence[int], factory: str | None = None,
+              fresh: bool = False) -> Built:
         """Register a segment and write its payload holding ``vectors`` under ``ids``, the rows of the write groups
         ``groups`` (whole); nothing is visible until ``publish``. ``factory``: the index type (None: the current
-        one). On failure nothing of it remains."""
+        one); ``fresh``: a rebuild (a Milvus index starts a new collection). On failure nothing of it remains."""
         ids = np.asarray(ids, dtype=np.int64)
         order = np.argsort(ids, kind="stable")
         ids, vectors = ids[order], np.ascontiguousarray(np.asarray(vectors, dtype=np.float32)[order])
         with self.db.session() as session:
+            live = [s.path for s in self.segments(session) if self.place.owns(s.path)]
             factory = self.place.check_factory(factory, self.configured_factory(session))
-        path = self.place.new_path(self.index_name)
+        path = self.place.new_path(self.index_name, factory, live, fresh)
         with self.db.transaction() as session:  # the record first: a payload no record names is debris
             seg = Segment(space_id=self.space_id, kind=self.kind, state=SegmentState.BUILDING, path=path,
                           factory=factory, group_ids=sorted(set(groups)), owner=current_owner(),
@@ -299,7 +301,7 @@ class SegmentedIndex(ABC):
 
     def _beat(self, segment_id: int) -> bool:
         with self.db.transaction() as session:
-            result = session.execute(update(Segment).where(Segment.id == segment_id,
+            result = session.execute(update(Segment).where(Segment.id == segment_id, Segment.owner == current_owner(),
                                                            Segment.state == SegmentState.BUILDING)
                                      .values(heartbeat_at=datetime.now(timezone.utc)))
             return bool(result.rowcount)
@@ -323,13 +325,21 @@ class SegmentedIndex(ABC):
         """Best effort, after a failure: remove an unpublished segment's record and payload (the next write removes
         whatever this leaves)."""
         try:
-            with self.db.transaction() as session:
+            with self.db.session() as session:
                 seg = session.get(Segment, segment_id)
-                if seg is None or seg.state is not SegmentState.BUILDING:
+                if seg is None or seg.state is not SegmentState.BUILDING or seg.owner != current_owner():
                     return
                 path = seg.path
+            first = self.place.owns(path) and self.place.removes_first  # its rows go before the record naming them
+            if first:
+                self.remove_payloads([path])
+            with self.db.transaction() as session:
+                seg = session.get(Segment, segment_id)
+                if seg is None or seg.state is not SegmentState.BUILDING or seg.owner != current_owner():
+                    return
                 session.delete(seg)
-            self.remove_payloads([path])
+            if not first:
+                self.remove_payloads([path])
         except Exception as e:  # noqa: BLE001 - the original error matters more
             log.warning("could not remove the unpublished segment %d: %s", segment_id, e)
 
@@ -337,8 +347,8 @@ class SegmentedIndex(ABC):
     def publish(self, session: Session, built: Built, version: int) -> Segment:
         """Make a written segment live at ``version``; call in the transaction that bumped the version to it."""
         seg = session.get(Segment, built.segment_id)
-        if seg is None or seg.state is not SegmentState.BUILDING:
-            raise self._lost()
+        if seg is None or seg.state is not SegmentState.BUILDING or seg.owner != current_owner():
+            raise self._lost()  # another process took this writer for dead (and may be removing its payload)
         seg.state = SegmentState.LIVE
         seg.created_version = version
         seg.n_vectors = int(built.ids.size)
@@ -531,9 +541,10 @@ class SegmentedIndex(ABC):
         if not listing:  # listed first, then the records read: a writer registers its record before it writes
             return []
         with self.db.session() as session:
-            named = set(session.scalars(select(Segment.path).where(Segment.space_id == self.space_id,
-                                                                   Segment.kind == self.kind)))
-        return [(place, payload) for place, payload, path in listing if path not in named]
+            named = list(session.scalars(select(Segment.path).where(Segment.space_id == self.space_id,
+                                                                    Segment.kind == self.kind)))
+        kept = {place: {place.listing_key(p) for p in named if place.owns(p)} for place in self._places()}
+        return [(place, payload) for place, payload, path in listing if path not in kept[place]]
 
     def unnamed(self) -> list[str]:
         """Payloads of this index that no record names: what killed writes left, removed by the next write."""
@@ -561,7 +572,7 @@ class SegmentedIndex(ABC):
                 mine = {p for p in paths if place.owns(p)}
                 if not mine:
                     continue
-                place.remove([payload for payload, path in place.listing(self.index_name) if path in mine])
+                place.remove_recorded(sorted(mine), self.index_name, self.dim)
                 place.sync()
 
     # -- whole-index writes ---------------------------------------------------------------------------------
@@ -593,7 +604,7 @@ class SegmentedIndex(ABC):
                 sources = self.segments(session, read_at)
                 groups = self.groups_at(session, read_at)
             ids, vectors = self.vectors_at(read_at, progress=progress)
-            built = self.build(ids, vectors, groups=groups, factory=factory)
+            built = self.build(ids, vectors, groups=groups, factory=factory, fresh=True)
             with self.discarding(built), self.db.transaction() as session:
                 version = bump_version(session)
                 seg = self.replace_segments(session, sources, built, read_at, version)

@@ -12,6 +12,10 @@ readers pinned to an older catalog version still see what was there. The vacuum 
    at or before H, in chunks; gallery batches left empty;
 4. the payloads of the segments that went, and payloads no record names (debris of killed writes).
 
+A segment in Milvus is rows of its collection, which are never listed: its rows are deleted *before* its record
+goes (a dead writer's record is first marked ``reaped``, so that writer can no longer beat or publish; a dropped
+segment's record stays until its rows are gone). Killed in between, the record is still there for the next vacuum.
+
 A reader that started before the horizon moved past its version finds it out (``catalog_state``) and refreshes
 before it answers. Killed at any instant, the vacuum leaves what the next one finishes.
 """
@@ -43,6 +47,18 @@ from unibind.schema.store_state import ROW, catalog_state, lock_catalog
 log = logging.getLogger(__name__)
 
 CHUNK = 5_000  # rows deleted per statement
+REAPED = "reaped"  # the owner of a dead writer's Milvus segment whose rows are being removed
+
+
+@dataclass(frozen=True)
+class Doomed:
+    """A segment whose payload goes: its index, its record path, and the record to forget once the payload is
+    gone (None: the record is already deleted)."""
+
+    space_id: int
+    kind: str
+    path: str
+    forget: int | None = None
 
 
 @dataclass
@@ -69,25 +85,30 @@ def indexes_of(db: Database, home: Path, device: Device) -> list[SegmentedIndex]
     return out
 
 
-def reap_unfinished(db: Database) -> list[tuple[int, str, str]]:
+def reap_unfinished(db: Database, reachable_milvus: bool = True) -> list[Doomed]:
     """Remove the records of segments and gallery batches whose writer died (its rows with it); returns the
-    segments removed as (space id, kind, path), whose payloads the caller removes."""
+    segments whose payloads the caller removes. A Milvus segment's record is marked ``reaped`` instead and
+    forgotten after its rows (``forget``); without a connection to Milvus it waits for a process that has one."""
     with db.session() as session:
         building = session.execute(select(Segment.id, Segment.owner, Segment.heartbeat_at)
                                    .where(Segment.state == SegmentState.BUILDING)).all()
         pending = session.execute(select(ItemBatch.id, ItemBatch.owner, ItemBatch.heartbeat_at)
                                   .where(ItemBatch.status == BatchStatus.PENDING)).all()
-    dead_segments = [sid for sid, owner, beat in building if not is_alive(owner, beat)]
+    dead_segments = [sid for sid, owner, beat in building if owner == REAPED or not is_alive(owner, beat)]
     dead_batches = [bid for bid, owner, beat in pending if not is_alive(owner, beat)]
     if not dead_segments and not dead_batches:
         return []
-    gone: list[tuple[int, str, str]] = []
+    gone: list[Doomed] = []
     with db.transaction() as session:
         lock_catalog(session)
         for seg in session.scalars(select(Segment).where(Segment.id.in_(dead_segments or [-1]))):
-            if seg.state is SegmentState.BUILDING and not is_alive(seg.owner, seg.heartbeat_at):  # read again, locked
-                gone.append((seg.space_id, seg.kind, seg.path))
-                session.delete(seg)
+            if seg.state is SegmentState.BUILDING and (seg.owner == REAPED or not is_alive(seg.owner, seg.heartbeat_at)):
+                if not seg.path.startswith(MILVUS_PREFIX):
+                    gone.append(Doomed(seg.space_id, seg.kind, seg.path))
+                    session.delete(seg)
+                elif reachable_milvus:
+                    seg.owner = REAPED  # its writer can no longer beat or publish
+                    gone.append(Doomed(seg.space_id, seg.kind, seg.path, forget=seg.id))
         for batch in session.scalars(select(ItemBatch).where(ItemBatch.id.in_(dead_batches or [-1]))):
             if batch.status is BatchStatus.PENDING and not is_alive(batch.owner, batch.heartbeat_at):
                 delete_items(session, select(Item.id).where(Item.batch_id == batch.id))
@@ -115,21 +136,22 @@ def vacuum(db: Database, home: Path, device: Device, *, sweep: bool = True) -> V
     report = VacuumReport()
     reap_abandoned(db)
     indexes = {(ix.space_id, ix.kind): ix for ix in indexes_of(db, home, device)}
-    payloads: list[tuple[int, str, str]] = reap_unfinished(db)
-    report.unfinished_segments = len(payloads)
     reachable_milvus = parse_vectors_spec(db.vectors).kind != "faiss"
+    payloads: list[Doomed] = reap_unfinished(db, reachable_milvus)
+    report.unfinished_segments = len(payloads)
     if _something_to_remove(db):
         corpora, h = _remove_records(db, report, payloads, reachable_milvus)
         _remove_rows(db, report, corpora, h)
     else:
         with db.session() as session:
             report.horizon = catalog_state(session)[1]
-    by_index: dict[tuple[int, str], list[str]] = {}
-    for space_id, kind, path in payloads:
-        by_index.setdefault((space_id, kind), []).append(path)
-    for key, paths in by_index.items():  # one lock and one listing per index
+    by_index: dict[tuple[int, str], list[Doomed]] = {}
+    for doomed in payloads:
+        by_index.setdefault((doomed.space_id, doomed.kind), []).append(doomed)
+    for key, group in by_index.items():  # one lock and one listing per index
         if key in indexes:
-            indexes[key].remove_payloads(paths)
+            indexes[key].remove_payloads([d.path for d in group])
+            _forget(db, [d.forget for d in group if d.forget is not None])
     if sweep:
         for index in indexes.values():
             report.payloads += index.sweep()
@@ -147,7 +169,21 @@ def _something_to_remove(db: Database) -> bool:
             Item.deleted_version.is_not(None)))
 
 
-def _remove_records(db: Database, report: VacuumReport, payloads: list[tuple[int, str, str]],
+def _forget(db: Database, segment_ids: list[int]) -> None:
+    """Delete the records (and tombstones) of segments whose payloads were removed after them: dropped ones, and
+    dead writers' segments marked reaped."""
+    if not segment_ids:
+        return
+    with db.transaction() as session:
+        for s in range(0, len(segment_ids), CHUNK):
+            chunk = segment_ids[s : s + CHUNK]
+            session.execute(delete(Tombstone).where(Tombstone.segment_id.in_(chunk)))
+            session.execute(delete(Segment).where(Segment.id.in_(chunk), (Segment.dropped_version.is_not(None))
+                                                  | ((Segment.state == SegmentState.BUILDING)
+                                                     & (Segment.owner == REAPED))))
+
+
+def _remove_records(db: Database, report: VacuumReport, payloads: list[Doomed],
                     reachable_milvus: bool) -> tuple[list[int], int]:
     """Under the catalog lock: the horizon, and the records of segments dropped up to it. Returns the deleted
     corpora whose rows go now and the version up to which removed rows go."""
@@ -167,10 +203,13 @@ def _remove_records(db: Database, report: VacuumReport, payloads: list[tuple[int
         if report.horizon > horizon:
             session.execute(update(StoreState).where(StoreState.id == ROW).values(horizon=report.horizon))
         for seg in dropped:
-            payloads.append((seg.space_id, seg.kind, seg.path))
+            report.segments += 1
+            if seg.path.startswith(MILVUS_PREFIX):  # its rows go first; the record after them
+                payloads.append(Doomed(seg.space_id, seg.kind, seg.path, forget=seg.id))
+                continue
+            payloads.append(Doomed(seg.space_id, seg.kind, seg.path))
             session.execute(delete(Tombstone).where(Tombstone.segment_id == seg.id))
             session.delete(seg)
-            report.segments += 1
     # rows deleted up to the horizon go (what is newer waits: its version was not passed)
     return [cid for cid, _ in corpora], report.horizon
 
@@ -216,4 +255,4 @@ def tidy(db: Database, home: Path, device: Device, indexes: list[SegmentedIndex]
         log.warning("the vacuum did not finish (%s); the next write goes on with it", e)
 
 
-__all__ = ["VacuumReport", "delete_items", "indexes_of", "reap_unfinished", "tidy", "vacuum"]
+__all__ = ["Doomed", "REAPED", "VacuumReport", "delete_items", "indexes_of", "reap_unfinished", "tidy", "vacuum"]
