@@ -60,7 +60,8 @@ HNSW_EF_MIN = 64
 KEY_FILTER_CHUNK = 16_384  # keys per ``id in [...]`` expression of a key-filtered search
 READ_BATCH = 10_000  # rows per page when keys or vectors are read back
 _lite_users: Counter[str] = Counter()  # milvus-lite folders this process has open: backends per folder
-KEY, SEG, PK = "key", "seg", "pk"  # a segmented collection's row key, segment token and automatic primary key
+KEY, SEG, PK = "key", "seg", "pk"
+SEG_INDEXES = ("INVERTED", "STL_SORT")  # the segment column's index: Milvus 2.4+ and milvus-lite, else Milvus 2.3  # a segmented collection's row key, segment token and automatic primary key
 
 
 def index_params(index: str, rows: int) -> dict[str, int]:
@@ -237,10 +238,24 @@ class MilvusBackend(VectorBackend):
         params = self.client.prepare_index_params()
         build = index_params(self.index, self._rows)
         params.add_index(field_name="vector", index_type=self.index, metric_type="IP", params=build)
-        if self.segmented:  # readers filter every search by segment
-            params.add_index(field_name=SEG, index_type="INVERTED")
-        self._call("create collection", self.client.create_collection, self.collection, schema=schema,
-                   index_params=params, consistency_level="Strong")
+        if not self.segmented:
+            self._call("create collection", self.client.create_collection, self.collection, schema=schema,
+                       index_params=params, consistency_level="Strong")
+        else:  # readers filter every search by segment: a scalar index on it, of the kind this Milvus has
+            for i, kind in enumerate(SEG_INDEXES):
+                with_seg = self.client.prepare_index_params()
+                with_seg.add_index(field_name="vector", index_type=self.index, metric_type="IP", params=build)
+                with_seg.add_index(field_name=SEG, index_type=kind)
+                try:
+                    self._call("create collection", self.client.create_collection, self.collection, schema=schema,
+                               index_params=with_seg, consistency_level="Strong")
+                    break
+                except Conflict as e:
+                    if "index" not in str(e).lower() or i == len(SEG_INDEXES) - 1:
+                        raise
+                    log.debug("no %s index on %s here (%s); trying %s", kind, SEG, e, SEG_INDEXES[i + 1])
+                    if self._call("list collections", self.client.has_collection, self.collection):
+                        self._call("drop collection", self.client.drop_collection, self.collection)
         log.info("created Milvus collection %s (dim %d, %s %s, fields %s) at %s",
                  self.collection, self._dim, self.index, build, self._types, self.uri)
 
