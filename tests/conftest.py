@@ -92,3 +92,36 @@ def minilm(cpu):  # type: ignore[no-untyped-def]
     from unibind.indexer.encoders.factory import build_encoder
 
     return build_encoder("minilm", cpu)
+
+
+# What enables each kind of skipped test: the last lines of a run say it, once per kind.
+SKIP_KINDS = (
+    (("GPU", "CUDA"), "GPU tests", "a machine with a CUDA GPU that torch and FAISS both see (then `pytest -m gpu`)"),
+    (("Chromium", "playwright"), "browser tests", "`apt-get install chromium` (Debian's), then `make test`"),
+    (("milvus", "Ray"), "Milvus and Ray tests", "`make extras` (`make test` runs it)"),
+    (("PostgreSQL",), "PostgreSQL tests", "a PostgreSQL server at $UNIBIND_TEST_DATABASE_URL (default 127.0.0.1:5432)"),
+)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Iterator[None]:
+    """One line per kind of skipped test, with what runs them: after pytest's own summary, the last lines."""
+    yield
+    counts: dict[str, int] = {}
+    other = 0
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        for needles, kind, _ in SKIP_KINDS:
+            if any(n.lower() in reason.lower() for n in needles):
+                counts[kind] = counts.get(kind, 0) + 1
+                break
+        else:
+            other += 1
+    if not counts and not other:
+        return
+    terminalreporter.section("skipped, and what runs them")
+    for _, kind, enable in SKIP_KINDS:
+        if kind in counts:
+            terminalreporter.write_line(f"{counts[kind]} {kind}: {enable}")
+    if other:
+        terminalreporter.write_line(f"{other} others: see the SKIPPED lines above")

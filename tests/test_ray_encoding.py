@@ -38,9 +38,9 @@ def _ray_module() -> Any:
         import ray
         import ray.data  # noqa: F401
     except ImportError as e:
-        message = f"Ray is not installed ({e}): pip install 'unibind[ray]'"
+        message = f"Ray is not installed ({e}): make extras (or pip install 'unibind[ray]')"
         if IN_CI:
-            pytest.fail(message + " (CI=true: .ci/run installs the ray extra, so the Ray tests must run)")
+            pytest.fail(message + " (CI=true: make test installs the extras, so the Ray tests must run)")
         pytest.skip(message)
     return ray
 
