@@ -1,0 +1,224 @@
+"""The paper's comparison on a labelled dataset: zero-shot classifiers over the same encoded queries.
+
+Each classifier is a table of centre members per class (``CentreTable``) scored by a recognition engine, built with
+the centre strategies of ``retrieval/centres`` and, for the knowledge-base rules, from the store's own centres (the
+Recognizer builds missing ones), restricted to the dataset's classes:
+
+- ``prompt``     the base prompt alone ("A photo of a {c}."): the encoder's plain zero-shot classifier
+- ``templates``  the mean of CLIP's 80 ImageNet templates: CLIP's prompt ensemble
+- ``cupl``       the mean of the category's knowledge-base descriptions: CuPL's classifier (strategy ``mean``)
+- ``paper``      UniBind's rule: the 50 descriptions closest to the base prompt, a class scoring its best member
+- ``default``    unibind's default rule, as ``unibind recognize`` and ``eval recognition`` use it
+
+A class with no descriptions in the chosen corpora (uncovered) is scored by its base prompt in every classifier,
+unless coverage is required. The queries are encoded once, in batches, and cached by (encoder, dataset digest).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from unibind.indexer.encoders.base import Encoder
+from unibind.indexer.runtime.device import Device
+from unibind.retrieval.centres.builder import CentreSpec, centre_scope
+from unibind.retrieval.centres.prompts import BASE_PROMPT, fill
+from unibind.retrieval.centres.strategies import DEFAULT_K, DEFAULT_STRATEGY, Candidates, Context, get_strategy
+from unibind.retrieval.evaluation.classification_metrics import Scored, hits, score_classifiers
+from unibind.retrieval.evaluation.datasets import BadSamples, LabelledDataset, match_categories
+from unibind.retrieval.recognition.engine import DEFAULT_CENTRING, DEFAULT_TOP_M, CentreTable
+from unibind.retrieval.recognition.engines import make_engine
+from unibind.retrieval.recognition.recognizer import Recognizer
+from unibind.schema import Database, Space
+from unibind.schema.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+
+BASELINE = "prompt"
+TOP_K = 5
+SCORE_BATCH = 4096  # queries per recognition call
+CACHE_FOLDER = "eval-cache"
+
+
+@dataclass(frozen=True)
+class Classifier:
+    name: str
+    strategy: str  # the centre strategy that picks a class's members
+    top_m: int  # a class scores the mean of its top_m best members (1: the max)
+    centring: bool
+    what: str
+    k: int = DEFAULT_K
+
+    @property
+    def uses_kb(self) -> bool:
+        return self.strategy not in ("prompt", "templates")
+
+
+CLASSIFIERS: dict[str, Classifier] = {c.name: c for c in (
+    Classifier("prompt", "prompt", 1, False, "the base prompt alone (the encoder's zero-shot classifier)"),
+    Classifier("templates", "templates", 1, False, "the mean of CLIP's 80 ImageNet templates (CLIP's ensemble)"),
+    Classifier("cupl", "mean", 1, False, "the mean of the class's descriptions (CuPL)"),
+    Classifier("paper", "top", 1, False, "the 50 descriptions closest to the base prompt, best member (UniBind)"),
+    Classifier("default", DEFAULT_STRATEGY, DEFAULT_TOP_M, DEFAULT_CENTRING,
+               f"unibind's default rule: strategy {DEFAULT_STRATEGY}, mean of the {DEFAULT_TOP_M} best members"
+               f"{', centred' if DEFAULT_CENTRING else ''}"),
+)}
+
+
+def parse_classifiers(raw: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(s.strip() for s in raw.split(",") if s.strip()))
+    if not names:
+        raise InvalidInput("--classifiers needs at least one classifier name (comma-separated)")
+    unknown = [n for n in names if n not in CLASSIFIERS]
+    if unknown:
+        raise InvalidInput(f"unknown classifier {unknown[0]!r}; classifiers: {', '.join(CLASSIFIERS)}")
+    return names
+
+
+# -- the queries -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EncodedDataset:
+    vectors: np.ndarray  # [N, d] float32 unit rows of the space
+    labels: np.ndarray  # [N] int64 class indices
+    skipped: int  # bad samples skipped (--skip-bad)
+    cached: bool  # read from the cache, nothing encoded
+
+
+def cache_path(home: Path, encoder_key: str, dataset: LabelledDataset, skip_bad: bool) -> Path:
+    key = hashlib.sha256(f"{encoder_key}\0{dataset.kind}\0{dataset.digest()}\0{skip_bad}".encode()).hexdigest()[:32]
+    return Path(home) / CACHE_FOLDER / f"{key}.npz"
+
+
+def encode_dataset(dataset: LabelledDataset, encode: Callable[[Any], np.ndarray], *, bad: BadSamples,
+                   batch_size: int = 256, cache: Path | None = None) -> EncodedDataset:
+    """Every sample's vector and label, a batch at a time (only the vectors are kept), or the cached ones."""
+    if cache is not None and cache.is_file():
+        with np.load(cache) as saved:
+            log.info("query encodings from the cache %s", cache)
+            return EncodedDataset(saved["vectors"], saved["labels"], int(saved["skipped"]), True)
+    vectors: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    with tqdm(total=dataset.size, desc=f"encode {dataset.name}", unit="sample", leave=False) as bar:
+        for batch in dataset.batches(batch_size, bad):
+            if len(batch.labels):
+                vectors.append(np.asarray(encode(batch.inputs), dtype=np.float32))
+                labels.append(batch.labels)
+            bar.update(len(batch.labels))
+    if not labels:
+        raise InvalidInput(f"{dataset.name}: no samples to evaluate" + (f" ({bad.count} skipped; the first: "
+                                                                         f"{bad.first})" if bad.count else ""))
+    out = EncodedDataset(np.concatenate(vectors), np.concatenate(labels), bad.count, False)
+    if bad.count:
+        log.warning("skipped %d bad samples; the first: %s", bad.count, bad.first)
+    if cache is not None:
+        from unibind.indexer.index.files import write_atomically
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, vectors=out.vectors, labels=out.labels, skipped=np.int64(out.skipped))
+
+        write_atomically(cache, write)
+    return out
+
+
+# -- the classifiers -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Coverage:
+    """Each dataset class's category of the knowledge base (None: uncovered)."""
+
+    classes: list[str]
+    categories: list[str | None]
+
+    @property
+    def uncovered(self) -> list[str]:
+        return [c for c, cat in zip(self.classes, self.categories) if cat is None]
+
+    def display(self, i: int) -> str:
+        """The name a class is prompted with: its category's, else its own."""
+        return self.categories[i] or self.classes[i]
+
+
+def coverage(db: Database, space: Space, classes: Sequence[str], corpora: tuple[str, ...] | None) -> Coverage:
+    names = [name for name, _ in centre_scope(db, space, CentreSpec(corpora=corpora)).keys.values()]
+    return Coverage(list(classes), match_categories(classes, names))
+
+
+def _prompt_members(encoder: Encoder, names: Sequence[str], strategy: str, template: str) -> dict[str, np.ndarray]:
+    """{name: [m, d]} of a knowledge-free strategy (``prompt``, ``templates``), from the strategy itself."""
+    prompts = encoder.encode_text([fill(template, n) for n in names])  # [C, d]
+    ctx = Context(encode=encoder.encode_text)
+    empty = np.empty(0, dtype=np.int64)
+    pick = get_strategy(strategy)
+    return {n: pick(Candidates(n, empty, [], prompts[i:i + 1]), prompts[i], DEFAULT_K, ctx).vectors
+            for i, n in enumerate(names)}
+
+
+def classifier_table(db: Database, device: Device, space: Space, encoder: Encoder, cover: Coverage,
+                     clf: Classifier, *, corpora: tuple[str, ...] | None, template: str = BASE_PROMPT) -> CentreTable:
+    """The classifier's members for every dataset class, in the table order ``eval recognition`` would use for the
+    covered ones (the store's names, sorted), uncovered classes after them with their base prompt; centred as
+    the classifier says."""
+    names: list[str] = []
+    blocks: list[np.ndarray] = []
+    covered = {cat for cat in cover.categories if cat is not None}
+    if clf.uses_kb:
+        rec = Recognizer(db, device, encoder=space.encoder, encoder_obj=encoder, top_m=clf.top_m, centring=False,
+                         spec=CentreSpec(template=template, k=clf.k, strategy=clf.strategy, corpora=corpora))
+        for c, name in enumerate(rec.table.names):
+            if name in covered:
+                names.append(name)
+                blocks.append(rec.table.vectors[rec.table.owner == c])
+        rest = [cover.display(i) for i, cat in enumerate(cover.categories) if cat is None]
+        if rest:
+            found = _prompt_members(encoder, rest, "prompt", template)
+            names += rest
+            blocks += [found[n] for n in rest]
+    else:
+        names = [cover.display(i) for i in range(len(cover.classes))]
+        found = _prompt_members(encoder, names, clf.strategy, template)
+        blocks = [found[n] for n in names]
+    owner = np.concatenate([np.full(len(b), c, dtype=np.int64) for c, b in enumerate(blocks)])
+    table = CentreTable(names, np.concatenate(blocks), owner)
+    return table.centred() if clf.centring else table
+
+
+def predict(table: CentreTable, device: Device, top_m: int, vectors: np.ndarray, class_of: dict[str, int],
+            engine: str = "faiss") -> np.ndarray:
+    """[N, k] class indices, best first (-1 pads when there are fewer than k classes)."""
+    scorer = make_engine(engine, table, device, top_m)
+    k = min(TOP_K, table.n_categories)
+    out = np.full((len(vectors), TOP_K), -1, dtype=np.int64)
+    for start in range(0, len(vectors), SCORE_BATCH):
+        found = scorer.recognize(vectors[start : start + SCORE_BATCH], k=k)
+        for row, r in enumerate(found, start):
+            out[row, : len(r.labels)] = [class_of[n] for n in r.labels]
+    return out
+
+
+@dataclass(frozen=True)
+class ZeroShotRow:
+    classifier: Classifier
+    scored: Scored
+
+
+def compare(db: Database, device: Device, space: Space, encoder: Encoder, cover: Coverage, queries: EncodedDataset,
+            classifiers: Sequence[str], *, corpora: tuple[str, ...] | None = None, engine: str = "faiss",
+            template: str = BASE_PROMPT) -> list[ZeroShotRow]:
+    """Every classifier's metrics on the same queries, with paired differences to the base prompt."""
+    hits_by_name = {}
+    for name in classifiers:
+        clf = CLASSIFIERS[name]
+        table = classifier_table(db, device, space, encoder, cover, clf, corpora=corpora, template=template)
+        class_of = {n: i for i, n in enumerate(cover.display(i) for i in range(len(cover.classes)))}
+        predicted = predict(table, device, clf.top_m, queries.vectors, class_of, engine)
+        hits_by_name[name] = hits(predicted, queries.labels)
+        log.info("%s: top-1 %.4f", name, hits_by_name[name][:, 0].mean())
+    scored = score_classifiers(hits_by_name, queries.labels, len(cover.classes), baseline=BASELINE)
+    return [ZeroShotRow(CLASSIFIERS[name], scored[name]) for name in classifiers]
