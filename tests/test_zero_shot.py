@@ -29,7 +29,7 @@ from unibind.retrieval.cli.main import main
 from unibind.retrieval.evaluation.classification_metrics import METRICS
 from unibind.retrieval.evaluation.datasets import match_categories
 from unibind.retrieval.evaluation.intervals import bootstrap_intervals
-from unibind.retrieval.evaluation.zero_shot import CACHE_FOLDER, CLASSIFIERS
+from unibind.retrieval.evaluation.zero_shot import CACHE_FOLDER, CLASSIFIERS, Coverage, classifier_table, predict
 from unibind.retrieval.recognition.engine import DEFAULT_CENTRING, DEFAULT_TOP_M
 from unibind.schema import Category, Database, Description
 from unibind.schema.errors import InvalidInput
@@ -48,6 +48,9 @@ RGB = {"red": (220, 20, 30), "blue": (20, 40, 220), "green": (30, 200, 40), "yel
        "purple": (140, 30, 160), "dark_orange": (240, 120, 10), "white": (250, 250, 250)}
 CLASSES = sorted(RGB)  # imagefolder's class order: the folder names, sorted
 PER_CLASS = 3
+# each classifier's scoring, from its definition: (a class scores the mean of its m best members, centred)
+SCORING = {"prompt": (1, False), "templates": (1, False), "cupl": (1, False), "paper": (1, False),
+           "default": (DEFAULT_TOP_M, DEFAULT_CENTRING)}
 # the MiniLM space: text queries and a feature modality
 ANIMALS: dict[str, list[str]] = {
     "tench": ["A freshwater fish with olive-green scales.", "A stout fish with tiny scales living in weedy lakes.",
@@ -149,15 +152,17 @@ def reference_metrics(predicted: list[list[str]], labels: list[str], classes: li
 
 
 def check_against_reference(records: list[dict[str, Any]], encoder: Encoder, db: Database, vectors: np.ndarray,
-                            labels: list[str], classes: list[str], display: list[str]) -> dict[str, list[list[str]]]:
-    """Every record's metrics equal the reference's on ``vectors`` (the cached query encodings)."""
+                            labels: list[str], classes: list[str], display: list[str],
+                            api: tuple[Any, ...] | None = None) -> dict[str, list[list[str]]]:
+    """Every record's metrics equal the reference's on ``vectors`` (the cached query encodings); with ``api`` (db,
+    device, space, coverage), each classifier's top-5 per query equals the reference's too."""
     assert [r["classifier"] for r in records] == list(CLASSIFIERS)
     to_display = dict(zip(classes, display))
     shown = [to_display[y] for y in labels]
     predictions = {}
     by_name = {r["classifier"]: r for r in records}
     for name, clf in CLASSIFIERS.items():
-        predicted = ranked(vectors, reference_members(encoder, db, display, name), clf.top_m, clf.centring)
+        predicted = ranked(vectors, reference_members(encoder, db, display, name), *SCORING[name])
         expected = reference_metrics(predicted, shown, display)
         got = by_name[name]["metrics"]
         assert got.keys() == expected.keys()
@@ -166,6 +171,12 @@ def check_against_reference(records: list[dict[str, Any]], encoder: Encoder, db:
         predictions[name] = predicted
         top1 = np.array([p[0] == y for p, y in zip(predicted, shown)], dtype=np.float64)
         assert by_name[name]["intervals"]["acc1"] == pytest.approx(list(bootstrap_intervals(top1)[0]), abs=1e-12)
+        if api is not None:  # the classifier's own top-5 per query, not only its metrics
+            db_, device, space, cover = api
+            table = classifier_table(db_, device, space, encoder, cover, clf, corpora=None)
+            class_of = {n: i for i, n in enumerate(display)}
+            got_ranks = predict(table, device, clf.top_m, vectors, class_of)
+            assert [[display[j] for j in row if j >= 0] for row in got_ranks] == predicted, name
     prompt_top1 = np.array([p[0] == y for p, y in zip(predictions["prompt"], shown)], dtype=np.float64)
     default_top1 = np.array([p[0] == y for p, y in zip(predictions["default"], shown)], dtype=np.float64)
     diff = by_name["default"]["difference_to_prompt"]
@@ -254,7 +265,8 @@ def test_image_datasets_against_numpy(db_url: str, home: Path, capsys: pytest.Ca
             space = find_space(s, None)
         files = [image_data / "folder" / c / f"{i}.png" for c in CLASSES for i in range(PER_CLASS)]
         np.testing.assert_allclose(vectors, load_projection(db, space, "image", cpu, home=home).images(files), atol=1e-5)
-        check_against_reference(folder_records, encoder, db, vectors, labels, CLASSES, display)
+        cover = Coverage(CLASSES, [c if c in COLOURS else None for c in CLASSES])
+        check_against_reference(folder_records, encoder, db, vectors, labels, CLASSES, display, (db, cpu, space, cover))
         rec = folder_records[0]
         assert (rec["dataset"], rec["task"], rec["queries"], rec["categories"]) == ("folder", "zeroshot_classification",
                                                                                    len(labels), len(CLASSES))
@@ -356,6 +368,8 @@ def test_bad_images_name_the_file_or_are_skipped(db_url: str, home: Path, capsys
 @pytest.mark.slow
 def test_text_and_feature_queries_against_numpy(db_url: str, home: Path, capsys: pytest.CaptureFixture[str],
                                                 minilm: Encoder, tmp_path: Path) -> None:
+    from unibind.indexer.store.contents import find_space
+
     cli = Cli(db_url, home, capsys)
     (tmp_path / "kb.json").write_text(json.dumps(ANIMALS), encoding="utf-8")
     cli.ok("ingest", tmp_path / "kb.json", "--name", "kb", "--encoder", "minilm")
@@ -374,7 +388,10 @@ def test_text_and_feature_queries_against_numpy(db_url: str, home: Path, capsys:
         spelled = sorted({lab.replace(" ", "_").title() for _, lab in TEXT_QUERIES})
         assert records[0]["uncovered"] == [] and records[0]["categories"] == len(classes)
         display = match_categories(spelled, classes)
-        check_against_reference(records, minilm, db, vectors, [spelled[i] for i in y], spelled, display)  # type: ignore[arg-type]
+        with db.session() as s:
+            space = find_space(s, None)
+        check_against_reference(records, minilm, db, vectors, [spelled[i] for i in y], spelled, display,  # type: ignore[arg-type]
+                                (db, minilm.device, space, Coverage(spelled, display)))
 
         (row,) = cli.json("eval", "recognition", "--queries", tmp_path / "q.jsonl", "--strategies", "knowledge")
         (default,) = cli.json("eval", "zero-shot", "--dataset", f"jsonl:{tmp_path / 'q.jsonl'}", "--classifiers", "default")
