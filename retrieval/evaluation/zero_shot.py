@@ -144,6 +144,16 @@ class Coverage:
         """The name a class is prompted with: its category's, else its own."""
         return self.categories[i] or self.classes[i]
 
+    def names(self) -> list[str]:
+        """Each class's name in the classifier tables: its display name, with `` [class i]`` after a repeated one
+        (two classes of one name, or of one category, get the same members; ties go to the first)."""
+        out, seen = [], set()
+        for i in range(len(self.classes)):
+            name = self.display(i)
+            out.append(name if name not in seen else f"{name} [class {i}]")
+            seen.add(name)
+        return out
+
 
 def coverage(db: Database, space: Space, classes: Sequence[str], corpora: tuple[str, ...] | None) -> Coverage:
     names = [name for name, _ in centre_scope(db, space, CentreSpec(corpora=corpora)).keys.values()]
@@ -165,25 +175,23 @@ def classifier_table(db: Database, device: Device, space: Space, encoder: Encode
     """The classifier's members for every dataset class, in the table order ``eval recognition`` would use for the
     covered ones (the store's names, sorted), uncovered classes after them with their base prompt; centred as
     the classifier says."""
-    names: list[str] = []
-    blocks: list[np.ndarray] = []
-    covered = {cat for cat in cover.categories if cat is not None}
+    unique = cover.names()
+    shown = [cover.display(i) for i in range(len(unique))]
     if clf.uses_kb:
         rec = Recognizer(db, device, encoder=space.encoder, encoder_obj=encoder, top_m=clf.top_m, centring=False,
                          spec=CentreSpec(template=template, k=clf.k, strategy=clf.strategy, corpora=corpora))
-        for c, name in enumerate(rec.table.names):
-            if name in covered:
-                names.append(name)
-                blocks.append(rec.table.vectors[rec.table.owner == c])
-        rest = [cover.display(i) for i, cat in enumerate(cover.categories) if cat is None]
-        if rest:
-            found = _prompt_members(encoder, rest, "prompt", template)
-            names += rest
-            blocks += [found[n] for n in rest]
+        covered = {cat for cat in cover.categories if cat is not None}
+        found = {name: rec.table.vectors[rec.table.owner == c] for c, name in enumerate(rec.table.names)
+                 if name in covered}
+        uncovered = sorted({shown[i] for i, cat in enumerate(cover.categories) if cat is None})
+        found.update(_prompt_members(encoder, uncovered, "prompt", template) if uncovered else {})
+        first = [n for n in rec.table.names if n in covered]  # the store's order, as eval recognition's table
+        rest = [i for i, n in enumerate(unique) if n not in covered]
+        names = first + [unique[i] for i in rest]
+        blocks = [found[n] for n in first] + [found[shown[i]] for i in rest]
     else:
-        names = [cover.display(i) for i in range(len(cover.classes))]
-        found = _prompt_members(encoder, names, clf.strategy, template)
-        blocks = [found[n] for n in names]
+        found = _prompt_members(encoder, sorted(set(shown)), clf.strategy, template)
+        names, blocks = unique, [found[n] for n in shown]
     owner = np.concatenate([np.full(len(b), c, dtype=np.int64) for c, b in enumerate(blocks)])
     table = CentreTable(names, np.concatenate(blocks), owner)
     return table.centred() if clf.centring else table
@@ -216,7 +224,7 @@ def compare(db: Database, device: Device, space: Space, encoder: Encoder, cover:
     for name in classifiers:
         clf = CLASSIFIERS[name]
         table = classifier_table(db, device, space, encoder, cover, clf, corpora=corpora, template=template)
-        class_of = {n: i for i, n in enumerate(cover.display(i) for i in range(len(cover.classes)))}
+        class_of = {n: i for i, n in enumerate(cover.names())}
         predicted = predict(table, device, clf.top_m, queries.vectors, class_of, engine)
         hits_by_name[name] = hits(predicted, queries.labels)
         log.info("%s: top-1 %.4f", name, hits_by_name[name][:, 0].mean())

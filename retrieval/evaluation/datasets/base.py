@@ -125,16 +125,7 @@ def read_class_names(path: str | Path) -> list[str]:
         names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise InvalidInput(f"{p}: no class names")
-    check_unique(names, str(p))
     return names
-
-
-def check_unique(names: Sequence[str], where: str) -> None:
-    seen: dict[str, int] = {}
-    for i, n in enumerate(names):
-        if n in seen:
-            raise InvalidInput(f"{where}: class name {n!r} is given twice (classes {seen[n]} and {i})")
-        seen[n] = i
 
 
 class LabelIndex:
@@ -142,7 +133,12 @@ class LabelIndex:
 
     def __init__(self, classes: Sequence[str], *, indices: bool) -> None:
         self.classes = list(classes)
-        self.position = {c: i for i, c in enumerate(self.classes)}
+        self.position: dict[str, int] = {}
+        self.repeated: set[str] = set()
+        for i, c in enumerate(self.classes):
+            if c in self.position:
+                self.repeated.add(c)
+            self.position.setdefault(c, i)
         self.indices = indices
 
     def __call__(self, value: Any, where: str, bad: BadSamples) -> int | None:
@@ -152,6 +148,9 @@ class LabelIndex:
             if 0 <= i < len(self.classes):
                 return i
             bad.reject(f"{where}: class index {i} is not in 0..{len(self.classes) - 1}")
+            return None
+        if isinstance(value, str) and value.strip() in self.repeated:
+            bad.reject(f"{where}: label {value.strip()!r} names more than one class: give its class index")
             return None
         if isinstance(value, str) and value.strip() in self.position:
             return self.position[value.strip()]
@@ -167,7 +166,8 @@ def name_key(name: str) -> str:
 def match_categories(classes: Sequence[str], categories: Sequence[str]) -> list[str | None]:
     """Each class's category of the knowledge base: the same name, else the one category whose name differs only
     in case and separators (space, ``_``, ``-``), else None (uncovered). Never a fuzzy match; a class that would
-    match two categories, or two classes one category, is an error naming them."""
+    match two categories is an error naming them. Two classes may match one category (ImageNet names two classes
+    "missile" and two "sunglasses"): they get the same classifier."""
     exact = set(categories)
     by_key: dict[str, list[str]] = defaultdict(list)
     for c in categories:
@@ -182,10 +182,4 @@ def match_categories(classes: Sequence[str], categories: Sequence[str]) -> list[
             raise InvalidInput(f"class {cls!r} matches the categories {' and '.join(map(repr, found))}, which differ "
                                "only in case or separators: rename the class (--class-names) to the one meant")
         out.append(found[0] if found else None)
-    taken: dict[str, str] = {}
-    for cls, cat in zip(classes, out):
-        if cat is not None:
-            if cat in taken:
-                raise InvalidInput(f"classes {taken[cat]!r} and {cls!r} both match the category {cat!r}")
-            taken[cat] = cls
     return out

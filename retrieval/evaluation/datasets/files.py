@@ -17,7 +17,6 @@ from unibind.retrieval.evaluation.datasets.base import (
     Batch,
     LabelIndex,
     LabelledDataset,
-    check_unique,
     file_digest,
     listing_digest,
     open_image,
@@ -44,7 +43,6 @@ class ImageFolder(LabelledDataset):
         if class_names is not None and len(class_names) != len(folders):
             raise InvalidInput(f"{self.root}: {len(folders)} class folders but {len(class_names)} class names")
         self.classes = class_names or [p.name for p in folders]
-        check_unique(self.classes, str(self.root))
         self.name = self.root.name
         self.files: list[tuple[Path, int]] = []
         self.empty: list[Path] = []
