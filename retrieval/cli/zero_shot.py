@@ -110,7 +110,8 @@ def _encoder_for(ctx: Context, space: Any, kind: str, modality: str | None) -> t
 
 def cmd_zero_shot(ctx: Context, args: argparse.Namespace) -> int:
     from unibind.retrieval.evaluation.datasets import BadSamples, DatasetOptions, open_dataset
-    from unibind.retrieval.evaluation.zero_shot import cache_path, compare, coverage, encode_dataset, parse_classifiers
+    from unibind.retrieval.evaluation.classifiers import parse_classifiers
+    from unibind.retrieval.evaluation.zero_shot import cache_path, compare, coverage, encode_dataset
 
     classifiers = parse_classifiers(args.classifiers)
     if args.batch_size < 1:
@@ -146,7 +147,7 @@ def cmd_zero_shot(ctx: Context, args: argparse.Namespace) -> int:
 def add_command(group: Any) -> None:
     """``zero-shot`` under ``unibind eval``."""
     from unibind.retrieval.evaluation.datasets import SPEC_HELP
-    from unibind.retrieval.evaluation.zero_shot import CLASSIFIERS
+    from unibind.retrieval.evaluation.classifiers import CLASSIFIERS
 
     every = ",".join(CLASSIFIERS)
     sp = add_leaf(group, "zero-shot", "the paper's comparison on a labelled dataset: prompt, templates, CuPL, the "

@@ -30,14 +30,17 @@ from unibind.indexer.encoders.base import Encoder
 from unibind.indexer.runtime.device import Device
 from unibind.retrieval.centres.builder import CentreSpec, centre_scope
 from unibind.retrieval.centres.prompts import BASE_PROMPT, fill
-from unibind.retrieval.centres.strategies import DEFAULT_K, DEFAULT_STRATEGY, Candidates, Context, get_strategy
+from unibind.retrieval.centres.strategies import DEFAULT_K, Candidates, Context, get_strategy
 from unibind.retrieval.evaluation.classification_metrics import Scored, hits, score_classifiers
+from unibind.retrieval.evaluation.classifiers import CLASSIFIERS, Classifier
 from unibind.retrieval.evaluation.datasets import BadSamples, LabelledDataset, match_categories
-from unibind.retrieval.recognition.engine import DEFAULT_CENTRING, DEFAULT_TOP_M, CentreTable
+from unibind.retrieval.recognition.engine import CentreTable
 from unibind.retrieval.recognition.engines import make_engine
 from unibind.retrieval.recognition.recognizer import Recognizer
 from unibind.schema import Database, Space
 from unibind.schema.errors import InvalidInput
+
+__all__ = ["CLASSIFIERS", "Classifier", "compare", "encode_dataset"]
 
 log = logging.getLogger(__name__)
 
@@ -45,41 +48,6 @@ BASELINE = "prompt"
 TOP_K = 5
 SCORE_BATCH = 4096  # queries per recognition call
 CACHE_FOLDER = "eval-cache"
-
-
-@dataclass(frozen=True)
-class Classifier:
-    name: str
-    strategy: str  # the centre strategy that picks a class's members
-    top_m: int  # a class scores the mean of its top_m best members (1: the max)
-    centring: bool
-    what: str
-    k: int = DEFAULT_K
-
-    @property
-    def uses_kb(self) -> bool:
-        return self.strategy not in ("prompt", "templates")
-
-
-CLASSIFIERS: dict[str, Classifier] = {c.name: c for c in (
-    Classifier("prompt", "prompt", 1, False, "the base prompt alone (the encoder's zero-shot classifier)"),
-    Classifier("templates", "templates", 1, False, "the mean of CLIP's 80 ImageNet templates (CLIP's ensemble)"),
-    Classifier("cupl", "mean", 1, False, "the mean of the class's descriptions (CuPL)"),
-    Classifier("paper", "top", 1, False, "the 50 descriptions closest to the base prompt, best member (UniBind)"),
-    Classifier("default", DEFAULT_STRATEGY, DEFAULT_TOP_M, DEFAULT_CENTRING,
-               f"unibind's default rule: strategy {DEFAULT_STRATEGY}, mean of the {DEFAULT_TOP_M} best members"
-               f"{', centred' if DEFAULT_CENTRING else ''}"),
-)}
-
-
-def parse_classifiers(raw: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(s.strip() for s in raw.split(",") if s.strip()))
-    if not names:
-        raise InvalidInput("--classifiers needs at least one classifier name (comma-separated)")
-    unknown = [n for n in names if n not in CLASSIFIERS]
-    if unknown:
-        raise InvalidInput(f"unknown classifier {unknown[0]!r}; classifiers: {', '.join(CLASSIFIERS)}")
-    return names
 
 
 # -- the queries -----------------------------------------------------------------------------------------------
