@@ -14,7 +14,7 @@ from typing import Any
 from unibind.schema.errors import InvalidInput, NotFound
 
 STDIN = "-"
-WHAT = "the output of `unibind eval recognition|dev|zero-shot --json`"
+WHAT = "the output of `unibind eval recognition|dev --json`"
 
 
 @dataclass(frozen=True)
