@@ -71,7 +71,7 @@ def _print_table(rows: list[Any], *, dataset: str, n: int, classes: int, uncover
         print(f"{len(uncovered)} of {classes} classes have no descriptions and are scored by the base prompt in every "
               f"classifier: {', '.join(uncovered)}")
     else:
-        print(f"every class has descriptions in the knowledge base")
+        print("every class has descriptions in the knowledge base")
     print(f"[lower, upper]: bootstrap {LEVEL * 100:.0f} % interval over the samples ({RESAMPLES:,} resamples, seeded); "
           "vs prompt: the paired difference in top-1")
 
