@@ -434,3 +434,56 @@ def test_class_names_match_exactly_then_without_case_or_separators_never_fuzzily
     assert match_categories(["fire truck", "Fire-Truck"], categories) == ["fire truck", "fire truck"]
     cover = Coverage(["missile", "tench", "missile", "white"], ["missile", "tench", "missile", None])
     assert cover.names() == ["missile", "tench", "missile [class 2]", "white"]
+
+
+def test_dataset_specs_read_their_samples_and_name_what_is_wrong(tmp_path: Path) -> None:
+    from unibind.retrieval.evaluation.datasets import BadSamples, DatasetOptions, open_dataset
+
+    with pytest.raises(InvalidInput, match="is not one of: imagefolder:DIR"):
+        open_dataset("folder/")
+    with pytest.raises(InvalidInput, match="needs --dataset-root DIR"):
+        open_dataset("clip_benchmark:cifar10")
+    np.save(tmp_path / "f.npy", np.arange(12, dtype=np.float32).reshape(4, 3))
+    with pytest.raises(InvalidInput, match="needs --labels FILE"):
+        open_dataset(f"features:{tmp_path / 'f.npy'}")
+    (tmp_path / "f.txt").write_text("a\nb\na\n", encoding="utf-8")
+    with pytest.raises(InvalidInput, match=r"f\.txt: 3 labels for the 4 rows"):
+        open_dataset(f"features:{tmp_path / 'f.npy'}", DatasetOptions(labels=str(tmp_path / "f.txt")))
+    (tmp_path / "f.txt").write_text("a\nb\na\nb\n", encoding="utf-8")
+    rows = open_dataset(f"features:{tmp_path / 'f.npy'}", DatasetOptions(labels=str(tmp_path / "f.txt")))
+    got = list(rows.batches(3, BadSamples()))
+    assert rows.classes == ["a", "b"] and [b.labels.tolist() for b in got] == [[0, 1, 0], [1]]
+    np.testing.assert_array_equal(np.concatenate([b.inputs for b in got]), np.load(tmp_path / "f.npy"))
+    (tmp_path / "q.jsonl").write_text('{"text": "a fish", "name": "tench"}\n', encoding="utf-8")
+    with pytest.raises(InvalidInput, match=r"q\.jsonl: each line needs one of the fields image, path"):
+        open_dataset(f"jsonl:{tmp_path / 'q.jsonl'}")
+
+    # webdataset: cls or txt labels, streamed across shards; a sample of metadata only is not a sample
+    (tmp_path / "shards").mkdir()
+    samples = [("a", {"png": "red", "cls": b"1"}), ("b", {"png": "blue", "txt": b"red"}),
+               ("c", {"json": b"{}"}), ("d", {"jpg": "green", "txt": b"mauve"})]
+    for s, part in enumerate((samples[:2], samples[2:])):
+        with tarfile.open(tmp_path / "shards" / f"{s:06d}.tar", "w") as tar:
+            for key, entries in part:
+                for ext, value in entries.items():
+                    data = value
+                    if isinstance(value, str):
+                        buf = io.BytesIO()
+                        Image.new("RGB", (8, 8), value).save(buf, format="PNG" if ext == "png" else "JPEG")
+                        data = buf.getvalue()
+                    info = tarfile.TarInfo(f"{key}.{ext}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    pattern = str(tmp_path / "shards" / "{000000..000001}.tar")
+    with pytest.raises(InvalidInput, match="no classnames.txt beside the shards"):
+        open_dataset(f"webdataset:{pattern}")
+    with pytest.raises(FileNotFoundError, match="000002.tar"):
+        open_dataset(f"webdataset:{tmp_path / 'shards' / '{000000..000002}.tar'}")
+    (tmp_path / "shards" / "classnames.txt").write_text("blue\nred\n", encoding="utf-8")
+    wds = open_dataset(f"webdataset:{pattern}")
+    with pytest.raises(InvalidInput, match=r"000001\.tar:d: unknown label 'mauve'"):
+        list(wds.batches(8, BadSamples()))
+    bad = BadSamples(skip=True)
+    got = list(wds.batches(8, bad))
+    assert [b.labels.tolist() for b in got] == [[1, 1]] and bad.count == 1
+    assert [im.getpixel((0, 0)) for im in got[0].inputs] == [(255, 0, 0), (0, 0, 255)]
