@@ -396,6 +396,10 @@ def test_text_and_feature_queries_against_numpy(db_url: str, home: Path, capsys:
         (row,) = cli.json("eval", "recognition", "--queries", tmp_path / "q.jsonl", "--strategies", "knowledge")
         (default,) = cli.json("eval", "zero-shot", "--dataset", f"jsonl:{tmp_path / 'q.jsonl'}", "--classifiers", "default")
         assert default["metrics"]["acc1"] == row["top1"]
+        # the paired difference to the base prompt, even when the prompt is not asked for
+        full = {r["classifier"]: r for r in records}["default"]["difference_to_prompt"]
+        assert default["difference_to_prompt"]["acc1"] == pytest.approx(full["acc1"], abs=1e-12)
+        assert default["difference_to_prompt"]["acc1_ci"] == pytest.approx(full["acc1_ci"], abs=1e-12)
 
         # a feature modality through its trained head: a fixed random map of the descriptions' embeddings, plus noise
         texts = [t for ts in ANIMALS.values() for t in ts]

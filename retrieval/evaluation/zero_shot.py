@@ -187,9 +187,10 @@ class ZeroShotRow:
 def compare(db: Database, device: Device, space: Space, encoder: Encoder, cover: Coverage, queries: EncodedDataset,
             classifiers: Sequence[str], *, corpora: tuple[str, ...] | None = None, engine: str = "faiss",
             template: str = BASE_PROMPT) -> list[ZeroShotRow]:
-    """Every classifier's metrics on the same queries, with paired differences to the base prompt."""
+    """Every classifier's metrics on the same queries, with paired differences to the base prompt (scored for the
+    differences even when it is not one of ``classifiers``)."""
     hits_by_name = {}
-    for name in classifiers:
+    for name in dict.fromkeys([BASELINE, *classifiers]):
         clf = CLASSIFIERS[name]
         table = classifier_table(db, device, space, encoder, cover, clf, corpora=corpora, template=template)
         class_of = {n: i for i, n in enumerate(cover.names())}
