@@ -6,6 +6,7 @@
 - ``prompt``       the base prompt alone (the CLIP zero-shot baseline)
 - ``templates``    the mean of CLIP's 80 prompt templates (CLIP's prompt ensemble)
 - ``all``          every description of the category
+- ``mean``         the mean of every description of the category, one vector (CuPL's classifier)
 
 Why ``informative``: real knowledge bases mix LLM descriptions with filled-in prompt templates ("a
 bad photo of a tench.", "a sculpture of a tench.", ...). Those are near-paraphrases of the base
@@ -141,6 +142,14 @@ def templates(c: Candidates, prompt: np.ndarray, k: int, ctx: Context) -> Select
     return Selection([None], [f"(mean of {len(CLIP_TEMPLATES)} CLIP prompt templates)"], mean[None, :], np.array([score]))
 
 
+def mean_of_descriptions(c: Candidates, prompt: np.ndarray, k: int, ctx: Context) -> Selection:
+    """One member: the normalised mean of all the category's descriptions (CuPL, Pratt et al. 2023, averages the
+    text embeddings of its LLM-written prompts into one classifier weight)."""
+    mean = normalize(c.vectors.astype(np.float64).mean(axis=0))[0].astype(np.float32)
+    score = float(mean.astype(np.float64) @ prompt.astype(np.float64))
+    return Selection([None], [f"(mean of {len(c.ids)} descriptions)"], mean[None, :], np.array([score]))
+
+
 Strategy = Callable[[Candidates, np.ndarray, int, Context], Selection]
 
 STRATEGIES: dict[str, Strategy] = {
@@ -150,6 +159,7 @@ STRATEGIES: dict[str, Strategy] = {
     "prompt": prompt_only,
     "templates": templates,
     "all": all_descriptions,
+    "mean": mean_of_descriptions,
 }
 DEFAULT_STRATEGY = "knowledge"
 DEFAULT_K = 50  # descriptions per centre (the paper's top-50)

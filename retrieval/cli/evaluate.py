@@ -1,4 +1,4 @@
-"""``unibind eval recognition|dev``: recognition accuracy per centre strategy, each with its bootstrap 95 % interval;
+"""``unibind eval recognition|dev`` (and ``zero-shot``, in ``zero_shot``): recognition accuracy per centre strategy, each with its bootstrap 95 % interval;
 the default rule is listed first and marked ``"default": true`` in ``--json``."""
 
 from __future__ import annotations
@@ -162,3 +162,6 @@ def add_commands(sub: Any) -> None:
     sp.add_argument("--seed", type=int, default=0, help="seed of the hold-out draw (default 0)")
     _shared(sp)
     common(sp, "encoder spec (default: $UNIBIND_ENCODER, the only space's encoder, or open_clip ViT-B-32)")
+    from unibind.retrieval.cli import zero_shot
+
+    zero_shot.add_command(group)

@@ -91,7 +91,7 @@ def cmd_centre(ctx: Context, args: argparse.Namespace) -> int:
 
 def _source(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--from", dest="source", required=True, metavar="EVAL.json",
-                    help="the JSON that `unibind eval recognition|dev --json` printed; - reads standard input")
+                    help="the JSON that `unibind eval recognition|dev|zero-shot --json` printed; - reads standard input")
 
 
 def _out(sp: argparse.ArgumentParser, default: str) -> None:

@@ -1,5 +1,6 @@
-"""The JSON that ``unibind eval recognition|dev --json`` prints, read back for the pictures: checked field by field,
-every error naming the file (``-``: standard input), the row and the field."""
+"""The JSON that ``unibind eval recognition|dev|zero-shot --json`` prints, read back for the pictures: checked field by
+field, every error naming the file (``-``: standard input), the row and the field. A zero-shot record (CLIP_benchmark's
+layout: ``metrics``, ``intervals``, one per classifier) is read as a row of its classifier."""
 
 from __future__ import annotations
 
@@ -88,6 +89,24 @@ def _confusions(where: str, value: Any) -> tuple[tuple[str, str, int], ...]:
     return tuple(out)
 
 
+def _zero_shot_row(where: str, row: dict[str, Any]) -> dict[str, Any]:
+    """A zero-shot record as an eval row: its classifier is the strategy, acc1 / acc5 and their intervals the top-1 /
+    top-5."""
+    metrics, intervals = row.get("metrics"), row.get("intervals")
+    for key, value in (("metrics", metrics), ("intervals", intervals)):
+        if not isinstance(value, dict):
+            raise InvalidInput(f"{where}: field {key!r} must be an object with acc1 and acc5")
+    assert isinstance(metrics, dict) and isinstance(intervals, dict)
+    out = {k: row[k] for k in ("default", "queries", "categories") if k in row}
+    out["strategy"] = row.get("classifier")
+    for ours, theirs in (("top1", "acc1"), ("top5", "acc5")):
+        if theirs in metrics:
+            out[ours] = metrics[theirs]
+        if theirs in intervals:
+            out[f"{ours}_ci"] = intervals[theirs]
+    return out
+
+
 def parse_results(data: Any, label: str) -> list[EvalResult]:
     """The rows of eval JSON ``data`` (read from ``label``)."""
     if not isinstance(data, list) or not data:
@@ -98,6 +117,8 @@ def parse_results(data: Any, label: str) -> list[EvalResult]:
         where = f"{label}: row {i}"
         if not isinstance(row, dict):
             raise InvalidInput(f"{where}: not {WHAT}: each row must be a JSON object")
+        if "metrics" in row and "classifier" in row:
+            row = _zero_shot_row(where, row)
         missing = [k for k in ("strategy", "default", "queries", "categories", "top1", "top1_ci", "top5", "top5_ci")
                    if k not in row]
         if missing:
