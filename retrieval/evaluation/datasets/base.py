@@ -154,6 +154,9 @@ class LabelIndex:
             return None
         if isinstance(value, str) and value.strip() in self.position:
             return self.position[value.strip()]
+        if value is None or (isinstance(value, str) and not value.strip()):
+            bad.reject(f"{where}: no label (every sample needs one)")
+            return None
         bad.reject(f"{where}: unknown label {value!r} (not one of the {len(self.classes)} class names)")
         return None
 
