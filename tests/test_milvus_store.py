@@ -284,6 +284,16 @@ def test_writes_insert_only_their_rows_into_one_collection_and_readers_keep_thei
     code, out, _ = run(db_url, home, vectors, "index", "verify", capsys=capsys)
     assert code == 0, out
 
+    # a rebuild fills a new collection and switches to it in one record flip; the old one goes with the vacuum
+    want = CrossModalSearch(mdb, home, Device(), space, "descriptions").search(q, 5)
+    code, _, err = run(db_url, home, vectors, "index", "rebuild", capsys=capsys)
+    assert code == 0, err
+    [rebuilt] = records(mdb)["descriptions"]
+    assert split_path(rebuilt)[0] != name and split_path(rebuilt)[0].startswith(name.rsplit("_", 1)[0])
+    assert [c for c in collections(mdb, vectors) if f"s{space.id}_descriptions_" in c] == [split_path(rebuilt)[0]]
+    got = CrossModalSearch(mdb, home, Device(), space, "descriptions").search(q, 5)
+    assert [[h.id for h in row] for row in got] == [[h.id for h in row] for row in want]
+
 
 def test_recognition_on_milvus_equals_the_dense_engine(mdb: Database, db_url: str, home: Path, tmp_path: Path,
                                                        vectors: str, capsys: pytest.CaptureFixture[str],
