@@ -94,17 +94,18 @@ def _both(*parts: str) -> str:
 class _QuietUnimplemented(logging.Filter):
     """milvus-lite's embedded gRPC server (and older Milvus servers) do not implement every call pymilvus makes; it
     probes two (``AllocTimestamp`` when it creates a collection, the MVCC timestamp when it pages through a query)
-    and copes with the refusal, but logs it as an ERROR with a traceback, or a WARNING. This drops those records
-    only."""
+    and copes with the refusal, but logs it as an ERROR with a traceback, or a WARNING. Milvus 2.3 refuses the
+    INVERTED scalar index, which unibind then replaces by STL_SORT. This drops those records only."""
 
-    HARMLESS = ("Method not implemented", "failed to get mvccTs")
+    HARMLESS = ("Method not implemented", "failed to get mvccTs",
+                "index type not match")  # Milvus 2.3 refusing the INVERTED index of a collection's seg column
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not any(h in record.getMessage() for h in self.HARMLESS)
 
 
 _QUIET = _QuietUnimplemented()
-_QUIET_LOGGERS = ("grpc._server", "pymilvus.client.iterator.query_iterator")
+_QUIET_LOGGERS = ("grpc._server", "pymilvus.client.iterator.query_iterator", "pymilvus.decorators")
 
 
 def _pymilvus() -> Any:
