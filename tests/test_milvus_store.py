@@ -371,3 +371,55 @@ def test_an_image_gallery_of_the_other_place_is_refused(tmp_path: Path, vectors:
     finally:
         database.engine.dispose()
         close_shared(uri(vectors))
+
+
+def test_segments_of_the_earlier_one_collection_per_segment_layout_stay_readable_and_move_on_merge(
+        mdb: Database, db_url: str, home: Path, tmp_path: Path, vectors: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A store written before segmented collections (each segment a collection of its own, keyed by the row key)
+    is searched and verified as it is; the next write goes to a segmented collection beside it, and a merge moves
+    the old segment's rows there and drops the old collection."""
+    from unibind.indexer.index.places import content_digest
+
+    animals, vehicles = write_json(tmp_path / "a.json", ANIMALS), write_json(tmp_path / "v.json", VEHICLES)
+    code, _, err = run(db_url, home, vectors, "ingest", str(animals), "--name", "animals", "--encoder", "minilm",
+                       capsys=capsys)
+    assert code == 0, err
+    with mdb.session() as s:
+        space = s.scalars(select(Space)).one()
+    index = description_index(mdb, space, home, Device())
+    [path] = records(mdb)["descriptions"]
+    q = np.random.default_rng(1).standard_normal((3, space.dim)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    want = [[h.id for h in row] for row in CrossModalSearch(mdb, home, Device(), space, "descriptions").search(q, 6)]
+
+    # rewrite that segment in the earlier layout: its own collection, the row key as primary key
+    ids, vecs = index.vectors_at(None)
+    legacy = f"{collection_prefix(mdb.identity)}s{space.id}_descriptions_{1234567890123:013d}_0badc0de"
+    with mdb.session() as s:
+        columns = index.fields_of(s, ids)
+    with MilvusBackend(uri(vectors), legacy, space.dim, fields=index.field_types) as b:
+        b.upsert(ids, vecs, columns)
+        b.flush()
+    index.place.remove_recorded([path], index.index_name, space.dim)  # its rows in the segmented collection
+    with mdb.transaction() as s:
+        seg = s.scalars(select(Segment).where(Segment.path == path)).one()
+        seg.path, seg.file_sha256 = f"milvus:{legacy}", content_digest(ids, vecs)
+
+    got = [[h.id for h in row] for row in CrossModalSearch(mdb, home, Device(), space, "descriptions").search(q, 6)]
+    assert got == want
+    code, out, _ = run(db_url, home, vectors, "index", "verify", capsys=capsys)
+    assert code == 0, out
+    code, _, err = run(db_url, home, vectors, "ingest", str(vehicles), "--name", "vehicles", "--encoder", "minilm",
+                       capsys=capsys)
+    assert code == 0, err
+    [old, new] = records(mdb)["descriptions"]
+    assert old == f"milvus:{legacy}" and split_path(new)[1] is not None
+    code, _, err = run(db_url, home, vectors, "index", "compact", "--full", capsys=capsys)
+    assert code == 0, err
+    [merged] = records(mdb)["descriptions"]
+    assert split_path(merged)[0] == split_path(new)[0]  # into the segmented collection
+    assert legacy not in collections(mdb, vectors)
+    code, out, _ = run(db_url, home, vectors, "index", "verify", capsys=capsys)
+    assert code == 0, out
+    both = CrossModalSearch(mdb, home, Device(), space, "descriptions").search(q, 200)
+    assert {h.id for row in both for h in row} >= {i for row in want for i in row}
