@@ -153,9 +153,9 @@ def headline_block(text: str, headlines: Sequence[Headline] = HEADLINES) -> str:
         return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
 
     rows = headline_rows(text, headlines)
-    lines = [BEGIN, "", "## Headlines", "",
-             "The newest row of each bench below; a ratio is the system's time ÷ the bare library call on the same "
-             "data,", "measured side by side in the same run (≈ 1 is no overhead). The dated history follows.", "",
+    intro = ["The newest row of each bench below; a ratio is the system's time ÷ the bare library call on the same data,",
+             "measured side by side in the same run (≈ 1 is no overhead). The dated history follows."]
+    lines = [BEGIN, "", "## Headlines", "", *intro, "",
              row(COLUMNS), "|" + "|".join("---" for _ in COLUMNS) + "|", *(row(r) for r in rows), "", END]
     return "\n".join(lines)
 
