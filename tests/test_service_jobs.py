@@ -69,6 +69,31 @@ def served(db_url: str, home: Path, tmp_path: Path, minilm: Any) -> Iterator[Tes
         state.close()
 
 
+def test_the_schema_links_lead_from_an_upload_to_its_job_and_its_corpus(served: TestClient) -> None:
+    """Follow the OpenAPI links as a client would: the upload's 202 links to its job (also in Location), the job
+    links to the corpus it ingests, which is there once the job is done."""
+    paths = served.get("/openapi.json").json()["paths"]
+    operations = {op["operationId"]: (path, method) for path, methods in paths.items()
+                  for method, op in methods.items() if "operationId" in op}
+    r = upload(served, jsonl(BOATS), "boats.jsonl")
+    assert r.status_code == 202, r.text
+    link = paths["/v1/corpora"]["post"]["responses"]["202"]["links"]["job"]
+    assert link["parameters"] == {"job_id": "$response.body#/job"}
+    path, method = operations[link["operationId"]]
+    job_url = path.replace("{job_id}", r.json()["job"])
+    assert (method, r.headers["location"]) == ("get", job_url)
+    job = wait(served, r.json()["job"])
+    assert job["state"] == "done" and job["corpus"] == "boats", job
+    link = paths["/v1/jobs/{job_id}"]["get"]["responses"]["200"]["links"]["corpus"]
+    assert link["parameters"] == {"name": "$response.body#/corpus"}
+    path, method = operations[link["operationId"]]
+    corpus = served.request(method, path.replace("{name}", job["corpus"]))
+    assert corpus.status_code == 200 and corpus.json()["name"] == "boats" and corpus.json()["status"] == "complete"
+    assert corpus.json() == next(c for c in served.get("/v1/corpora").json() if c["name"] == "boats")
+    missing = served.get("/v1/corpora/boatz")
+    assert missing.status_code == 404 and "no corpus named 'boatz'" in detail(missing)
+
+
 def test_upload_ingests_in_a_job_and_queries_see_it(served: TestClient) -> None:
     client = served
     assert client.post("/v1/recognize", json={"texts": TEXTS[1:2], "k": 1}).json()[0]["labels"] != ["fire truck"]
