@@ -60,7 +60,8 @@ def build_parser() -> CliParser:
 def _setup_logging(verbose: int) -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("alembic", "sentence_transformers", "transformers", "httpx", "huggingface_hub"):
+    # libraries' own chatter (FAISS says which CPU build it loads) is not what -v asks for
+    for noisy in ("alembic", "sentence_transformers", "transformers", "httpx", "huggingface_hub", "faiss"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
