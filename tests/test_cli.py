@@ -117,5 +117,8 @@ def test_user_errors_are_one_clear_line(run, db_url: str, args: list[str], needl
 
 
 def test_file_without_name(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    code, _, err = run("ingest", str(write_json(tmp_path / "a.json", ANIMALS)), "--encoder", "minilm")
-    assert code == 2 and "--name is required" in err
+    """Named after the file, as an upload without a name is."""
+    code, _, err = run("ingest", str(write_json(tmp_path / "animals.v2.json", ANIMALS)), "--encoder", "minilm")
+    assert code == 0, err
+    code, out, err = run("corpus", "list", "--json")
+    assert code == 0 and [c["name"] for c in json.loads(out)] == ["animals.v2"], err
