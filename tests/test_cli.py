@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,3 +124,16 @@ def test_file_without_name(run, tmp_path: Path) -> None:  # type: ignore[no-unty
     assert code == 0, err
     code, out, err = run("corpus", "list", "--json")
     assert code == 0 and [c["name"] for c in json.loads(out)] == ["animals.v2"], err
+
+
+def test_progress_bars_into_a_log_file_are_throttled(tmp_path: Path) -> None:
+    """stderr that is no terminal (a log file, a pipe) gets a bar line every 30 s, not ~10 redraws a second: the CLI
+    sets tqdm's interval before any bar's module is imported (tqdm reads its TQDM_* variables at import)."""
+    code = ("import os, sys; os.environ.pop('TQDM_MININTERVAL', None); from unibind.retrieval.cli.main import main; "
+            "assert 'tqdm' not in sys.modules; code = main(['--home', sys.argv[1], 'corpus', 'list']); "
+            "import io; from tqdm.auto import tqdm; print(code, tqdm(total=1, file=io.StringIO()).mininterval)")
+    with open(tmp_path / "log.txt", "w") as log:  # what `unibind ... 2> log.txt` gives the process
+        done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "home")], stdout=subprocess.PIPE,
+                              stderr=log, text=True, check=False)
+    assert done.returncode == 0, (tmp_path / "log.txt").read_text()
+    assert done.stdout.splitlines()[-1] == "0 30.0", done.stdout  # tqdm alone: 0.1
