@@ -146,7 +146,7 @@ def test_a_failed_job_records_its_one_line_error(served: TestClient, monkeypatch
     assert [c["name"] for c in served.get("/v1/corpora").json()] == ["kb"]
 
 
-def test_ingest_reports_progress_per_chunk(db: Database, home: Path, minilm: Any) -> None:
+def test_ingest_reports_progress_every_few_batches(db: Database, home: Path, minilm: Any) -> None:
     from unibind.indexer.readers.corpus import read_corpus_bytes
     from unibind.indexer.runtime.device import Device
     from unibind.indexer.store.ingest import IngestConfig, ingest
@@ -156,6 +156,11 @@ def test_ingest_reports_progress_per_chunk(db: Database, home: Path, minilm: Any
     ingest(db, data, IngestConfig(name="v", encoder="minilm", chunk_size=2, progress=False), home=home, device=Device(),
            encoder=minilm, progress=lambda done, total: seen.append((done, total)))
     assert seen == [(2, 5), (4, 5), (5, 5)]
+    # one chunk of many batches: the progress (a job's too) moves every few batches, not once at the end
+    seen.clear()
+    ingest(db, data, IngestConfig(name="w", encoder="minilm", chunk_size=4096, batch_size=1, progress=False),
+           home=home, device=Device(), encoder=minilm, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(2, 5), (4, 5), (5, 5)]  # PROGRESS_BATCHES = 2 batches of 1
 
 
 def test_bad_uploads_are_4xx_and_write_nothing(served: TestClient, db_url: str) -> None:
