@@ -180,16 +180,43 @@ def test_describe_images_through_the_server(run, model: Path, server: Transforme
     assert code == 2 and "needs --llm" in err
 
 
-def test_captions_become_pairs(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_describe_images_with_the_waffle_control(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`kb describe --llm waffle`: random words about each image's folder (its category), recording only what it
+    used; without folder labels it says what it needs."""
+    photos = tmp_path / "photos"
+    for name, colour in [("owl/a.png", (90, 60, 30)), ("fox/c.png", (200, 90, 20))]:
+        _png(photos / name, colour)
+    out = tmp_path / "pairs.jsonl"
+    code, text, err = run("kb", "describe", "--images", str(photos), "--llm", "waffle", "--labels-from-folders",
+                          "--samples", "2", "--out", str(out), "--json")
+    assert code == 0, err
+    assert json.loads(text)["pairs"] == 2
+    rows = {r["label"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert set(rows) == {"owl", "fox"}
+    for label, r in rows.items():
+        assert len(r["descriptions"]) == 2 and all(f"A photo of {'an' if label == 'owl' else 'a'} {label}, which"
+                                                   in d for d in r["descriptions"])
+        assert r["meta"] == {"model": "waffle", "seed": 0, "samples": 2}  # no prompt or temperature it never used
+    code, _, err = run("kb", "describe", "--images", str(photos), "--llm", "waffle", "--out", str(tmp_path / "n.jsonl"))
+    assert code == 2 and "--labels-from-folders" in err and not (tmp_path / "n.jsonl").exists(), err
+
+
+def test_captions_become_pairs(run, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
     captions = tmp_path / "captions.jsonl"
+    # captions as a captioning model writes them: cleaned as `kb generate` cleans answers (bullets, emphasis,
+    # refusals and "Here are" lines go; a caption with nothing left goes, with a warning)
     captions.write_text('{"row": 0, "caption": "a dog barks twice", "label": "dog"}\n'
+                        '{"row": 1, "caption": "As an AI language model, I cannot hear audio."}\n'
+                        '{"row": 2, "caption": "Here are the sounds:\\n- **Rain** on a tin roof\\n- thunder far away"}\n'
                         '{"row": 3, "caption": "rain on a tin roof"}\n')
     out = tmp_path / "pairs.jsonl"
     code, text, err = run("kb", "describe", "--captions", str(captions), "--rows", "4", "--out", str(out), "--json")
-    assert code == 0 and json.loads(text)["pairs"] == 2, err
+    assert code == 0 and json.loads(text)["pairs"] == 3, err
+    assert "captions.jsonl:2: caption dropped (a refusal or no description)" in caplog.text
     pairs = read_pairs(out, kind="features", n_rows=4)
-    assert [(p.input, p.descriptions, p.label) for p in pairs] == [(0, ("a dog barks twice",), "dog"),
-                                                                  (3, ("rain on a tin roof",), None)]
+    assert [(p.input, p.descriptions, p.label) for p in pairs] == [
+        (0, ("a dog barks twice.",), "dog"), (2, ("Rain on a tin roof. thunder far away.",), None),
+        (3, ("rain on a tin roof.",), None)]
     for body, message in [('{"row": 9, "caption": "x"}\n', 'captions.jsonl:1: field "row" must be an integer >= 0 < 4'),
                           ('{"row": 0}\n', 'field "caption" must be a non-empty string'),
                           ('{"row": 0, "caption": "x", "text": "y"}\n', 'unknown field(s) "text"'),
