@@ -7,6 +7,7 @@ always draws through the Agg backend's canvas, explicitly (no display, no pyplot
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ import numpy as np
 
 DPI = 100
 LABEL_CHARS = 40  # longer category names are shortened in labels
+TITLE_CHARS = 90  # a 9-inch title wraps past this many characters
 MEMBER_COLOUR, OTHER_COLOUR, PROMPT_COLOUR = "tab:blue", "#b8bec9", "gold"
 NEIGHBOUR_COLOURS = ("tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
                      "tab:cyan", "#8c6d31", "#393b79", "#637939", "#7b4173")
@@ -73,14 +75,19 @@ def accuracy_png(rows: Sequence[Mapping[str, Any]]) -> bytes:
                             capsize=4, linewidth=1)
                 ax.annotate(f"{value:.1f}", (x, 100 * hi), textcoords="offset points", xytext=(0, 3), ha="center",
                             fontsize=8)
+        crowded = len(strategies) > 4  # long names side by side run together: slant them
         ax.set_xticks(range(len(strategies)),
-                      [f"{s}\n(default)" if s in defaults else s for s in strategies], fontsize=9)
+                      [f"{s}\n(default)" if s in defaults else s for s in strategies], fontsize=9,
+                      rotation=30 if crowded else 0, ha="right" if crowded else "center",
+                      rotation_mode="anchor" if crowded else "default")
         ax.set_ylim(0, 108)
         ax.set_title(f"{name} accuracy (%)")
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
     axes[0].set_ylabel("accuracy (%)")
-    handles = [Patch(facecolor=f"C{g}", alpha=0.85, label=f"kb: {kb}") for g, kb in enumerate(kbs) if kb is not None]
+    group = next((r.get("group", "kb") for r in rows), "kb")  # kb (eval dev) or corpus (eval --corpus A --corpus B)
+    handles = [Patch(facecolor=f"C{g}", alpha=0.85, label=f"{group}: {kb}") for g, kb in enumerate(kbs)
+               if kb is not None]
     handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="the default rule"))
     figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
     figure.suptitle(f"Recognition accuracy per strategy: {_one_or_range([r['queries'] for r in rows])} queries, "
@@ -110,7 +117,7 @@ def confusions_png(pairs: Sequence[tuple[str, str, int]], title: str) -> bytes:
         ax.text(0.5, 0.5, "no confusions: every top-1 answer is right", ha="center", va="center",
                 transform=ax.transAxes)
         ax.set_axis_off()
-    ax.set_title(title, fontsize=11)
+    ax.set_title("\n".join(textwrap.wrap(title, TITLE_CHARS)), fontsize=11)  # a long title wraps, not cut off
     return _png(figure)
 
 
@@ -150,5 +157,5 @@ def centre_png(coords: np.ndarray, *, category: str, prompt: str, members: int, 
     ax.grid(alpha=0.25)
     ax.set_axisbelow(True)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    ax.set_title(title, fontsize=11)
+    ax.set_title("\n".join(textwrap.wrap(title, TITLE_CHARS)), fontsize=11)  # a long title wraps, not cut off
     return _png(figure)
