@@ -16,6 +16,7 @@ import numpy as np
 DPI = 100
 LABEL_CHARS = 40  # longer category names are shortened in labels
 TITLE_CHARS = 90  # a 9-inch title wraps past this many characters
+LABEL_GAP, LABEL_WIDTH = 0.04, 0.15  # centre labels closer than these fractions of the plot are moved
 MEMBER_COLOUR, OTHER_COLOUR, PROMPT_COLOUR = "tab:blue", "#b8bec9", "gold"
 NEIGHBOUR_COLOURS = ("tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
                      "tab:cyan", "#8c6d31", "#393b79", "#637939", "#7b4173")
@@ -121,6 +122,25 @@ def confusions_png(pairs: Sequence[tuple[str, str, int]], title: str) -> bytes:
     return _png(figure)
 
 
+def spread_labels(spots: np.ndarray, points: np.ndarray, *, gap: float = LABEL_GAP) -> np.ndarray:
+    """``spots`` [n, 2] (label anchors, in data units) moved up, in order, until no two are closer than ``gap`` of
+    the plot's height vertically while within a label's width (``LABEL_WIDTH`` of the plot's width) horizontally:
+    the first stays where it is."""
+    span = np.ptp(points, axis=0)  # [2]
+    span = np.where(span > 0, span, 1.0)
+    out = np.array(spots, dtype=np.float64)
+    for i in range(1, len(out)):
+        moved = True
+        while moved:
+            moved = False
+            for j in range(i):
+                dx, dy = np.abs(out[i] - out[j]) / span
+                if dx < LABEL_WIDTH and dy < gap:
+                    out[i, 1] = out[j, 1] + gap * span[1]
+                    moved = True
+    return out
+
+
 def centre_png(coords: np.ndarray, *, category: str, prompt: str, members: int, others: int,
                neighbours: Sequence[tuple[str, float, int]], title: str, axis_labels: tuple[str, str]) -> bytes:
     """A centre in 2-D: ``coords`` [n, 2] hold, in order, the category's ``members`` centre members, its ``others``
@@ -133,12 +153,15 @@ def centre_png(coords: np.ndarray, *, category: str, prompt: str, members: int, 
     figure = _figure(11.0, 7.0)
     ax = figure.subplots()
     at = members + others + 1
-    for (name, cosine, n), colour in zip(neighbours, NEIGHBOUR_COLOURS):
+    # the labels of the centres, nudged apart where centres lie close (else their names print over each other)
+    groups = [(0, members)] + [(members + others + 1 + sum(n for _, _, n in neighbours[:i]), n)
+                               for i, (_, _, n) in enumerate(neighbours)]
+    labels = spread_labels(np.array([coords[a:a + n].mean(axis=0) for a, n in groups]), coords)
+    for (name, cosine, n), colour, spot in zip(neighbours, NEIGHBOUR_COLOURS, labels[1:]):
         points = coords[at:at + n]
         ax.scatter(points[:, 0], points[:, 1], s=22, color=colour, alpha=0.6, linewidths=0,
                    label=f"{_short(name)} centre (cos {cosine:.2f})")
-        centre = points.mean(axis=0)
-        ax.annotate(_short(name, 28), centre, fontsize=8, color=colour, ha="center", va="bottom", weight="bold")
+        ax.annotate(_short(name, 28), spot, fontsize=8, color=colour, ha="center", va="bottom", weight="bold")
         at += n
     if others:
         rest = coords[members:members + others]
@@ -147,7 +170,7 @@ def centre_png(coords: np.ndarray, *, category: str, prompt: str, members: int, 
     own = coords[:members]
     ax.scatter(own[:, 0], own[:, 1], s=42, color=MEMBER_COLOUR, edgecolors="black", linewidths=0.5,
                label=f"centre of {_short(category)} ({members} members)")
-    ax.annotate(_short(category, 28), own.mean(axis=0), fontsize=9, color=MEMBER_COLOUR, ha="center", va="top",
+    ax.annotate(_short(category, 28), labels[0], fontsize=9, color=MEMBER_COLOUR, ha="center", va="top",
                 weight="bold", textcoords="offset points", xytext=(0, -6))
     p = coords[members + others]
     ax.scatter([p[0]], [p[1]], s=260, marker="*", color=PROMPT_COLOUR, edgecolors="black", linewidths=0.8,
