@@ -26,6 +26,11 @@ def _short(text: str, limit: int = LABEL_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _wrapped(title: str, width: int = TITLE_CHARS) -> str:
+    """``title`` with each of its lines wrapped at ``width`` characters."""
+    return "\n".join(part for line in title.split("\n") for part in (textwrap.wrap(line, width) or [""]))
+
+
 def _figure(width: float, height: float) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -111,14 +116,14 @@ def confusions_png(pairs: Sequence[tuple[str, str, int]], title: str) -> bytes:
             ax.annotate(str(n), (n, i), textcoords="offset points", xytext=(3, 0), va="center", fontsize=8)
         ax.set_xlim(0, max(counts) * 1.12)
         ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.set_xlabel("queries of the true category (left) answered with the other (right) as top-1")
+        ax.set_xlabel("queries of the true category (left)\nanswered with the other (right) as top-1")
         ax.grid(axis="x", alpha=0.3)
         ax.set_axisbelow(True)
     else:
         ax.text(0.5, 0.5, "no confusions: every top-1 answer is right", ha="center", va="center",
                 transform=ax.transAxes)
         ax.set_axis_off()
-    ax.set_title("\n".join(textwrap.wrap(title, TITLE_CHARS)), fontsize=11)  # a long title wraps, not cut off
+    figure.suptitle(_wrapped(title), fontsize=11)  # over the whole figure: long y labels shift the axes right
     return _png(figure)
 
 
@@ -180,5 +185,5 @@ def centre_png(coords: np.ndarray, *, category: str, prompt: str, members: int, 
     ax.grid(alpha=0.25)
     ax.set_axisbelow(True)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    ax.set_title("\n".join(textwrap.wrap(title, TITLE_CHARS)), fontsize=11)  # a long title wraps, not cut off
+    ax.set_title(_wrapped(title), fontsize=11)  # a long title wraps, not cut off
     return _png(figure)
