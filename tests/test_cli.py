@@ -137,3 +137,14 @@ def test_progress_bars_into_a_log_file_are_throttled(tmp_path: Path) -> None:
                               stderr=log, text=True, check=False)
     assert done.returncode == 0, (tmp_path / "log.txt").read_text()
     assert done.stdout.splitlines()[-1] == "0 30.0", done.stdout  # tqdm alone: 0.1
+
+
+def test_verbose_is_taken_after_the_command_too(run) -> None:  # type: ignore[no-untyped-def]
+    """`unibind corpus list -v` as well as `unibind -v corpus list`."""
+    from unibind.retrieval.cli.main import build_parser
+
+    for argv, level in ((["corpus", "list", "-v"], 1), (["-v", "corpus", "list"], 1), (["corpus", "list", "-vv"], 2),
+                        (["-vv", "corpus", "list"], 2), (["corpus", "list"], 0)):
+        assert build_parser().parse_args(argv).verbose == level, argv
+    code, _, err = run("corpus", "list", "-v")
+    assert code == 0, err
