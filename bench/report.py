@@ -19,7 +19,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: the repo root first, so ``bench`` imports
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.headlines import with_headlines  # noqa: E402
+from bench.headlines import with_headlines
 
 log = logging.getLogger(__name__)
 

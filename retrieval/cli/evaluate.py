@@ -129,7 +129,6 @@ def cmd_recognition(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_dev(ctx: Context, args: argparse.Namespace) -> int:
     from unibind.indexer.encoders.factory import build_encoder
     from unibind.retrieval.evaluation.dev_benchmark import run_dev_benchmark
-
     from unibind.schema import Database
 
     strategies = _strategies(args.strategies)
