@@ -140,8 +140,11 @@ def spread_labels(spots: np.ndarray, points: np.ndarray, *, gap: float = LABEL_G
             moved = False
             for j in range(i):
                 dx, dy = np.abs(out[i] - out[j]) / span
-                if dx < LABEL_WIDTH and dy < gap:
-                    out[i, 1] = out[j, 1] + gap * span[1]
+                above = out[j, 1] + gap * span[1]
+                # moved only upward, strictly: a label already a gap away (give or take a rounding) stays, so the
+                # loop ends
+                if dx < LABEL_WIDTH and dy < gap and above > out[i, 1] * (1 + 1e-12) + 1e-12 * span[1]:
+                    out[i, 1] = above
                     moved = True
     return out
 
