@@ -192,6 +192,7 @@ def test_centre_size_is_documented_and_k_is_deprecated(world: World) -> None:
     ("/v1/categories/tench/centre?k=100001", 422, "less than or equal to 100000"),
     ("/v1/categories/tench/centre/plot.png?centre_size=9223372036854775808", 422, "less than or equal to 100000"),
     ("/v1/categories/tench/centre/plot.png?neighbours=13", 422, "less than or equal to 12"),
+    ("/v1/categories/tench/centre?template=A%00photo%20of%20a%20%7B%7D.", 400, "no other braces or NUL characters"),
     ("/v1/categories/tench/centre?centre_size=50&k=7", 400,
      "centre_size=50 and k=7 disagree: k is the deprecated name of centre_size; send centre_size only"),
 ])

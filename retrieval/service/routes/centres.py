@@ -24,13 +24,13 @@ from unibind.retrieval.service.dependencies import State
 from unibind.retrieval.service.errors import responses
 from unibind.schema.errors import InvalidInput
 
-TEMPLATE = r"^[^{}]*\{\}[^{}]*$"  # one {} for the category name, no other braces
+TEMPLATE = r"^[^{}\x00]*\{\}[^{}\x00]*$"  # one {} for the category name, no other braces, no NUL (no store keeps it)
 
 
 def _check_template(template: str) -> str:
     if not re.search(TEMPLATE, template):
         raise InvalidInput(f"prompt template {template!r} must contain exactly one '{{}}' for the category name "
-                           f"and no other braces")
+                           f"and no other braces or NUL characters")
     return template
 
 
