@@ -46,7 +46,10 @@ HEADLINES: tuple[Headline, ...] = (
              "ratio", ("segmented ms",)),
     Headline("write path (bench/writes.py)", "publish a write of one batch into a 1M-vector index, vs the bare FAISS "
              "add of that batch (÷ 10k: vs the same write into 10k vectors)", "÷ bare", ("batch", "publish s", "÷ 10k"),
-             {"vectors": "1000000"}),
+             {"vectors": "1000000", "store": "SQLite"}),
+    Headline("write path (bench/writes.py)", "the same on milvus-lite: publish a write of one batch into a 1M-vector "
+             "collection, vs pymilvus's own insert of that batch", "÷ bare", ("batch", "publish s", "÷ 10k"),
+             {"vectors": "1000000", "store": "SQLite + milvus-lite"}),
     Headline("encoding: Ray vs local (bench/backends.py)", "encode texts on Ray actors vs in this process",
              "ratio ray÷local", ("ray texts/s",)),
     Headline("recognition dev benchmark (bench/dev_recognition.py)", "zero-shot recognition, dev split, MiniLM",
