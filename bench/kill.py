@@ -330,16 +330,23 @@ class Campaign:
         from unibind.schema import Database
         from unibind.schema.store_state import catalog_state
 
+        from sqlalchemy import func, select
+
+        from unibind.schema import Item
+        from unibind.schema.versions import live_item
+
         name = f"spare-v{self.serial}"
         self._must("ingest", str(self.files["base"]), "--name", name)
         db = Database(self.url)
         try:
             with db.session() as s:
                 version = catalog_state(s)[0]
+                added = s.scalar(select(func.count(Item.id)).where(live_item(Item.modality_id), Item.label == "y"))
             with ReaderLeaseHolder(db) as lease:
                 lease.hold(version)
                 self._must("corpus", "delete", name)
-                self._must("gallery", "remove", "--modality", "audio", "--label", "y")
+                if added:  # the items of earlier gallery adds (removing a label no item has is refused)
+                    self._must("gallery", "remove", "--modality", "audio", "--label", "y")
         finally:
             db.dispose()
         self.model = self.observe()
@@ -452,8 +459,8 @@ class Campaign:
         return bad, repairs
 
     def finish(self) -> dict[str, int]:
-        """One more write (the next writer removes what dead processes left), then count what serves nothing."""
-        self._must("gallery", "remove", "--modality", "audio", "--label", "nothing-has-this-label")
+        """One more write (the next writer's vacuum removes what dead processes left, in every index), then count
+        what serves nothing."""
         self._must("ingest", str(self.files["base"]), "--name", "last")
         return dead_rows(self.url, self.home)
 

@@ -152,7 +152,10 @@ def test_descriptions_on_milvus_verify_rebuild_and_move(mdb: Database, db_url: s
     assert check["ok"] and check["file"] == check["store"] and check["location"].startswith("Milvus at ")
 
     filters = (["--label", "goldfish"], ["--where", "corpus=animals"], ["--label", "tench", "--where", "corpus=animals"],
-               ["--label", "no such category"], ["--where", "corpus=nothing"])
+               ["--where", "corpus=nothing"])
+    code, _, err = run(db_url, home, vectors, "search", "--target", "descriptions", "--label", "goldfsh", "--text",
+                       texts[0], capsys=capsys)  # an unknown label is named, with the near one, as on FAISS files
+    assert code == 2 and "did you mean 'goldfish'" in err, err
     filtered = {}
     for flt in filters:  # on the collection's category and corpus columns
         code, out, err = run(db_url, home, vectors, "search", "--target", "descriptions", "-k", "4", "--json", *flt,
@@ -187,7 +190,7 @@ def test_descriptions_on_milvus_verify_rebuild_and_move(mdb: Database, db_url: s
         got = json.loads(out)
         assert [[h["id"] for h in q["hits"]] for q in got] == [[h["id"] for h in q["hits"]] for q in want], flt
     assert [len(q["hits"]) for q in filtered[("--label", "goldfish")]] == [3]  # exactly the 3 that match
-    assert filtered[("--label", "no such category")][0]["hits"] == []
+    assert filtered[("--where", "corpus=nothing")][0]["hits"] == []
 
     # and back to Milvus as an HNSW collection; a bad type is refused before any work
     code, _, err = run(db_url, home, vectors, "index", "rebuild", "--factory", "IVF1024,PQ8", capsys=capsys)
