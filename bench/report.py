@@ -1,5 +1,8 @@
 """Shared pieces of the benchmark scripts: medians, the machine's description, a plain-text table for
-stdout, and appending dated rows to a section's markdown table in BENCHMARKS.md."""
+stdout, and appending dated rows to a section's markdown table in BENCHMARKS.md, whose headline table (the newest
+figure of each bench, bench/headlines.py) is refreshed with every append.
+
+``python bench/report.py`` rewrites the headline table from the rows already there."""
 
 from __future__ import annotations
 
@@ -12,6 +15,11 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: the repo root first, so ``bench`` imports
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.headlines import with_headlines
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +152,7 @@ def append_rows(
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:
             f.seek(0)
-            updated = _with_rows(f.read(), section, columns, rows)
+            updated = with_headlines(_with_rows(f.read(), section, columns, rows))
             f.seek(0)
             f.truncate()
             f.write(updated)
@@ -154,3 +162,38 @@ def append_rows(
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
     log.info("appended %d row(s) to %s, section %r", len(rows), path, section)
     return path
+
+
+def refresh_headlines(path: Path = BENCHMARKS_MD) -> Path:
+    """Rewrite the headline table of ``path`` from its sections' rows (under the same lock as an append)."""
+    with open(path, "r+", encoding="utf-8") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            updated = with_headlines(f.read())
+            f.seek(0)
+            f.truncate()
+            f.write(updated)
+            f.flush()
+            os.fsync(f.fileno())
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Rewrite the headline table at the top of BENCHMARKS.md from "
+                                                 "the newest row of each bench's section.")
+    parser.add_argument("--file", type=Path, default=BENCHMARKS_MD, help="the benchmarks file (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if not args.file.is_file():
+        print(f"report: no such file: {args.file}", file=sys.stderr)
+        return 2
+    refresh_headlines(args.file)
+    print(f"wrote the headline table of {args.file}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

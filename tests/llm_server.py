@@ -222,16 +222,22 @@ class RateLimitServer(StandInServer):
 
 
 class SlowServer(StandInServer):
-    """Lists the model ``slow`` and holds every chat request for ``delay`` seconds before answering: requests in
-    flight when the user presses Ctrl-C."""
+    """Lists the model ``slow`` and holds every chat request until the server is closed (or ``delay`` seconds have
+    passed) before answering: requests in flight when the user presses Ctrl-C."""
 
     models = ["slow"]
 
     def __init__(self, delay: float) -> None:
         super().__init__()
         self.delay = delay
+        self._closing = threading.Event()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._closing.set()  # release the held requests, so no handler outlives the server
+        super().__exit__(exc_type, exc, tb)
 
     def answer(self) -> tuple[int, dict[str, object]]:
-        time.sleep(self.delay)
+        self._closing.wait(self.delay)
         return 200, {"id": "x", "object": "chat.completion", "created": 0, "model": "slow", "choices": [
             {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "A slow owl."}}]}

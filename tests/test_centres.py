@@ -148,8 +148,10 @@ def test_spec_validation(db: Database, home: Path, tmp_path: Path, minilm: Encod
         CentreSpec(template="A photo.")
     with pytest.raises(InvalidInput, match="unknown centre strategy 'best'"):
         CentreSpec(strategy="best")
-    with pytest.raises(InvalidInput, match="K must be >= 1"):
-        CentreSpec(k=0)
+    for k in (0, 100_001, 2**63):  # a huge K is refused before any store sees it
+        with pytest.raises(InvalidInput, match=f"K \\(the centre size\\) must be an integer from 1 to 100,000, got {k}"):
+            CentreSpec(k=k)
+    assert CentreSpec(k=100_000).k == 100_000
     _ingest(db, home, ANIMALS, "animals", minilm, tmp_path)
     builder = _builder(db, minilm)
     with pytest.raises(NotFound, match="no complete corpus named 'nope'"):  # an unknown corpus

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,5 +119,32 @@ def test_user_errors_are_one_clear_line(run, db_url: str, args: list[str], needl
 
 
 def test_file_without_name(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    code, _, err = run("ingest", str(write_json(tmp_path / "a.json", ANIMALS)), "--encoder", "minilm")
-    assert code == 2 and "--name is required" in err
+    """Named after the file, as an upload without a name is."""
+    code, _, err = run("ingest", str(write_json(tmp_path / "animals.v2.json", ANIMALS)), "--encoder", "minilm")
+    assert code == 0, err
+    code, out, err = run("corpus", "list", "--json")
+    assert code == 0 and [c["name"] for c in json.loads(out)] == ["animals.v2"], err
+
+
+def test_progress_bars_into_a_log_file_are_throttled(tmp_path: Path) -> None:
+    """stderr that is no terminal (a log file, a pipe) gets a bar line every 30 s, not ~10 redraws a second: the CLI
+    sets tqdm's interval before any bar's module is imported (tqdm reads its TQDM_* variables at import)."""
+    code = ("import os, sys; os.environ.pop('TQDM_MININTERVAL', None); from unibind.retrieval.cli.main import main; "
+            "assert 'tqdm' not in sys.modules; code = main(['--home', sys.argv[1], 'corpus', 'list']); "
+            "import io; from tqdm.auto import tqdm; print(code, tqdm(total=1, file=io.StringIO()).mininterval)")
+    with open(tmp_path / "log.txt", "w") as log:  # what `unibind ... 2> log.txt` gives the process
+        done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "home")], stdout=subprocess.PIPE,
+                              stderr=log, text=True, check=False)
+    assert done.returncode == 0, (tmp_path / "log.txt").read_text()
+    assert done.stdout.splitlines()[-1] == "0 30.0", done.stdout  # tqdm alone: 0.1
+
+
+def test_verbose_is_taken_after_the_command_too(run) -> None:  # type: ignore[no-untyped-def]
+    """`unibind corpus list -v` as well as `unibind -v corpus list`."""
+    from unibind.retrieval.cli.main import build_parser
+
+    for argv, level in ((["corpus", "list", "-v"], 1), (["-v", "corpus", "list"], 1), (["corpus", "list", "-vv"], 2),
+                        (["-vv", "corpus", "list"], 2), (["corpus", "list"], 0)):
+        assert build_parser().parse_args(argv).verbose == level, argv
+    code, _, err = run("corpus", "list", "-v")
+    assert code == 0, err

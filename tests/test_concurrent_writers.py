@@ -69,7 +69,7 @@ def test_index_rebuild_never_removes_a_live_ingest(db_url: str, home: Path, tmp_
     proc = subprocess.Popen(command(db_url, home, "ingest", str(write_json(tmp_path / "b.json", corpus("b", 40, 30))),
                                     "--name", "b", "--chunk-size", "64"), stderr=subprocess.PIPE, text=True)
     db = Database(db_url)
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 600  # a hang guard: the loop waits on the event
     pending = select(func.count(Description.id)).join(Corpus).where(Corpus.status == CorpusStatus.INGESTING)
     while True:
         with db.session() as s:

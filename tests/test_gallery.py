@@ -10,6 +10,7 @@ item's vector is ``normalize(raw @ W.T + b)``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -301,7 +302,7 @@ FILTERS: list[tuple[SearchFilter, Callable[[int, dict[str, Any]], bool]]] = [
      lambda i, m: m["label"] == "bird" and m["split"] == "test" and m["n"] == 2),  # fewer than k match
     (SearchFilter(where=(("uri", "clips/0042.wav"),)), lambda i, m: m["uri"] == "clips/0042.wav"),
     (SearchFilter(where=(("n", "true"),)), lambda i, m: False),  # no match: a number is not a boolean
-    (SearchFilter(label="fish"), lambda i, m: False),
+    (SearchFilter(label="dog", where=(("n", "true"),)), lambda i, m: False),  # a known label, nothing else holds
 ]
 
 
@@ -351,6 +352,10 @@ def test_filtered_search_exactly_k_and_reference(db: Database, home: Path, tmp_p
         id_pos = {int(i): p for p, i in enumerate(ids)}
         for q, row in zip(queries, hits):
             np.testing.assert_allclose([h.score for h in row], [float(vectors[id_pos[h.id]] @ q) for h in row], atol=1e-5)
+    for label, message in (("dgo", "unknown label 'dgo' in the audio gallery; did you mean 'dog'?"),
+                           ("fish", "unknown label 'fish' in the audio gallery")):  # a mistake, not an empty answer
+        with pytest.raises(NotFound, match=re.escape(message)):
+            search.search(queries, k=k, flt=SearchFilter(label=label))
     if factory != "Flat":
         # a restrictive filter (about 11 of 240 match): the FAISS selector search alone returns fewer than k for
         # some queries, and the exact fallback answers exactly those
@@ -556,8 +561,10 @@ def test_remove_by_label(db: Database, home: Path, tmp_path: Path, run: Run, fac
     if factory == "Flat":
         ids = np.array([r.id for r in rows], dtype=np.int64)
         assert hit_ids(hits) == exact_top(queries, ids, reference(raw[keep], setup.w, setup.b), 5)[1].tolist()
-    code, out, _ = run("gallery", "remove", "--modality", "audio", "--label", "dog")
-    assert code == 0 and "removed 0 audio items" in out
+    code, out, err = run("gallery", "remove", "--modality", "audio", "--label", "dog")  # none left: say so
+    assert code == 2 and out == "" and "unknown label 'dog' in the audio gallery" in err, err
+    code, out, err = run("gallery", "remove", "--modality", "audio", "--label", "cta")
+    assert code == 2 and "unknown label 'cta' in the audio gallery; did you mean 'cat'?" in err, err
     code, out, _ = run("gallery", "remove", "--modality", "audio", "--all", "--json")
     assert code == 0 and json.loads(out) == {"removed": len(rows)}
     assert items(db) == [] and index_ids(db, home, setup).size == 0

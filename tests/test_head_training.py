@@ -117,7 +117,7 @@ def test_training_is_reproducible(trained):
     assert not np.array_equal(a.head.weight, c.head.weight)
 
 
-def test_early_stopping_restores_the_best_epoch():
+def test_early_stopping_restores_the_best_epoch(caplog: pytest.LogCaptureFixture):
     # few samples, wide features that are mostly noise, unseen val descriptions: the head memorises the
     # training noise within a few epochs and val loss turns up
     feats, texts, ids, _ = synthetic(seed=5, n=300, t=5000, d_in=512, noise=3.0)
@@ -128,8 +128,14 @@ def test_early_stopping_restores_the_best_epoch():
     assert m["best_epoch"] == 1 + int(np.argmin(losses)) and m["epochs"] == m["best_epoch"] + cfg.patience
     assert m["val_loss"] == min(losses)
     # the same run stopped by max_epochs at the best epoch ends with the same weights: they were restored
-    short = train_head(feats, texts, ids, dataclass_replace(cfg, max_epochs=m["best_epoch"]), CPU)
+    assert not m["stopped_improving"] and "still improving" not in caplog.text
+    with caplog.at_level("WARNING", logger="unibind.indexer.training.infonce"):
+        short = train_head(feats, texts, ids, dataclass_replace(cfg, max_epochs=m["best_epoch"]), CPU)
     np.testing.assert_array_equal(short.head.weight, result.head.weight)
+    # that run ended at its cap on an improving epoch: it says so, and how to train longer
+    assert short.metrics["stopped_improving"]
+    assert (f"stopped at its cap of {m['best_epoch']} epochs while the validation loss was still improving "
+            f"(best epoch {m['best_epoch']}): train longer (--epochs {2 * m['best_epoch']})") in caplog.text
 
 
 def dataclass_replace(cfg: HeadTrainConfig, **changes: object) -> HeadTrainConfig:

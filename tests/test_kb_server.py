@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,22 @@ from unibind.indexer.readers.pairs import read_pairs
 from unibind.retrieval.cli.main import main
 
 pytestmark = pytest.mark.slow
+
+# A child that takes Ctrl-C as a terminal would deliver it. A process started in the background by a
+# non-interactive shell (`make test &`, a CI step) has SIGINT ignored, Python keeps an ignored SIGINT ignored, and
+# Popen passes that on: the interrupt would never reach the CLI. The child restores Python's own handler first.
+INTERRUPTIBLE = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                 "runpy.run_module('unibind.retrieval.cli', run_name='__main__', alter_sys=True)")
+EVENT_DEADLINE = 600  # seconds: only a broken run waits this long; a working one ends on the event
+
+
+def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen[bytes], what: str) -> None:
+    """Wait until ``condition()`` holds (the process must still be running), polling the event, not a duration."""
+    deadline = time.monotonic() + EVENT_DEADLINE
+    while not condition():
+        assert proc.poll() is None, f"the run ended before {what}"
+        assert time.monotonic() < deadline, f"no {what} in {EVENT_DEADLINE} s"
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -80,18 +97,16 @@ def test_a_killed_run_resumes_where_it_stopped(run, model: Path, server: Transfo
     proc = subprocess.Popen([sys.executable, "-m", "unibind.retrieval.cli", "--home", str(run.home), "--device", "cpu",
                              *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and proc.poll() is None:
-            if cache.exists():
-                with sqlite3.connect(cache) as db:
-                    try:
-                        done = db.execute("SELECT count(*) FROM responses").fetchone()[0]
-                    except sqlite3.OperationalError:  # the file is there, its table not yet
-                        done = 0
-                if done >= 10:
-                    break
-            time.sleep(0.2)
-        assert proc.poll() is None, "the run ended before it could be interrupted"
+        def saved_responses() -> int:
+            if not cache.exists():
+                return 0
+            with sqlite3.connect(cache) as db:
+                try:
+                    return int(db.execute("SELECT count(*) FROM responses").fetchone()[0])
+                except sqlite3.OperationalError:  # the file is there, its table not yet
+                    return 0
+
+        _wait_for(lambda: saved_responses() >= 10, proc, "10 responses in the cache")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -165,16 +180,43 @@ def test_describe_images_through_the_server(run, model: Path, server: Transforme
     assert code == 2 and "needs --llm" in err
 
 
-def test_captions_become_pairs(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_describe_images_with_the_waffle_control(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`kb describe --llm waffle`: random words about each image's folder (its category), recording only what it
+    used; without folder labels it says what it needs."""
+    photos = tmp_path / "photos"
+    for name, colour in [("owl/a.png", (90, 60, 30)), ("fox/c.png", (200, 90, 20))]:
+        _png(photos / name, colour)
+    out = tmp_path / "pairs.jsonl"
+    code, text, err = run("kb", "describe", "--images", str(photos), "--llm", "waffle", "--labels-from-folders",
+                          "--samples", "2", "--out", str(out), "--json")
+    assert code == 0, err
+    assert json.loads(text)["pairs"] == 2
+    rows = {r["label"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert set(rows) == {"owl", "fox"}
+    for label, r in rows.items():
+        assert len(r["descriptions"]) == 2 and all(f"A photo of {'an' if label == 'owl' else 'a'} {label}, which"
+                                                   in d for d in r["descriptions"])
+        assert r["meta"] == {"model": "waffle", "seed": 0, "samples": 2}  # no prompt or temperature it never used
+    code, _, err = run("kb", "describe", "--images", str(photos), "--llm", "waffle", "--out", str(tmp_path / "n.jsonl"))
+    assert code == 2 and "--labels-from-folders" in err and not (tmp_path / "n.jsonl").exists(), err
+
+
+def test_captions_become_pairs(run, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
     captions = tmp_path / "captions.jsonl"
+    # captions as a captioning model writes them: cleaned as `kb generate` cleans answers (bullets, emphasis,
+    # refusals and "Here are" lines go; a caption with nothing left goes, with a warning)
     captions.write_text('{"row": 0, "caption": "a dog barks twice", "label": "dog"}\n'
+                        '{"row": 1, "caption": "As an AI language model, I cannot hear audio."}\n'
+                        '{"row": 2, "caption": "Here are the sounds:\\n- **Rain** on a tin roof\\n- thunder far away"}\n'
                         '{"row": 3, "caption": "rain on a tin roof"}\n')
     out = tmp_path / "pairs.jsonl"
     code, text, err = run("kb", "describe", "--captions", str(captions), "--rows", "4", "--out", str(out), "--json")
-    assert code == 0 and json.loads(text)["pairs"] == 2, err
+    assert code == 0 and json.loads(text)["pairs"] == 3, err
+    assert "captions.jsonl:2: caption dropped (a refusal or no description)" in caplog.text
     pairs = read_pairs(out, kind="features", n_rows=4)
-    assert [(p.input, p.descriptions, p.label) for p in pairs] == [(0, ("a dog barks twice",), "dog"),
-                                                                  (3, ("rain on a tin roof",), None)]
+    assert [(p.input, p.descriptions, p.label) for p in pairs] == [
+        (0, ("a dog barks twice.",), "dog"), (2, ("Rain on a tin roof. thunder far away.",), None),
+        (3, ("rain on a tin roof.",), None)]
     for body, message in [('{"row": 9, "caption": "x"}\n', 'captions.jsonl:1: field "row" must be an integer >= 0 < 4'),
                           ('{"row": 0}\n', 'field "caption" must be a non-empty string'),
                           ('{"row": 0, "caption": "x", "text": "y"}\n', 'unknown field(s) "text"'),
@@ -185,23 +227,31 @@ def test_captions_become_pairs(run, tmp_path: Path) -> None:  # type: ignore[no-
         assert code == 2 and message in err and not (tmp_path / "n.jsonl").exists(), err
 
 
+def test_the_child_takes_ctrl_c_even_when_started_with_sigint_ignored() -> None:
+    """The launcher above undoes an inherited SIG_IGN (what `make test &` gives every child)."""
+    probe = "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    launcher = INTERRUPTIBLE.split("; runpy")[0] + "; " + probe
+    for code in (probe, launcher):
+        # what a non-interactive shell's `&` does: the child starts with SIGINT ignored
+        proc = subprocess.run(["sh", "-c", 'trap "" INT; exec "$0" -c "$1"', sys.executable, code],
+                              capture_output=True, text=True, check=True)
+        assert proc.stdout.strip() == ("False" if code is probe else "True")
+
+
 def test_ctrl_c_stops_at_once_and_writes_nothing(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """Ctrl-C while requests are in flight: the run ends at once (it does not wait out --timeout for them), with
-    exit 130 and no output file."""
+    """Ctrl-C while requests are in flight: the run ends at once (it does not wait for them: the server holds them
+    until the test ends, so a run that waited would never end), with exit 130 and no output file."""
     out = tmp_path / "never.jsonl"
-    with SlowServer(delay=60) as slow:
-        proc = subprocess.Popen([sys.executable, "-m", "unibind.retrieval.cli", "--home", str(run.home), "--device", "cpu",
+    with SlowServer(delay=3600) as slow:
+        proc = subprocess.Popen([sys.executable, "-c", INTERRUPTIBLE, "--home", str(run.home), "--device", "cpu",
                                  "kb", "generate", "--categories", "owl", "--llm", "openai:slow", "--base-url",
-                                 slow.base_url, "--timeout", "120", "--encoder", "minilm", "--out", str(out)],
+                                 slow.base_url, "--timeout", "3600", "--encoder", "minilm", "--out", str(out)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            deadline = time.monotonic() + 120
-            while slow.posts < 2 and time.monotonic() < deadline and proc.poll() is None:
-                time.sleep(0.1)
-            assert slow.posts >= 2, "no request reached the server"
+            _wait_for(lambda: slow.posts >= 2, proc, "request reaching the server")
             proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=50)  # the requests in flight would hold a waiting run for 60 s
+            _, err = proc.communicate(timeout=EVENT_DEADLINE)
         finally:
             if proc.poll() is None:
                 proc.kill()
-        assert proc.returncode == 130 and b"interrupted" in err and not out.exists()
+        assert proc.returncode == 130 and b"interrupted" in err and not out.exists(), err

@@ -35,7 +35,7 @@ def test_killed_ingest_leaves_nothing_visible(db_url: str, home: Path, tmp_path:
     proc = subprocess.Popen(_cli(db_url, home, "ingest", str(big), "--name", "big", "--encoder", "minilm", "--chunk-size", "64"),
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     db = Database(db_url)
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 600  # a hang guard: the loop waits on the event
     try:
         while time.monotonic() < deadline:  # wait until some rows of the new corpus are written
             with db.session() as s:

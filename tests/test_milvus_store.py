@@ -284,6 +284,14 @@ def test_writes_insert_only_their_rows_into_one_collection_and_readers_keep_thei
     code, out, _ = run(db_url, home, vectors, "index", "verify", capsys=capsys)
     assert code == 0, out
 
+    # rows that no record names (a write that could not clean up after itself) fail the verify; a rebuild repairs
+    stray = index.place.new_path(index.index_name, "FLAT", [first])
+    stray_store = VectorStore.from_vectors(space.dim, Device(), "Flat", np.array([10_001]), q[:1])
+    index.place.write(stray, stray_store, "FLAT", np.array([10_001]), {"category": np.array([1]),
+                                                                      "corpus": np.array([1])})
+    code, out, _ = run(db_url, home, vectors, "index", "verify", capsys=capsys)
+    assert code == 1 and "1 rows of 1 segment token(s) that no record names" in out, out
+
     # a rebuild fills a new collection and switches to it in one record flip; the old one goes with the vacuum
     want = CrossModalSearch(mdb, home, Device(), space, "descriptions").search(q, 5)
     code, _, err = run(db_url, home, vectors, "index", "rebuild", capsys=capsys)
@@ -293,6 +301,8 @@ def test_writes_insert_only_their_rows_into_one_collection_and_readers_keep_thei
     assert [c for c in collections(mdb, vectors) if f"s{space.id}_descriptions_" in c] == [split_path(rebuilt)[0]]
     got = CrossModalSearch(mdb, home, Device(), space, "descriptions").search(q, 5)
     assert [[h.id for h in row] for row in got] == [[h.id for h in row] for row in want]
+    code, out, _ = run(db_url, home, vectors, "index", "verify", capsys=capsys)
+    assert code == 0, out
 
 
 def test_recognition_on_milvus_equals_the_dense_engine(mdb: Database, db_url: str, home: Path, tmp_path: Path,

@@ -352,9 +352,11 @@ def test_image_head_into_a_text_only_space(home: Path, tmp_path: Path, capsys: p
     (tmp_path / "colours.json").write_text(json.dumps(COLOURS), encoding="utf-8")
     cli.ok("ingest", tmp_path / "colours.json", "--name", "colours", "--encoder", "minilm")
     query = images / "img_3.bmp"
-    for command in (["recognize", "--image", query], ["search", "--image", query, "--target", "descriptions"]):
-        line = cli.fails(*command)
-        assert "no image tower" in line and "--image-encoder" in line and "minilm" in line
+    for command in (["recognize", "--image", query], ["search", "--image", query, "--target", "descriptions"],
+                    ["gallery", "add", "--modality", "image", "--files", query]):
+        line = cli.fails(*command)  # advice this command cannot take is no advice: the head that it needs
+        assert ("space minilm has no image tower and no active image head" in line
+                and "unibind head train --modality image --image-encoder open_clip:ARCH@CHECKPOINT --pairs" in line), line
     line = cli.fails("heads", "train", "--modality", "image", "--pairs", images / "pairs.jsonl")
     assert "no image tower" in line and "--image-encoder" in line
 
@@ -483,8 +485,8 @@ def test_registered_modality(db_url: str, home: Path, tmp_path: Path, capsys: py
     assert cli.json("modality", "list")[1:] == [foo]
     assert "foo" in cli.ok("modality", "list")
     cli.ok("modality", "add", "foo", "--dim", "16")  # the same again: nothing changes
-    line = cli.fails("modality", "add", "foo", "--dim", "20")
-    assert "'foo'" in line and "16" in line and "20" in line
+    line = cli.fails("modality", "add", "foo", "--dim", "20", code=3)  # a name taken: a conflict, as documented
+    assert "'foo'" in line and "16" in line and "20" in line and "the name is taken" in line
     for name, needle in (("text", "built in"), ("image", "built in"), ("descriptions", "reserved"), ("Audio!", "not valid")):
         line = cli.fails("modality", "add", name, "--dim", "16")
         assert repr(name) in line and needle in line
@@ -634,12 +636,15 @@ BAD_INPUTS: dict[str, tuple[list[str], list[str]]] = {
                                             ["'audio'", f"input dimension {D_AUDIO}, not 9"]),
 }
 
+CONFLICTS = {"add modality with another dimension"}  # a name taken: exit 3, as the README's table says
+
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_fails_cleanly_and_writes_nothing(world: World, case: str, capsys: pytest.CaptureFixture[str]) -> None:
     args, needles = BAD_INPUTS[case]
     before, files = table_counts(world.db), files_under(world.home)
-    line = Cli(world.url, world.home, capsys).fails(*(a.format(**world.paths) for a in args))
+    code = 3 if case in CONFLICTS else 2
+    line = Cli(world.url, world.home, capsys).fails(*(a.format(**world.paths) for a in args), code=code)
     for needle in needles:
         assert needle.format(**world.paths) in line, line
     assert table_counts(world.db) == before

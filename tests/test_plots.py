@@ -285,3 +285,29 @@ def test_the_service_draws_a_centre(client: TestClient) -> None:
     assert client.get("/v1/categories/tench/centre/plot.png", params={"centre_size": 0}).status_code == 422
     bad = client.get("/v1/categories/tench/centre/plot.png", params={"strategy": "best"})
     assert bad.status_code == 400 and "unknown centre strategy 'best'" in bad.json()["detail"]
+
+
+def test_close_centre_labels_are_moved_apart_and_far_ones_stay() -> None:
+    from unibind.retrieval.plots.figures import LABEL_GAP, spread_labels
+
+    points = np.array([[0.0, 0.0], [10.0, 10.0]])  # the plot spans 10 x 10
+    spots = np.array([[5.0, 5.0], [5.1, 5.0], [5.0, 5.1], [9.0, 1.0]])
+    got = spread_labels(spots, points)
+    step = LABEL_GAP * 10
+    np.testing.assert_allclose(got, [[5.0, 5.0], [5.1, 5.0 + step], [5.0, 5.0 + 2 * step], [9.0, 1.0]])
+    assert all(abs(a[1] - b[1]) >= step - 1e-9 for i, a in enumerate(got[:3]) for b in got[:i])  # none overlap
+
+
+def test_label_spreading_ends_where_rounding_leaves_labels_a_hair_under_the_gap() -> None:
+    """Labels a gap apart in exact arithmetic but a rounding under it in floats: the spreading stops (it once
+    moved such a label to the same place forever, hanging the centre plot)."""
+    from unibind.retrieval.plots.figures import LABEL_GAP, spread_labels
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        points = rng.normal(size=(30, 2)) * rng.uniform(1e-3, 1e3)
+        spots = np.repeat(points[:1], 6, axis=0) + rng.normal(size=(6, 2)) * 1e-6
+        got = spread_labels(spots, points)
+        span = np.ptp(points, axis=0)
+        ys = np.sort(got[:, 1])
+        assert np.all(np.diff(ys) >= LABEL_GAP * span[1] * (1 - 1e-6))

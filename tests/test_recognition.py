@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 
 from unibind.indexer.readers.corpus import read_corpus
 from unibind.indexer.encoders.base import Encoder
@@ -19,7 +20,7 @@ from unibind.retrieval.cli.main import main
 from unibind.retrieval.evaluation.dev_benchmark import make_split, mask_class_name
 from unibind.retrieval.evaluation.accuracy import accuracy, read_queries
 from unibind.retrieval.recognition.recognizer import DEFAULT_TOP_M, Recognizer
-from unibind.schema import Database
+from unibind.schema import Corpus, Database
 from tests.corpus_samples import ANIMALS, VEHICLES, write_json
 
 QUERIES = ["an orange fish in a bowl", "a vehicle that puts out fires", "a striped pet", "two wheels and pedals"]
@@ -191,7 +192,15 @@ def test_dev_benchmark_small(db_url: str, home: Path, capsys: pytest.CaptureFixt
     assert all(r["queries"] == 20 and r["categories"] == 4 for r in rows)
     assert [r["default"] for r in rows] == [r["strategy"] == DEFAULT_STRATEGY for r in rows] == [True, False, True, False]
     assert all(r[f"{k}_ci"][0] <= r[k] <= r[f"{k}_ci"][1] for r in rows for k in ("top1", "top5"))
-    assert main([*base, "corpus", "list", "--json"]) == 0
+    # the user's store is left as it was (no dev corpora join its centres); the benchmark's own store has them
+    user = Database(db_url)
+    try:
+        with user.session() as session:
+            assert session.scalars(select(Corpus.name)).all() == []
+    finally:
+        user.dispose()
+    dev = home / "dev-benchmark"
+    assert main(["--db", f"sqlite:///{dev / 'unibind.db'}", "--home", str(dev), "corpus", "list", "--json"]) == 0
     names = {r["name"] for r in json.loads(capsys.readouterr().out)}
     assert names == {"dev-cupl-descriptions-c4-h5-s0", "dev-cupl-templates-c4-h5-s0"}
 

@@ -187,6 +187,12 @@ def test_centre_size_is_documented_and_k_is_deprecated(world: World) -> None:
     ("/v1/categories/tench/centre?strategy=nope", 400, "nope"),
     ("/v1/categories/tench/centre?centre_size=0", 422, "greater than or equal to 1"),
     ("/v1/categories/tench/centre?k=0", 422, "greater than or equal to 1"),
+    # a size no store's integer holds is refused before any query (it was a 500 from SQLite)
+    ("/v1/categories/tench/centre?centre_size=9223372036854775808", 422, "less than or equal to 100000"),
+    ("/v1/categories/tench/centre?k=100001", 422, "less than or equal to 100000"),
+    ("/v1/categories/tench/centre/plot.png?centre_size=9223372036854775808", 422, "less than or equal to 100000"),
+    ("/v1/categories/tench/centre/plot.png?neighbours=13", 422, "less than or equal to 12"),
+    ("/v1/categories/tench/centre?template=A%00photo%20of%20a%20%7B%7D.", 400, "no other braces or NUL characters"),
     ("/v1/categories/tench/centre?centre_size=50&k=7", 400,
      "centre_size=50 and k=7 disagree: k is the deprecated name of centre_size; send centre_size only"),
 ])
@@ -225,6 +231,10 @@ def test_search_errors_and_bad_json(world: World) -> None:
     assert r.status_code == 404 and "unknown modality 'sonar'" in detail(r)
     r = world.client.post("/v1/search", json={"texts": TEXTS, "k": 1000})
     assert r.status_code == 400 and "k must be between" in detail(r)
+    r = world.client.post("/v1/search", json={"texts": TEXTS, "label": "tenhc"})  # a typo: 404, not 200 with nothing
+    assert r.status_code == 404 and "unknown label 'tenhc' in the descriptions; did you mean 'tench'?" in detail(r)
+    r = world.client.post("/v1/search", json={"texts": TEXTS, "label": "tench", "where": {"corpus": "none"}})
+    assert r.status_code == 200 and r.json()[0]["hits"] == []  # a known label that the other filter rules out
     r = world.client.post("/v1/search", json={"texts": TEXTS, "where": {"n": [3]}})
     assert r.status_code == 422
     r = world.client.post("/v1/search", content=b"{not json", headers={"content-type": "application/json"})

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ def upload(client: TestClient, data: bytes, filename: str = "corpus.jsonl", **fo
     return client.post("/v1/corpora", files={"file": (filename, data, "application/octet-stream")}, data=form)
 
 
-def wait(client: TestClient, job: str, timeout: float = 120.0) -> dict[str, Any]:
+def wait(client: TestClient, job: str, timeout: float = 600.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         r = client.get(f"/v1/jobs/{job}")
@@ -67,6 +67,31 @@ def served(db_url: str, home: Path, tmp_path: Path, minilm: Any) -> Iterator[Tes
             yield client
     finally:
         state.close()
+
+
+def test_the_schema_links_lead_from_an_upload_to_its_job_and_its_corpus(served: TestClient) -> None:
+    """Follow the OpenAPI links as a client would: the upload's 202 links to its job (also in Location), the job
+    links to the corpus it ingests, which is there once the job is done."""
+    paths = served.get("/openapi.json").json()["paths"]
+    operations = {op["operationId"]: (path, method) for path, methods in paths.items()
+                  for method, op in methods.items() if "operationId" in op}
+    r = upload(served, jsonl(BOATS), "boats.jsonl")
+    assert r.status_code == 202, r.text
+    link = paths["/v1/corpora"]["post"]["responses"]["202"]["links"]["job"]
+    assert link["parameters"] == {"job_id": "$response.body#/job"}
+    path, method = operations[link["operationId"]]
+    job_url = path.replace("{job_id}", r.json()["job"])
+    assert (method, r.headers["location"]) == ("get", job_url)
+    job = wait(served, r.json()["job"])
+    assert job["state"] == "done" and job["corpus"] == "boats", job
+    link = paths["/v1/jobs/{job_id}"]["get"]["responses"]["200"]["links"]["corpus"]
+    assert link["parameters"] == {"name": "$response.body#/corpus"}
+    path, method = operations[link["operationId"]]
+    corpus = served.request(method, path.replace("{name}", job["corpus"]))
+    assert corpus.status_code == 200 and corpus.json()["name"] == "boats" and corpus.json()["status"] == "complete"
+    assert corpus.json() == next(c for c in served.get("/v1/corpora").json() if c["name"] == "boats")
+    missing = served.get("/v1/corpora/boatz")
+    assert missing.status_code == 404 and "no corpus named 'boatz'" in detail(missing)
 
 
 def test_upload_ingests_in_a_job_and_queries_see_it(served: TestClient) -> None:
@@ -121,7 +146,7 @@ def test_a_failed_job_records_its_one_line_error(served: TestClient, monkeypatch
     assert [c["name"] for c in served.get("/v1/corpora").json()] == ["kb"]
 
 
-def test_ingest_reports_progress_per_chunk(db: Database, home: Path, minilm: Any) -> None:
+def test_ingest_reports_progress_every_few_batches(db: Database, home: Path, minilm: Any) -> None:
     from unibind.indexer.readers.corpus import read_corpus_bytes
     from unibind.indexer.runtime.device import Device
     from unibind.indexer.store.ingest import IngestConfig, ingest
@@ -131,6 +156,11 @@ def test_ingest_reports_progress_per_chunk(db: Database, home: Path, minilm: Any
     ingest(db, data, IngestConfig(name="v", encoder="minilm", chunk_size=2, progress=False), home=home, device=Device(),
            encoder=minilm, progress=lambda done, total: seen.append((done, total)))
     assert seen == [(2, 5), (4, 5), (5, 5)]
+    # one chunk of many batches: the progress (a job's too) moves every few batches, not once at the end
+    seen.clear()
+    ingest(db, data, IngestConfig(name="w", encoder="minilm", chunk_size=4096, batch_size=1, progress=False),
+           home=home, device=Device(), encoder=minilm, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(2, 5), (4, 5), (5, 5)]  # PROGRESS_BATCHES = 2 batches of 1
 
 
 def test_bad_uploads_are_4xx_and_write_nothing(served: TestClient, db_url: str) -> None:
@@ -220,8 +250,14 @@ def test_queries_stay_consistent_while_corpora_come_and_go(served: TestClient, d
     threads = [threading.Thread(target=fire, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
+    def until(condition: Callable[[], bool], what: str) -> None:  # an event, not a duration
+        deadline = time.monotonic() + 600
+        while not condition():
+            assert time.monotonic() < deadline and not problems, f"no {what}: {problems[:5]}"
+            time.sleep(0.05)
+
     try:
-        time.sleep(0.5)
+        until(lambda: len(answers) >= 4, "answers before the upload")
         r = upload(client, jsonl(BOATS), "boats.jsonl")
         assert r.status_code == 202, r.text
         r_del = client.delete("/v1/corpora/fruit")
@@ -230,7 +266,7 @@ def test_queries_stay_consistent_while_corpora_come_and_go(served: TestClient, d
         job = wait(client, r.json()["job"])
         assert job["state"] == "done", job
         phase["b_done"] = True
-        time.sleep(1.0)
+        until(lambda: len(answers) > 8 and any(b <= x for x in answers), "answer from the new catalog")
     finally:
         stop.set()
         for t in threads:
@@ -251,7 +287,7 @@ def test_queries_answer_from_the_old_catalog_while_the_new_one_is_built(served: 
     state = served.app.state.service  # type: ignore[attr-defined]
     assert served.post("/v1/search", json={"texts": ["a fish"], "k": 1}).status_code == 200  # both objects loaded
     cli(db_url, home, "ingest", str(write_json(tmp_path / "boats.json", BOATS)), "--name", "boats")
-    assert state._rebuild.acquire(timeout=10)
+    assert state._rebuild.acquire(timeout=600)
     try:
         r = served.post("/v1/recognize", json={"texts": ["a sailing boat"], "k": 100})
         assert r.status_code == 200 and set(r.json()[0]["labels"]) == set(ANIMALS)  # the old catalog, whole

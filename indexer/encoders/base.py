@@ -44,6 +44,8 @@ def batched_encode(
 class Encoder(ABC):
     """A frozen model for one or more modalities. Subclasses implement the ``_*_batch`` methods."""
 
+    distributed: bool = False  # True: one call is spread over workers (Ray), so callers pass whole chunks
+
     spec: str
     dim: int
     device: Device

@@ -230,6 +230,8 @@ def _quiet(ray: Any) -> None:
 class RayEncoder(Encoder):
     """``probe``'s model, run on Ray Data actors; vectors in input order, unit rows, as ``probe`` would give."""
 
+    distributed = True  # a call is spread over actors: callers give it whole chunks, not slices
+
     def __init__(self, probe: Encoder, config: RayConfig) -> None:
         _ray()  # not installed: say so before anything else
         self.probe, self.config = probe, config

@@ -8,10 +8,11 @@ commit; removing stamps the items deleted and tombstones them; re-projecting rep
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +41,7 @@ from unibind.schema.versions import item_visible, live_item
 log = logging.getLogger(__name__)
 
 INSERT_CHUNK = 2_000
+MAX_SUGGESTED_FROM = 10_000  # distinct labels read to suggest a close one for an unknown label
 FIELD_VALUE_MAX = 500  # longer strings are kept in ``meta`` but not indexed for --where
 
 
@@ -286,6 +288,23 @@ def _remove_items(db: Database, home: Path, device: Device, modality: Modality, 
 
 class _NothingToRemove(Exception):
     """No item matched: the transaction rolls back (the catalog version does not move)."""
+
+
+def unknown_label(label: str, known: Iterable[str], where: str) -> NotFound:
+    """The error for a label no item (or category) has, with the closest known ones as a suggestion."""
+    close = difflib.get_close_matches(label, [k for k in known if k], n=3)
+    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+    return NotFound(f"unknown label {label!r} in {where}{hint}")
+
+
+def require_label(session: Session, modality: Modality, label: str, version: int | None = None) -> None:
+    """NotFound (with a suggestion) when no item of ``modality`` that a reader at ``version`` sees (None: now) has
+    ``label``: a filter on it would match nothing, silently."""
+    visible = item_visible(modality.id, version)  # type: ignore[arg-type]
+    if session.scalar(select(Item.id).where(visible, Item.label == label).limit(1)) is None:
+        known = session.scalars(select(Item.label).where(visible, Item.label.is_not(None)).distinct()
+                                .limit(MAX_SUGGESTED_FROM))
+        raise unknown_label(label, known, f"the {modality.name} gallery")
 
 
 def remove_items(db: Database, home: Path, device: Device, modality: Modality, label: str | None = None) -> int:

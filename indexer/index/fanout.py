@@ -8,7 +8,8 @@ selector that excludes them; a Milvus collection over-fetches by their number (o
 among its live keys). Filtered searches take the allowed ids, which the caller computed at the same version.
 
 The segments that share one Milvus collection are searched together, in one Milvus search filtered to their
-tokens (a row key is in one segment of a version, so their tombstones can be left out together).
+tokens (a row key is in one segment of a version, so their tombstones can be left out together), as long as their
+tombstones stay within DEAD_PER_SEARCH; more tombstones split them into several searches.
 """
 
 from __future__ import annotations
@@ -119,12 +120,18 @@ class SegmentSet:
             else:
                 groups.setdefault(key, []).append(p)
         for members in groups.values():
-            if len(members) == 1:
-                out.append(members[0])
-                continue
-            store = type(members[0].store).union([m.store for m in members])  # type: ignore[attr-defined]
-            dead = np.unique(np.concatenate([m.dead for m in members]))
-            out.append(Part(-1, store, dead, members[0].factory))
+            chunks: list[list[Part]] = [[]]
+            for m in members:  # one search over-fetches by its tombstones: keep them under a server's hit limit
+                if chunks[-1] and sum(int(c.dead.size) for c in chunks[-1]) + int(m.dead.size) > DEAD_PER_SEARCH:
+                    chunks.append([])
+                chunks[-1].append(m)
+            for chunk in chunks:
+                if len(chunk) == 1:
+                    out.append(chunk[0])
+                    continue
+                store = type(chunk[0].store).union([m.store for m in chunk])  # type: ignore[attr-defined]
+                dead = np.unique(np.concatenate([m.dead for m in chunk]))
+                out.append(Part(-1, store, dead, chunk[0].factory))
         return out
 
     @property
@@ -232,6 +239,7 @@ class SegmentSet:
         return merge_hits(found, k, queries.shape[0])
 
 
+DEAD_PER_SEARCH = 8_192  # tombstones one grouped Milvus search over-fetches by at most (compaction's bound per segment)
 SIDE_BY_SIDE_BELOW = 20  # FAISS's own threshold: fewer queries are answered on one thread per index
 _POOL: list[ThreadPoolExecutor] = []
 _POOL_LOCK = threading.Lock()

@@ -1,5 +1,7 @@
-"""The Milvus vector backend: one collection whose primary keys are the rows' keys and whose filterable fields are
-scalar columns, reached through pymilvus's ``MilvusClient`` (the optional ``unibind[milvus]`` extra).
+"""The Milvus vector backend: one collection whose filterable fields are scalar columns, reached through pymilvus's
+``MilvusClient`` (the optional ``unibind[milvus]`` extra). Either its primary keys are the rows' keys (``upsert`` /
+``delete`` by key), or it is *segmented*: an automatic primary key, the row ``key`` and a segment token ``seg``, so
+the rows of many index segments share it (``insert_segment``, ``delete_where``; searches take a ``scope`` filter).
 
 ``--vectors`` names where vectors live (:func:`parse_vectors_spec`): ``faiss`` (the default: FAISS index files),
 ``milvus-lite:PATH`` (an embedded milvus-lite database in the folder PATH: one process at a time) or
@@ -60,8 +62,8 @@ HNSW_EF_MIN = 64
 KEY_FILTER_CHUNK = 16_384  # keys per ``id in [...]`` expression of a key-filtered search
 READ_BATCH = 10_000  # rows per page when keys or vectors are read back
 _lite_users: Counter[str] = Counter()  # milvus-lite folders this process has open: backends per folder
-KEY, SEG, PK = "key", "seg", "pk"
-SEG_INDEXES = ("INVERTED", "STL_SORT")  # the segment column's index: Milvus 2.4+ and milvus-lite, else Milvus 2.3  # a segmented collection's row key, segment token and automatic primary key
+KEY, SEG, PK = "key", "seg", "pk"  # a segmented collection's row key, segment token and automatic primary key
+SEG_INDEXES = ("INVERTED", "STL_SORT")  # the segment column's index: Milvus 2.4+ and milvus-lite, else Milvus 2.3
 
 
 def index_params(index: str, rows: int) -> dict[str, int]:
@@ -142,8 +144,10 @@ def lite_path(folder: str | Path) -> Path:
 
 
 class MilvusBackend(VectorBackend):
-    """A Milvus collection: ``id`` INT64 primary key (the row key, not auto), ``vector`` FLOAT_VECTOR(dim), and one
-    INT64 / VARCHAR column per scalar field; metric IP. ``uri``: a milvus-lite folder or ``http://host:port``."""
+    """A Milvus collection: ``id`` INT64 primary key (the row key, not auto) — or, ``segmented``, ``pk`` (automatic),
+    ``key`` and ``seg`` INT64 — ``vector`` FLOAT_VECTOR(dim), and one INT64 / VARCHAR column per scalar field; metric
+    IP. ``uri``: a milvus-lite folder or ``http://host:port``; ``rows``: about how many rows a new collection starts
+    with (its IVF lists are sized for them)."""
 
     kind = "milvus"
 
@@ -236,10 +240,10 @@ class MilvusBackend(VectorBackend):
                 schema.add_field(name, DataType.INT64)
             else:
                 schema.add_field(name, DataType.VARCHAR, max_length=MAX_STR_BYTES)
-        params = self.client.prepare_index_params()
         build = index_params(self.index, self._rows)
-        params.add_index(field_name="vector", index_type=self.index, metric_type="IP", params=build)
         if not self.segmented:
+            params = self.client.prepare_index_params()
+            params.add_index(field_name="vector", index_type=self.index, metric_type="IP", params=build)
             self._call("create collection", self.client.create_collection, self.collection, schema=schema,
                        index_params=params, consistency_level="Strong")
         else:  # readers filter every search by segment: a scalar index on it, of the kind this Milvus has
@@ -252,7 +256,9 @@ class MilvusBackend(VectorBackend):
                                index_params=with_seg, consistency_level="Strong")
                     break
                 except Conflict as e:
-                    if "index" not in str(e).lower() or i == len(SEG_INDEXES) - 1:
+                    refused = _reason(e.__cause__ or e).lower()  # Milvus 2.3: "index type not match"; milvus-lite:
+                    if i == len(SEG_INDEXES) - 1 or not ("index type not match" in refused  # "... not implemented"
+                                                         or "index_type" in refused):
                         raise
                     log.debug("no %s index on %s here (%s); trying %s", kind, SEG, e, SEG_INDEXES[i + 1])
                     if self._call("list collections", self.client.has_collection, self.collection):
@@ -323,7 +329,9 @@ class MilvusBackend(VectorBackend):
             cols = {name: col[part].tolist() for name, col in columns.items()}
             rows = [{KEY: i, SEG: int(token), "vector": v, **{n: c[j] for n, c in cols.items()}}
                     for j, (i, v) in enumerate(zip(ids[part].tolist(), vectors[part]))]
-            done += int(self._call("insert", self.client.insert, self.collection, rows)["insert_count"])
+            # no retry inside pymilvus: a batch applied whose answer was lost would go in twice under new primary
+            # keys; a failed insert fails the write instead, which then deletes its token's rows
+            done += int(self._call("insert", self.client.insert, self.collection, rows, retry_times=0)["insert_count"])
         return done
 
     def delete_where(self, expr: str) -> None:

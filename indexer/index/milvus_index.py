@@ -3,7 +3,8 @@ each row tagged with its segment's token (see ``unibind.indexer.index.places`` f
 
 A segment's record path is ``milvus:<collection>#<token>``; the collection is named
 ``ub_<store id, 12 hex>_<index slug>_<type>_<8 hex>``, e.g. ``ub_1f0c…_s1_descriptions_flat_9a3e01c2``, with an
-automatic primary key, the row ``key``, the segment token ``seg`` (an INVERTED index) and the row's scalar fields.
+automatic primary key, the row ``key``, the segment token ``seg`` (a scalar index: INVERTED, or STL_SORT on Milvus 2.3)
+and the row's scalar fields.
 
 * A write inserts only its own rows, under a fresh token, into the index's current collection of its type (a
   new index, or ``index rebuild``, makes a new collection: its IVF lists are sized for the rows it starts with).
@@ -28,13 +29,14 @@ import secrets
 import threading
 import uuid
 
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from unibind.indexer.index.backend import Filter
 
-from unibind.indexer.index.milvus_backend import INDEX_TYPES, READ_BATCH, MilvusBackend, seg_scope
+from unibind.indexer.index.milvus_backend import INDEX_TYPES, READ_BATCH, SEG, MilvusBackend, seg_scope
 from unibind.schema.settings import VectorsSpec
 from unibind.indexer.index.places import MILVUS_PREFIX, IndexName, IndexPlace, Written, content_digest
 from unibind.indexer.index.vector_store import VectorStore
@@ -174,6 +176,35 @@ class MilvusPlace(IndexPlace):
     def listing_key(self, stored: str) -> str:
         return MILVUS_PREFIX + split_path(stored)[0]
 
+    def strays(self, index: IndexName, named: Callable[[], Sequence[str]]) -> list[str]:
+        """Rows of the index's segmented collections whose token no record names (a write that failed in a way it
+        could not clean up after): counted here; ``index rebuild`` leaves them behind in the old collection."""
+        out = []
+        names = [c for c in self._collections(index.slug) if collection_type(c) is not None]
+        if not names:
+            return []
+        before = {split_path(p)[1] for p in named()}
+        for name in names:
+            backend = self._any()
+            known = ", ".join(str(t) for t in sorted(t for t in before if t is not None)) or "-1"
+            rows = backend._call("read tokens", backend.client.query, name, filter=f"{SEG} not in [{known}]",
+                                 output_fields=[SEG], limit=READ_BATCH)
+            found = Counter(int(r[SEG]) for r in rows)
+            if not found:
+                continue
+            after = {split_path(p)[1] for p in named()}  # a writer that registered meanwhile is no stray
+            stray = {t: n for t, n in found.items() if t not in after}
+            if stray:
+                out.append(f"Milvus collection {name} holds {sum(stray.values())}{'+' if len(rows) >= READ_BATCH else ''}"
+                           f" rows of {len(stray)} segment token(s) that no record names")
+        return out
+
+    def shared_by(self, stored: str) -> str | None:
+        """The record-path prefix of the other segments whose container ``stored`` shares (its collection), or None
+        for a payload of its own."""
+        name, token = split_path(stored)
+        return None if token is None else f"{MILVUS_PREFIX}{name}{TOKEN_SEP}"
+
     # -- backends --------------------------------------------------------------------------------------------
     def _backend(self, collection: str, dim: int, index: str = DEFAULT_TYPE, create: bool = False,
                  segmented: bool = False, rows: int = 0) -> MilvusBackend:
@@ -265,7 +296,7 @@ class MilvusPlace(IndexPlace):
             backend, scope = self._opened(rec, dim)
             if scope:
                 return []
-            n = backend.count(scope)
+            n = backend.count()
         except Conflict as e:
             return [str(e)]
         return [f"Milvus collection {backend.collection} holds {n} vectors of {self._what(rec)}, the record says "
@@ -318,6 +349,8 @@ class MilvusPlace(IndexPlace):
             backend = self._backend(name, dim, collection_type(name) or DEFAULT_TYPE, segmented=True)
             for s in range(0, len(toks), REMOVE_TOKENS):
                 backend.delete_where(seg_scope(toks[s : s + REMOVE_TOKENS]))
+            if self.spec.kind == "milvus-lite":
+                backend.flush()  # durable before the records naming these rows are forgotten
 
     def describe(self, rec: Segment | None) -> str:
         if rec is None:

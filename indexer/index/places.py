@@ -3,9 +3,9 @@
 
 A segment's payload is written once and never changed (``unibind.indexer.index.segments``): a file
 ``<stem>.<unique>.faiss``, or the rows of one segment token in the index's Milvus collection
-(``unibind.indexer.index.milvus_index``). Its ``Segment`` record names it (``path``: relative to the data folder, or
-``milvus:<collection>#<token>``) before it is written. A file that no record names is debris that any writer may
-remove; a segment's rows in Milvus are removed before its record goes (``removes_first``), so none is ever left. A record of the other place (an index written with FAISS files, read
+(``unibind.indexer.index.milvus_index``). Its ``Segment`` record names it (``path``: relative to the data folder,
+or ``milvus:<collection>#<token>``) before it is written. A file that no record names is debris that any writer
+may remove; a segment's rows in Milvus are removed before its record goes (``removes_first``). A record of the other place (an index written with FAISS files, read
 with ``--vectors milvus…``, or the reverse) is reported as stale with the command that moves it: ``unibind index
 rebuild`` (``unibind gallery rebuild``) under the new setting.
 """
@@ -13,7 +13,7 @@ rebuild`` (``unibind gallery rebuild``) under the new setting.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -135,6 +135,15 @@ class IndexPlace(ABC):
     def listing_key(self, stored: str) -> str:
         """The ``listing`` path that the record path ``stored`` keeps from removal."""
         return stored
+
+    def shared_by(self, stored: str) -> str | None:
+        """The record-path prefix of the other segments whose container the payload ``stored`` shares, or None."""
+        return None
+
+    def strays(self, index: IndexName, named: Callable[[], Sequence[str]]) -> list[str]:
+        """``index verify``: what this place holds of the index that no record names (rows of a shared container);
+        ``named`` reads the record paths of the index (called after the place was read)."""
+        return []
 
     def remove_recorded(self, paths: Sequence[str], index: IndexName, dim: int) -> None:
         """Remove the payloads that the record paths ``paths`` of the index ``index`` name."""

@@ -51,7 +51,7 @@ from unibind.indexer.runtime.vectors import from_bytes, ids_digest
 from unibind.indexer.runtime.lease import Heartbeat, current_owner
 from unibind.schema import Database, Segment, SegmentState, Tombstone
 from unibind.schema.errors import Busy, Conflict
-from unibind.schema.store_state import bump_version, catalog_state, catalog_version
+from unibind.schema.store_state import bump_version, catalog_state, catalog_version, lock_catalog
 from unibind.schema.versions import segment_visible
 
 log = logging.getLogger(__name__)
@@ -276,6 +276,14 @@ class SegmentedIndex(ABC):
             factory = self.place.check_factory(factory, self.configured_factory(session))
         path = self.place.new_path(self.index_name, factory, live, fresh)
         with self.db.transaction() as session:  # the record first: a payload no record names is debris
+            shared = self.place.shared_by(path)
+            if shared is not None and any(p.startswith(shared) for p in live):
+                # joining a container other segments use (a Milvus collection): under the catalog lock, which the
+                # vacuum takes to forget records, one of them must still name it, or a sweep may be dropping it
+                lock_catalog(session)
+                if not session.scalar(select(Segment.id).where(Segment.path.startswith(shared, autoescape=True))
+                                      .limit(1)):
+                    path = self.place.new_path(self.index_name, factory, [], True)
             seg = Segment(space_id=self.space_id, kind=self.kind, state=SegmentState.BUILDING, path=path,
                           factory=factory, group_ids=sorted(set(groups)), owner=current_owner(),
                           heartbeat_at=datetime.now(timezone.utc))
@@ -294,7 +302,7 @@ class SegmentedIndex(ABC):
                 if heartbeat.lost.is_set():
                     raise self._lost()
         except BaseException:
-            self.discard(segment_id)
+            self.discard(segment_id, path)
             raise
         log.debug("wrote segment %d of %s: %d vectors (%s)", segment_id, self.stem, ids.size, built_as)
         return Built(segment_id, path, ids, written.sha256, written.size)
@@ -318,21 +326,30 @@ class SegmentedIndex(ABC):
         try:
             yield
         except BaseException:
-            self.discard(built.segment_id)
+            self.discard(built.segment_id, built.path)
             raise
 
-    def discard(self, segment_id: int) -> None:
+    def discard(self, segment_id: int, path: str | None = None) -> None:
         """Best effort, after a failure: remove an unpublished segment's record and payload (the next write removes
-        whatever this leaves)."""
+        whatever this leaves). ``path``: the payload's, when the caller knows it.
+
+        Where a payload is removed before its record (Milvus rows), this writer deletes its rows even when another
+        process took it for dead and already forgot the record: the token is its own, and rows it inserted after
+        that process deleted the token's rows would otherwise stay. A published segment is never touched."""
         try:
             with self.db.session() as session:
                 seg = session.get(Segment, segment_id)
-                if seg is None or seg.state is not SegmentState.BUILDING or seg.owner != current_owner():
-                    return
-                path = seg.path
+                if seg is not None and seg.state is not SegmentState.BUILDING:
+                    return  # published (the failure came after its commit)
+                mine = seg is not None and seg.owner == current_owner()
+                path = seg.path if seg is not None else path
+            if path is None:
+                return
             first = self.place.owns(path) and self.place.removes_first  # its rows go before the record naming them
             if first:
                 self.remove_payloads([path])
+            if not mine:
+                return
             with self.db.transaction() as session:
                 seg = session.get(Segment, segment_id)
                 if seg is None or seg.state is not SegmentState.BUILDING or seg.owner != current_owner():
@@ -528,6 +545,7 @@ class SegmentedIndex(ABC):
                     missing, extra = np.setdiff1d(ids, held).size, np.setdiff1d(held, ids).size
                     problems.append(f"ids differ from the store: {missing} missing, {extra} not in the store")
             orphans = self.unnamed()
+            problems += self.place.strays(self.index_name, self._record_paths)
         return IndexCheck(self.folder if isinstance(self.place, FilePlace) and segs else None, int(ids.size), n_file,
                           problems, orphans, self.location, len(segs))
 
@@ -545,6 +563,12 @@ class SegmentedIndex(ABC):
                                                                     Segment.kind == self.kind)))
         kept = {place: {place.listing_key(p) for p in named if place.owns(p)} for place in self._places()}
         return [(place, payload) for place, payload, path in listing if path not in kept[place]]
+
+    def _record_paths(self) -> list[str]:
+        """The payload paths every record of this index names, whatever its state."""
+        with self.db.session() as session:
+            return list(session.scalars(select(Segment.path).where(Segment.space_id == self.space_id,
+                                                                   Segment.kind == self.kind)))
 
     def unnamed(self) -> list[str]:
         """Payloads of this index that no record names: what killed writes left, removed by the next write."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from unibind.indexer.knowledge.cache import ResponseCache
-from unibind.indexer.knowledge.cleaning import is_refusal
+from unibind.indexer.knowledge.cleaning import is_refusal, split_response
 from unibind.indexer.knowledge.generate import GenerateReport, ask
 from unibind.indexer.knowledge.prompts import request_seed
 from unibind.indexer.knowledge.request import LLM, Request
@@ -85,16 +85,23 @@ def describe_images(llm: LLM, images: Sequence[Path], cache: ResponseCache, out:
     ``labels_from_folders``) and ``meta`` (provenance)."""
     if samples < 1:
         raise InvalidInput(f"--samples must be >= 1, got {samples}")
+    if not llm.uses_prompts and not labels_from_folders:
+        raise InvalidInput(f"--llm {llm.spec} writes about a category, not an image: pass --labels-from-folders "
+                           f"(each image's folder names its category)")
     for path in images:  # every image readable before anything is asked
         check_image(path)
-    report = GenerateReport(llm=llm.describe(), prompts="describe", categories=0)
+    report = GenerateReport(llm=llm.describe(), prompts="describe", categories=0, asked=llm.uses_prompts)
     base = out.resolve().parent
     records: list[dict[str, Any]] = []
     for c0 in range(0, len(images), IMAGES_PER_STEP):  # a step's images are held in memory as data URLs, not all
         chunk = images[c0 : c0 + IMAGES_PER_STEP]
-        requests = [Request(prompt=prompt, images=(url,), temperature=temperature, max_tokens=max_tokens,
-                            seed=request_seed(seed, path.name, prompt, s))
-                    for path in chunk for url in (data_url(path),) for s in range(samples)]
+        if llm.uses_prompts:
+            requests = [Request(prompt=prompt, images=(url,), temperature=temperature, max_tokens=max_tokens,
+                                seed=request_seed(seed, path.name, prompt, s))
+                        for path in chunk for url in (data_url(path),) for s in range(samples)]
+        else:  # the waffle control: random words about the image's category, the image itself unread
+            requests = [Request(prompt="", category=path.resolve().parent.name,
+                                seed=request_seed(seed, path.name, "", s)) for path in chunk for s in range(samples)]
         texts = ask(llm, cache, requests, report, f"kb describe {c0 + 1}-{c0 + len(chunk)} of {len(images)}", progress)
         for i, path in enumerate(chunk):
             answers = [t for t in (_clean(x) for x in texts[i * samples : (i + 1) * samples]) if t]
@@ -105,8 +112,8 @@ def describe_images(llm: LLM, images: Sequence[Path], cache: ResponseCache, out:
             row.update({"description": answers[0]} if len(answers) == 1 else {"descriptions": answers})
             if labels_from_folders:
                 row["label"] = path.resolve().parent.name
-            row["meta"] = {"model": llm.spec, "prompt": prompt, "temperature": temperature, "seed": seed,
-                           "samples": samples}
+            used = {"prompt": prompt, "temperature": temperature} if llm.uses_prompts else {}  # what it used only
+            row["meta"] = {"model": llm.spec, **used, "seed": seed, "samples": samples}
             records.append(row)
     report.records = len(records)
     if not records:
@@ -120,6 +127,7 @@ def captions_to_pairs(path: str | os.PathLike[str], n_rows: int | None = None) -
     line by line; errors name the file, the line, the field and the rule."""
     label = os.fspath(path)
     out: list[dict[str, Any]] = []
+    dropped = 0
     for line, obj in read_jsonl(label, what="captions", error=InvalidInput):
         loc = f"{label}:{line}"
         if not isinstance(obj, dict):
@@ -135,7 +143,12 @@ def captions_to_pairs(path: str | os.PathLike[str], n_rows: int | None = None) -
         caption = obj.get("caption")
         if not isinstance(caption, str) or not caption.strip() or unstorable(caption):
             raise InvalidInput(f'{loc}: field "caption" must be a non-empty string (got {json_kind(caption)})')
-        rec: dict[str, Any] = {"input": row, "description": caption.strip()}
+        description = clean_caption(caption)
+        if description is None:  # a refusal, or nothing left: what `kb generate` would drop
+            log.warning("%s: caption dropped (a refusal or no description): %s", loc, caption.strip()[:80])
+            dropped += 1
+            continue
+        rec: dict[str, Any] = {"input": row, "description": description}
         if "label" in obj:
             if not isinstance(obj["label"], str) or not obj["label"].strip():
                 raise InvalidInput(f'{loc}: field "label" must be a non-empty string (got {json_kind(obj["label"])})')
@@ -146,5 +159,13 @@ def captions_to_pairs(path: str | os.PathLike[str], n_rows: int | None = None) -
             rec["meta"] = obj["meta"]
         out.append(rec)
     if not out:
-        raise InvalidInput(f"{label}: the file has no captions")
+        raise InvalidInput(f"{label}: the file has no captions{' left after cleaning' if dropped else ''}")
     return out
+
+
+def clean_caption(caption: str) -> str | None:
+    """A caption as ``kb generate`` cleans an answer: bullets, numbering, quotes and emphasis removed, refusal and
+    meta sentences ("As an AI language model ...", "Here are ...") dropped, the rest joined; None when nothing
+    is left."""
+    kept = [s for s in split_response(caption, "sentences", "") if not is_refusal(s)]
+    return " ".join(kept) or None

@@ -84,10 +84,13 @@ class GenerateReport:
     cleaning: CleaningReport = field(default_factory=CleaningReport)
     seconds: float = 0.0
 
+    asked: bool = True  # False: no LLM was asked (the waffle control): its report shows no prompts or requests
+
     def as_dict(self) -> dict[str, Any]:
-        return {"llm": self.llm, "prompts": self.prompts, "categories": self.categories, "requests": self.requests,
-                "cached": self.cached, "sent": self.sent, "records": self.records, "short": self.short,
-                "cleaning": self.cleaning.as_dict(), "seconds": round(self.seconds, 3)}
+        asked = ({"prompts": self.prompts, "requests": self.requests, "cached": self.cached, "sent": self.sent}
+                 if self.asked else {})
+        return {"llm": self.llm, **asked, "categories": self.categories, "records": self.records,
+                "short": self.short, "cleaning": self.cleaning.as_dict(), "seconds": round(self.seconds, 3)}
 
 
 Planned = tuple[Request, dict[str, Any]]  # a request and the provenance its sentences keep
@@ -103,8 +106,9 @@ def plan(llm: LLM, category: str, config: GenerateConfig, samples: range) -> lis
             request = Request(prompt=render(template, category), category=category, system=p.system,
                               temperature=config.temperature, max_tokens=config.max_tokens,
                               seed=request_seed(config.seed, category, template, sample), stop=p.stop)
-            out.append((request, {"model": llm.spec, "prompt_set": p.name, "prompt": template,
-                                  "temperature": config.temperature, "seed": config.seed, "sample": sample}))
+            used = ({"prompt_set": p.name, "prompt": template, "temperature": config.temperature}
+                    if llm.uses_prompts else {})  # the waffle control uses none of them: it records none
+            out.append((request, {"model": llm.spec, **used, "seed": config.seed, "sample": sample}))
     return out
 
 
@@ -206,7 +210,8 @@ class Generator:
 
     def run(self, categories: Sequence[str]) -> tuple[list[dict[str, Any]], GenerateReport]:
         t0 = time.perf_counter()
-        report = GenerateReport(llm=self.llm.describe(), prompts=self.config.prompts.name, categories=len(categories))
+        report = GenerateReport(llm=self.llm.describe(), prompts=self.config.prompts.name, categories=len(categories),
+                                asked=self.llm.uses_prompts)
         records: list[dict[str, Any]] = []
         with tqdm(total=len(categories), desc="kb generate", unit="category",
                   disable=None if self.progress is None else not self.progress) as bar:

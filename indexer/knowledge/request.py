@@ -25,6 +25,9 @@ class LLM(ABC):
     """A text generator behind one interface: ``openai:<model>``, ``hf:<path-or-id>`` or ``waffle``."""
 
     spec: str  # the canonical spec string, e.g. "openai:gpt-4o-mini"
+    # False: the texts come from the request's category and seed alone (the waffle control), so no prompt,
+    # temperature or request sent is recorded as used
+    uses_prompts: bool = True
 
     @property
     def identity(self) -> str:

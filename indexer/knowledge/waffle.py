@@ -66,6 +66,8 @@ def waffle_text(category: str, seed: int) -> str:
 class WaffleBackend(LLM):
     """Spec ``waffle``: random words in place of an LLM's descriptions (the WaffleCLIP control)."""
 
+    uses_prompts = False
+
     def __init__(self) -> None:
         self.spec = "waffle"
 
@@ -74,6 +76,7 @@ class WaffleBackend(LLM):
         for i, request in enumerate(requests):
             if not (request.category or "").strip():
                 raise InvalidInput(f"waffle: request {i} has no category (the waffle control writes about a "
-                                   "category; use an LLM spec for prompts without one)")
+                                   "category: images need --labels-from-folders; prompts without a category need "
+                                   "an LLM spec)")
         for i, request in enumerate(requests):
             on_result(i, waffle_text(request.category.strip(), request.seed))  # type: ignore[union-attr]

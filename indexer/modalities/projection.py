@@ -51,6 +51,14 @@ def has_image_tower(encoder_spec: str) -> bool:
     return parse_encoder_spec(encoder_spec).kind in IMAGE_TOWER_KINDS
 
 
+def no_image_queries(space_encoder: str) -> str:
+    """Why a space without an image tower or image head takes no images, and the command that makes it take them
+    (an image head needs an image tower, named with --image-encoder, since the space has none)."""
+    return (f"space {space_encoder} has no image tower and no active image head: it takes no images until a head "
+            f"is trained: unibind head train --modality image --image-encoder open_clip:ARCH@CHECKPOINT "
+            f"--pairs PAIRS.jsonl")
+
+
 def default_image_encoder(space: Space, given: str | None) -> str:
     """``given``, else the space's own encoder when it has an image tower; InvalidInput otherwise."""
     if given:
@@ -165,7 +173,12 @@ def load_projection(
         head_row = active_head(session, modality) if modality is not None else None
         linear = load_head(head_row, DataHome(db, home)) if head_row is not None else None
     if name == IMAGE:
-        spec = modality.encoder if modality is not None and modality.encoder else default_image_encoder(space, image_encoder)
+        if modality is not None and modality.encoder:
+            spec = modality.encoder
+        elif image_encoder or has_image_tower(space.encoder):
+            spec = default_image_encoder(space, image_encoder)
+        else:  # a query or a gallery item: the advice is a head, not an option of this command
+            raise InvalidInput(no_image_queries(space.encoder))
         if image_encoder and str(parse_encoder_spec(image_encoder)) != spec:
             raise InvalidInput(f"modality 'image' of space {space.encoder} uses the image encoder {spec}, not {image_encoder}")
         if linear is None and spec != space.encoder:

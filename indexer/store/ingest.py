@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 MAX_NAME_CHARS = 200
 PENDING_PREFIX = "~ingesting-"
 PROGRESS_MIN_RECORDS = 2_000
+PROGRESS_BATCHES = 2  # encoder batches between progress updates
 IN_CHUNK = 10_000
 
 
@@ -169,7 +170,7 @@ def ingest(
     progress: Callable[[int, int], None] | None = None,
 ) -> IngestReport:
     """Encode and store ``data`` as corpus ``config.name``; visible only once complete. ``progress(done, total)``
-    is called after each chunk of records is written."""
+    is called every few encoder batches (``PROGRESS_BATCHES``) with the descriptions encoded so far."""
     t0 = time.perf_counter()
     if not data.records:
         raise InvalidInput(f"{data.path}: no descriptions to ingest")
@@ -238,26 +239,37 @@ def _run(
     encode_s = 0.0
     show = len(records) >= PROGRESS_MIN_RECORDS if config.progress is None else config.progress
     pending: Future[np.ndarray] | None = None
+    # progress moves every few encoder batches (encoding is the slow part), not once per written chunk; a Ray
+    # encoder gets whole chunks, which it spreads over its actors
+    step = config.chunk_size if encoder.distributed else config.batch_size * PROGRESS_BATCHES
+    encoded = 0
+
+    def moved(n: int) -> None:
+        nonlocal encoded
+        encoded += n
+        bar.update(n)
+        if progress is not None:
+            progress(encoded, len(records))
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="unibind-writer") as pool, tqdm(
         total=len(records), desc="ingest", unit="desc", disable=not show
     ) as bar:
         for start in range(0, len(records), config.chunk_size):
             chunk = records[start : start + config.chunk_size]
             t = time.perf_counter()
-            vectors = encoder.encode_text([r.text for r in chunk], batch_size=config.batch_size, progress=False)  # [n, d]
+            parts = []
+            for at in range(0, len(chunk), step):
+                texts = [r.text for r in chunk[at : at + step]]
+                parts.append(encoder.encode_text(texts, batch_size=config.batch_size, progress=False))  # [n, d]
+                moved(len(texts))
+            vectors = np.concatenate(parts)  # [chunk, d]
             encode_s += time.perf_counter() - t
             if pending is not None:
                 ids_parts.append(pending.result())
-                bar.update(len(ids_parts[-1]))
-                if progress is not None:
-                    progress(sum(map(len, ids_parts)), len(records))
             pending = pool.submit(writer, chunk, vectors)
             vec_parts.append(vectors)
         if pending is not None:
             ids_parts.append(pending.result())
-            bar.update(len(ids_parts[-1]))
-            if progress is not None:
-                progress(sum(map(len, ids_parts)), len(records))
     return np.concatenate(ids_parts), np.concatenate(vec_parts), encode_s
 
 

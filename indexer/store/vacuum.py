@@ -175,6 +175,7 @@ def _forget(db: Database, segment_ids: list[int]) -> None:
     if not segment_ids:
         return
     with db.transaction() as session:
+        lock_catalog(session)  # a writer joining a collection checks under it that a record still names it
         for s in range(0, len(segment_ids), CHUNK):
             chunk = segment_ids[s : s + CHUNK]
             session.execute(delete(Tombstone).where(Tombstone.segment_id.in_(chunk)))

@@ -302,7 +302,7 @@ def train_head(
         history.append(row)
         log.debug("head epoch %d: train loss %.4f, val loss %.4f, val R@1 %.3f", epoch, row["train_loss"],
                   ev["val_loss"], ev["val_r1"])
-        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_r1=f"{ev['val_r1']:.3f}")
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_r1=f"{ev['val_r1']:.3f}", refresh=False)  # no redraw
         if not len(val_idx) or ev["val_loss"] < best["val_loss"]:
             best, best_epoch, stale = {**ev, "train_loss": row["train_loss"]}, epoch, 0
             best_state = ({k: v.clone() for k, v in linear.state_dict().items()}, logit_scale.detach().clone())
@@ -320,7 +320,13 @@ def train_head(
         "n_train": len(train_idx), "n_val": len(val_idx), "val_texts": len(cand),
         "seconds": time.perf_counter() - started,
         "temperature": temperature(best_state[1]),
+        # the cap ended it while the validation loss still improved: more epochs would likely help
+        "stopped_improving": len(val_idx) > 0 and len(history) == config.max_epochs and best_epoch == len(history),
     }
+    if metrics["stopped_improving"]:
+        log.warning("head training stopped at its cap of %d epochs while the validation loss was still improving "
+                    "(best epoch %d): train longer (--epochs %d) for a better head", config.max_epochs, best_epoch,
+                    2 * config.max_epochs)
     log.info("head trained: %d epochs (best %d), val R@1 %.3f (untrained %.3f), %.1fs", metrics["epochs"],
              best_epoch, metrics["val_r1"], metrics["untrained_val_r1"], metrics["seconds"])
     return TrainResult(LinearHead.from_torch(linear), metrics, history)

@@ -35,6 +35,7 @@ from unibind.schema.store_state import bump_version
 log = logging.getLogger(__name__)
 
 MAX_TEMPLATE_CHARS = 500
+MAX_CENTRE_SIZE = 100_000  # K: far above any category's descriptions, and every store's integers hold it
 BATCH_CATEGORIES = 200
 
 
@@ -52,8 +53,8 @@ class CentreSpec:
         if len(self.template) > MAX_TEMPLATE_CHARS:
             raise InvalidInput(f"prompt template is {len(self.template)} characters long; at most {MAX_TEMPLATE_CHARS}")
         get_strategy(self.strategy)
-        if self.k < 1:
-            raise InvalidInput(f"K must be >= 1, got {self.k}")
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_CENTRE_SIZE:
+            raise InvalidInput(f"K (the centre size) must be an integer from 1 to {MAX_CENTRE_SIZE:,}, got {self.k!r}")
 
 
 class CorporaChanged(Conflict):

@@ -4,6 +4,8 @@ the default rule is listed first and marked ``"default": true`` in ``--json``.""
 from __future__ import annotations
 
 import argparse
+import logging
+from pathlib import Path
 from typing import Any
 
 from unibind.retrieval.cli.centres import add_centre_options, add_engine_option, add_top_m_option, centre_spec
@@ -12,7 +14,10 @@ from unibind.retrieval.cli.output import emit_json, format_table
 from unibind.retrieval.cli.parser import add_group, add_leaf, common
 from unibind.schema.errors import InvalidInput
 
+log = logging.getLogger(__name__)
+
 ALL_STRATEGIES = "knowledge,informative,top,prompt,templates,all"
+DEV_STORE = "dev-benchmark"  # the dev benchmark's own store, a folder of the data folder
 
 
 def _strategies(raw: str) -> list[str]:
@@ -124,12 +129,22 @@ def cmd_recognition(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_dev(ctx: Context, args: argparse.Namespace) -> int:
     from unibind.indexer.encoders.factory import build_encoder
     from unibind.retrieval.evaluation.dev_benchmark import run_dev_benchmark
+    from unibind.schema import Database
 
     strategies = _strategies(args.strategies)
     encoder = build_encoder(ctx.default_encoder(), ctx.device)
-    rows = run_dev_benchmark(ctx.db, ctx.device, ctx.home, encoder, strategies, classes=args.classes,
-                             holdout=args.holdout, seed=args.seed, k=args.centre_size, engine=args.engine,
-                             top_m=args.top_m, centring=args.centring)
+    # its own store beside the user's: the dev corpora never join the user's centres or answers, and a second
+    # run reuses them
+    home = Path(ctx.home) / DEV_STORE
+    home.mkdir(parents=True, exist_ok=True)
+    log.info("the dev benchmark's corpora live in their own store, %s", home)
+    db = Database(f"sqlite:///{home / 'unibind.db'}")
+    try:
+        rows = run_dev_benchmark(db, ctx.device, home, encoder, strategies, classes=args.classes,
+                                 holdout=args.holdout, seed=args.seed, k=args.centre_size, engine=args.engine,
+                                 top_m=args.top_m, centring=args.centring)
+    finally:
+        db.dispose()
     _print(_default_first([_row(r, args.top_m, args.centring, kb=v) for v, r in rows], "kb"), args.json)
     return 0
 
@@ -156,7 +171,10 @@ def add_commands(sub: Any) -> None:
     _shared(sp, compare_corpora=True)
     common(sp)
     sp = add_leaf(group, "dev", "the dev benchmark: held-out LLM descriptions of the builtin corpus as queries",
-                  cmd_dev, ["unibind eval dev --encoder minilm", "unibind eval dev --encoder minilm --classes 100 --json"])
+                  cmd_dev, ["unibind eval dev --encoder minilm", "unibind eval dev --encoder minilm --classes 100 --json"],
+                  description="The dev benchmark: held-out LLM descriptions of the builtin corpus as queries. Its "
+                              f"corpora live in their own store, $UNIBIND_HOME/{DEV_STORE}, never in yours (delete "
+                              "the folder to free the space).")
     sp.add_argument("--classes", type=int, help="the first N builtin classes (default all 998)")
     sp.add_argument("--holdout", type=int, default=10, help="held-out LLM descriptions per class (default 10)")
     sp.add_argument("--seed", type=int, default=0, help="seed of the hold-out draw (default 0)")

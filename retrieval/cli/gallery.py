@@ -65,9 +65,12 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
-    from unibind.indexer.gallery.items import remove_items
+    from unibind.indexer.gallery.items import remove_items, require_label
 
     mods = _modalities(ctx, ctx.space(), args.modality)
+    if not args.all:  # a label no item has removes nothing: say so, as search and recognize do
+        with ctx.db.session() as session:
+            require_label(session, mods[0], args.label)
     n = remove_items(ctx.db, ctx.home, ctx.device, mods[0], None if args.all else args.label)
     emit_json({"removed": n}) if args.json else print(f"removed {n} {args.modality} items")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from unibind.retrieval.cli.context import Context
@@ -29,10 +30,8 @@ def cmd_ingest(ctx: Context, args: argparse.Namespace) -> int:
     else:
         if args.classes is not None or args.variant != "all":
             raise InvalidInput("--classes and --variant apply to --builtin corpora only")
-        if not args.name:
-            raise InvalidInput("--name is required when ingesting a file")
         data = read_corpus(args.file, format=args.format, key=args.key)
-        name, source = args.name, args.source
+        name, source = args.name or Path(args.file).stem, args.source  # as an upload without a name is called
     ray = ray_config(args, batch_size=args.batch_size)
     chunk_size = args.chunk_size if args.chunk_size is not None else RAY_CHUNK_SIZE if ray is not None else DEFAULT_CHUNK_SIZE
     config = IngestConfig(
@@ -75,7 +74,8 @@ def add_commands(sub: Any) -> None:
     sp.add_argument("--classes", type=int, help="builtin only: the first N classes")
     sp.add_argument("--variant", default="all", choices=["all", "descriptions", "templates"],
                     help="builtin only: all 150 strings per class, the 70 LLM descriptions, or the 80 templates")
-    sp.add_argument("--name", help="corpus name (unique per space; required for a FILE; default for --builtin: its name)")
+    sp.add_argument("--name", help="corpus name (unique per space; default: the FILE's name without its extension, "
+                                   "or the --builtin corpus's name)")
     sp.add_argument("--source", help="where the descriptions come from (which LLM, which prompt)")
     sp.add_argument("--format", choices=["json", "jsonl", "csv"], help="override the format the extension implies")
     sp.add_argument("--key", help="JSON: the entry of a nested file to read (e.g. imagenet1k)")

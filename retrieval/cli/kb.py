@@ -154,7 +154,7 @@ def cmd_generate(ctx: Context, args: argparse.Namespace) -> int:
                            f"(cleaning: {report.cleaning.as_dict()})")
     ingested = None
     if args.ingest:  # first: a corpus that cannot be ingested leaves no --out file either
-        ingested = _ingest(ctx, args, records, llm.spec, prompts.name)
+        ingested = _ingest(ctx, args, records, llm.spec, prompts.name if llm.uses_prompts else None)
     if args.out:
         write_jsonl(records, args.out)
     out = {**report.as_dict(), "out": args.out, "ingested": ingested}
@@ -162,8 +162,10 @@ def cmd_generate(ctx: Context, args: argparse.Namespace) -> int:
         emit_json(out)
     else:
         c = report.cleaning.as_dict()
-        print(f"{report.records} descriptions for {report.categories} categories from {report.llm} "
-              f"({report.requests} requests: {report.cached} cached, {report.sent} sent) in {report.seconds:.1f}s")
+        how = (f"{report.requests} requests: {report.cached} cached, {report.sent} sent" if report.asked
+               else "random words, no LLM asked")
+        print(f"{report.records} descriptions for {report.categories} categories from {report.llm} ({how}) "
+              f"in {report.seconds:.1f}s")
         print(format_table(list(c), [list(c.values())]))
         if report.short:
             print(f"{len(report.short)} categories below {config.min_per_category} descriptions: "
@@ -191,7 +193,8 @@ def _name_is_free(ctx: Context, name: str) -> None:
                        "another --name")
 
 
-def _ingest(ctx: Context, args: argparse.Namespace, records: list[dict[str, Any]], model: str, prompts: str) -> dict[str, Any]:
+def _ingest(ctx: Context, args: argparse.Namespace, records: list[dict[str, Any]], model: str,
+            prompts: str | None) -> dict[str, Any]:
     """The generated records into the store through the ingest's own reader and writer (one publish)."""
     import json
 
@@ -200,7 +203,8 @@ def _ingest(ctx: Context, args: argparse.Namespace, records: list[dict[str, Any]
 
     data = b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in records)
     corpus = read_corpus_bytes(data, label=args.out or f"kb generate {args.name}", format="jsonl")
-    config = IngestConfig(name=args.name, encoder=ctx.default_encoder(), source=args.source or f"{model}, {prompts} prompts",
+    made = f"{model}, {prompts} prompts" if prompts else f"{model}, random words (no LLM)"
+    config = IngestConfig(name=args.name, encoder=ctx.default_encoder(), source=args.source or made,
                           replace=args.replace)
     report = ingest(ctx.db, corpus, config, home=ctx.home, device=ctx.device)
     return {"name": report.name, "n_descriptions": report.n_descriptions, "n_categories": report.n_categories}
@@ -232,8 +236,8 @@ def cmd_describe(ctx: Context, args: argparse.Namespace) -> int:
         finally:
             llm.close()
         write_jsonl(records, args.out)
-        summary = {"pairs": len(records), "images": len(images), "out": args.out, "requests": report.requests,
-                   "cached": report.cached, "sent": report.sent, "llm": report.llm}
+        asked = {"requests": report.requests, "cached": report.cached, "sent": report.sent} if report.asked else {}
+        summary = {"pairs": len(records), "images": len(images), "out": args.out, **asked, "llm": report.llm}
     if args.json:
         emit_json(summary)
     else:

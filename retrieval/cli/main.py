@@ -57,10 +57,14 @@ def build_parser() -> CliParser:
     return p
 
 
+LOG_PROGRESS_SECONDS = 30
+
+
 def _setup_logging(verbose: int) -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("alembic", "sentence_transformers", "transformers", "httpx", "huggingface_hub"):
+    # libraries' own chatter (FAISS says which CPU build it loads) is not what -v asks for
+    for noisy in ("alembic", "sentence_transformers", "transformers", "httpx", "huggingface_hub", "faiss"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
@@ -105,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
     _warn_deprecated(args)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not sys.stderr.isatty():  # a log file, a pipe: a progress bar line every 30 s, not a redraw per step
+        os.environ.setdefault("TQDM_MININTERVAL", str(LOG_PROGRESS_SECONDS))
     from sqlalchemy.exc import SQLAlchemyError
 
     from unibind.retrieval.cli.context import Context

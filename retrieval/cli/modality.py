@@ -8,16 +8,21 @@ from typing import Any
 from unibind.retrieval.cli.context import Context
 from unibind.retrieval.cli.output import emit_json, format_table
 from unibind.retrieval.cli.parser import add_group, add_leaf, common
-from unibind.schema.errors import InvalidInput
+from unibind.schema.errors import Conflict, InvalidInput
 
 
 def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
-    from unibind.indexer.modalities.registry import register_modality
+    from unibind.indexer.modalities.registry import get_modality, register_modality
 
     if args.name in ("text", "image"):
         raise InvalidInput(f"modality {args.name!r} is built in: it needs no registration")
     space = ctx.space()
     with ctx.db.transaction() as session:
+        taken = get_modality(session, space, args.name)
+        if taken is not None and taken.input_dim != args.dim:  # the name is taken: a conflict with the store, exit 3
+            raise Conflict(f"modality {args.name!r} of space {space.encoder} is registered with input dimension "
+                           f"{taken.input_dim}, not {args.dim}: the name is taken (register {args.dim}-d features "
+                           f"under another name)")
         m = register_modality(session, space, args.name, dim=args.dim, encoder=args.source)
         row = {"name": m.name, "kind": m.kind.value, "input_dim": m.input_dim, "source": m.encoder}
     emit_json(row) if args.json else print(f"modality {row['name']!r}: {row['input_dim']}-d features into {space.encoder}")

@@ -102,6 +102,9 @@ def add_leaf(sub: argparse._SubParsersAction, name: str, help: str | None, func:
     sp: CliParser = sub.add_parser(name, **listed, description=description or help,
                                    epilog=examples_epilog(examples))
     sp.set_defaults(func=func, command_prog=sp.prog)
+    # -v after the command too (`unibind corpus list -v`); SUPPRESS keeps a -v given before it when none follows
+    sp.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                    help="more logging (-vv for debug); also accepted before the command")
     return sp
 
 

@@ -20,6 +20,9 @@ log = logging.getLogger("unibind.cli")
 DEFAULT_CONFUSIONS = 20
 
 
+PLURAL = {"kb": "knowledge bases", "corpus": "corpora"}  # what an eval's rows are grouped by
+
+
 def _written(args: argparse.Namespace, what: str, data: bytes) -> int:
     from unibind.retrieval.plots.files import write_png
 
@@ -43,7 +46,7 @@ def cmd_accuracy(ctx: Context, args: argparse.Namespace) -> int:
     data = accuracy_png([asdict(r) for r in rows])
     kbs = {r.kb for r in rows} - {None}
     return _written(args, f"top-1 / top-5 of {len({r.strategy for r in rows})} strategies"
-                          f"{f' on {len(kbs)} knowledge bases' if kbs else ''} with 95 % intervals", data)
+                          f"{f' on {len(kbs)} {PLURAL[rows[0].group]}' if kbs else ''} with 95 % intervals", data)
 
 
 def cmd_confusions(ctx: Context, args: argparse.Namespace) -> int:
@@ -117,7 +120,8 @@ def add_commands(sub: Any) -> None:
     _out(sp, "confusions.png")
     add_top_option(sp, DEFAULT_CONFUSIONS, "pairs to show (the eval keeps the 50 largest)")
     sp.add_argument("--strategy", help="whose row (default: the default rule's, else the first)")
-    sp.add_argument("--kb", help="dev benchmark JSON: the knowledge-base variant (default: the first)")
+    sp.add_argument("--kb", help="dev benchmark JSON: the knowledge-base variant; eval recognition JSON of several "
+                                 "--corpus: the corpus (default: the first)")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp = add_leaf(group, "centre", "a category's centre, its other descriptions, its base prompt and the nearest "
                                    "centres, in 2-D", cmd_centre, [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from unibind.retrieval.cli.context import Context
@@ -15,7 +16,8 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
     from unibind.retrieval.service.runner import run_service
 
     config = ServiceConfig.from_settings(settings=ctx.settings)
-    return run_service(config, db=ctx.db, verbose=bool(args.verbose))
+    return run_service(config, db=ctx.db, verbose=bool(args.verbose),
+                       announce=lambda line: print(f"unibind: {line}", file=sys.stderr, flush=True))
 
 
 def add_commands(sub: Any) -> None:

@@ -19,7 +19,8 @@ WHAT = "the output of `unibind eval recognition|dev --json`"
 
 @dataclass(frozen=True)
 class EvalResult:
-    """One row of an eval: one strategy (on one knowledge-base variant, ``kb``, for the dev benchmark)."""
+    """One row of an eval: one strategy (on one knowledge-base variant, ``kb``, for the dev benchmark, or on one
+    corpus (set) for ``eval recognition --corpus A --corpus B``)."""
 
     strategy: str
     default: bool
@@ -31,10 +32,11 @@ class EvalResult:
     top5_ci: tuple[float, float]
     kb: str | None = None
     confusions: tuple[tuple[str, str, int], ...] | None = None  # None: the JSON predates the field
+    group: str = "kb"  # what ``kb`` names: the dev benchmark's "kb", or eval recognition --corpus's "corpus"
 
     @property
     def name(self) -> str:
-        return f"{self.strategy} on kb {self.kb}" if self.kb is not None else self.strategy
+        return f"{self.strategy} on {self.group} {self.kb}" if self.kb is not None else self.strategy
 
 
 def _text(source: str | Path) -> tuple[str, str]:
@@ -127,22 +129,23 @@ def parse_results(data: Any, label: str) -> list[EvalResult]:
             raise InvalidInput(f"{where}: field 'strategy' must be a non-empty string")
         if not isinstance(row["default"], bool):
             raise InvalidInput(f"{where}: field 'default' must be true or false")
-        kb = row.get("kb")
+        group = "kb" if "kb" in row or "corpus" not in row else "corpus"  # rows of several corpora side by side
+        kb = row.get(group)
         if kb is not None and (not isinstance(kb, str) or not kb):
-            raise InvalidInput(f"{where}: field 'kb' must be a non-empty string")
+            raise InvalidInput(f"{where}: field {group!r} must be a non-empty string")
         rows.append(EvalResult(
             strategy=row["strategy"], default=row["default"], queries=_count(where, row, "queries", 1),
             categories=_count(where, row, "categories", 1), top1=_fraction(where, row, "top1"),
             top1_ci=_interval(where, row, "top1_ci"), top5=_fraction(where, row, "top5"),
             top5_ci=_interval(where, row, "top5_ci"), kb=kb,
-            confusions=_confusions(where, row["confusions"]) if "confusions" in row else None))
-    if len({r.kb is None for r in rows}) > 1:
-        raise InvalidInput(f"{label}: field 'kb' is on some rows and not on others")
+            confusions=_confusions(where, row["confusions"]) if "confusions" in row else None, group=group))
+    if len({(r.kb is None, r.group) for r in rows}) > 1:
+        raise InvalidInput(f"{label}: field {rows[0].group!r} is on some rows and not on others")
     seen = set()
     for i, r in enumerate(rows):
         if (r.kb, r.strategy) in seen:
             raise InvalidInput(f"{label}: row {i}: strategy {r.strategy!r} appears twice"
-                               f"{f' for kb {r.kb!r}' if r.kb is not None else ''}")
+                               f"{f' for {r.group} {r.kb!r}' if r.kb is not None else ''}")
         seen.add((r.kb, r.strategy))
     return rows
 
@@ -161,11 +164,13 @@ def pick_row(rows: list[EvalResult], label: str, *, strategy: str | None = None,
     """The row of ``strategy`` (default: the default rule's row, else the first) on knowledge base ``kb`` (dev
     benchmark JSON; default: the first kb). Unknown names are NotFound, listing the names there are."""
     kbs = list(dict.fromkeys(r.kb for r in rows))
+    group = rows[0].group
     if kb is not None:
         if kbs == [None]:
-            raise InvalidInput(f"{label}: --kb goes with the JSON of `unibind eval dev`; these rows have no field 'kb'")
+            raise InvalidInput(f"{label}: --kb goes with the JSON of `unibind eval dev` or `eval recognition` with "
+                               f"several --corpus; these rows have no field 'kb' or 'corpus'")
         if kb not in kbs:
-            raise NotFound(f"{label}: no rows for kb {kb!r} (kb: {', '.join(map(str, kbs))})")
+            raise NotFound(f"{label}: no rows for {group} {kb!r} ({group}: {', '.join(map(str, kbs))})")
     chosen = [r for r in rows if r.kb == (kb if kb is not None else kbs[0])]
     if strategy is None:
         return next((r for r in chosen if r.default), chosen[0])
@@ -177,5 +182,5 @@ def pick_row(rows: list[EvalResult], label: str, *, strategy: str | None = None,
     names = [r.strategy for r in chosen]
     close = difflib.get_close_matches(strategy, names, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise NotFound(f"{label}: no row for strategy {strategy!r}{f' on kb {chosen[0].kb!r}' if chosen[0].kb else ''}"
+    raise NotFound(f"{label}: no row for strategy {strategy!r}{f' on {group} {chosen[0].kb!r}' if chosen[0].kb else ''}"
                    f" (strategies: {', '.join(names)}){hint}")

@@ -7,6 +7,7 @@ always draws through the Agg backend's canvas, explicitly (no display, no pyplot
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,6 +15,8 @@ import numpy as np
 
 DPI = 100
 LABEL_CHARS = 40  # longer category names are shortened in labels
+TITLE_CHARS = 90  # a 9-inch title wraps past this many characters
+LABEL_GAP, LABEL_WIDTH = 0.04, 0.15  # centre labels closer than these fractions of the plot are moved
 MEMBER_COLOUR, OTHER_COLOUR, PROMPT_COLOUR = "tab:blue", "#b8bec9", "gold"
 NEIGHBOUR_COLOURS = ("tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
                      "tab:cyan", "#8c6d31", "#393b79", "#637939", "#7b4173")
@@ -21,6 +24,11 @@ NEIGHBOUR_COLOURS = ("tab:orange", "tab:green", "tab:red", "tab:purple", "tab:br
 
 def _short(text: str, limit: int = LABEL_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _wrapped(title: str, width: int = TITLE_CHARS) -> str:
+    """``title`` with each of its lines wrapped at ``width`` characters."""
+    return "\n".join(part for line in title.split("\n") for part in (textwrap.wrap(line, width) or [""]))
 
 
 def _figure(width: float, height: float) -> Any:
@@ -73,14 +81,19 @@ def accuracy_png(rows: Sequence[Mapping[str, Any]]) -> bytes:
                             capsize=4, linewidth=1)
                 ax.annotate(f"{value:.1f}", (x, 100 * hi), textcoords="offset points", xytext=(0, 3), ha="center",
                             fontsize=8)
+        crowded = len(strategies) > 4  # long names side by side run together: slant them
         ax.set_xticks(range(len(strategies)),
-                      [f"{s}\n(default)" if s in defaults else s for s in strategies], fontsize=9)
+                      [f"{s}\n(default)" if s in defaults else s for s in strategies], fontsize=9,
+                      rotation=30 if crowded else 0, ha="right" if crowded else "center",
+                      rotation_mode="anchor" if crowded else "default")
         ax.set_ylim(0, 108)
         ax.set_title(f"{name} accuracy (%)")
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
     axes[0].set_ylabel("accuracy (%)")
-    handles = [Patch(facecolor=f"C{g}", alpha=0.85, label=f"kb: {kb}") for g, kb in enumerate(kbs) if kb is not None]
+    group = next((r.get("group", "kb") for r in rows), "kb")  # kb (eval dev) or corpus (eval --corpus A --corpus B)
+    handles = [Patch(facecolor=f"C{g}", alpha=0.85, label=f"{group}: {kb}") for g, kb in enumerate(kbs)
+               if kb is not None]
     handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="the default rule"))
     figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
     figure.suptitle(f"Recognition accuracy per strategy: {_one_or_range([r['queries'] for r in rows])} queries, "
@@ -103,15 +116,37 @@ def confusions_png(pairs: Sequence[tuple[str, str, int]], title: str) -> bytes:
             ax.annotate(str(n), (n, i), textcoords="offset points", xytext=(3, 0), va="center", fontsize=8)
         ax.set_xlim(0, max(counts) * 1.12)
         ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.set_xlabel("queries of the true category (left) answered with the other (right) as top-1")
+        ax.set_xlabel("queries of the true category (left)\nanswered with the other (right) as top-1")
         ax.grid(axis="x", alpha=0.3)
         ax.set_axisbelow(True)
     else:
         ax.text(0.5, 0.5, "no confusions: every top-1 answer is right", ha="center", va="center",
                 transform=ax.transAxes)
         ax.set_axis_off()
-    ax.set_title(title, fontsize=11)
+    figure.suptitle(_wrapped(title), fontsize=11)  # over the whole figure: long y labels shift the axes right
     return _png(figure)
+
+
+def spread_labels(spots: np.ndarray, points: np.ndarray, *, gap: float = LABEL_GAP) -> np.ndarray:
+    """``spots`` [n, 2] (label anchors, in data units) moved up, in order, until no two are closer than ``gap`` of
+    the plot's height vertically while within a label's width (``LABEL_WIDTH`` of the plot's width) horizontally:
+    the first stays where it is."""
+    span = np.ptp(points, axis=0)  # [2]
+    span = np.where(span > 0, span, 1.0)
+    out = np.array(spots, dtype=np.float64)
+    for i in range(1, len(out)):
+        moved = True
+        while moved:
+            moved = False
+            for j in range(i):
+                dx, dy = np.abs(out[i] - out[j]) / span
+                above = out[j, 1] + gap * span[1]
+                # moved only upward, strictly: a label already a gap away (give or take a rounding) stays, so the
+                # loop ends
+                if dx < LABEL_WIDTH and dy < gap and above > out[i, 1] * (1 + 1e-12) + 1e-12 * span[1]:
+                    out[i, 1] = above
+                    moved = True
+    return out
 
 
 def centre_png(coords: np.ndarray, *, category: str, prompt: str, members: int, others: int,
@@ -126,12 +161,15 @@ def centre_png(coords: np.ndarray, *, category: str, prompt: str, members: int, 
     figure = _figure(11.0, 7.0)
     ax = figure.subplots()
     at = members + others + 1
-    for (name, cosine, n), colour in zip(neighbours, NEIGHBOUR_COLOURS):
+    # the labels of the centres, nudged apart where centres lie close (else their names print over each other)
+    groups = [(0, members)] + [(members + others + 1 + sum(n for _, _, n in neighbours[:i]), n)
+                               for i, (_, _, n) in enumerate(neighbours)]
+    labels = spread_labels(np.array([coords[a:a + n].mean(axis=0) for a, n in groups]), coords)
+    for (name, cosine, n), colour, spot in zip(neighbours, NEIGHBOUR_COLOURS, labels[1:]):
         points = coords[at:at + n]
         ax.scatter(points[:, 0], points[:, 1], s=22, color=colour, alpha=0.6, linewidths=0,
                    label=f"{_short(name)} centre (cos {cosine:.2f})")
-        centre = points.mean(axis=0)
-        ax.annotate(_short(name, 28), centre, fontsize=8, color=colour, ha="center", va="bottom", weight="bold")
+        ax.annotate(_short(name, 28), spot, fontsize=8, color=colour, ha="center", va="bottom", weight="bold")
         at += n
     if others:
         rest = coords[members:members + others]
@@ -140,7 +178,7 @@ def centre_png(coords: np.ndarray, *, category: str, prompt: str, members: int, 
     own = coords[:members]
     ax.scatter(own[:, 0], own[:, 1], s=42, color=MEMBER_COLOUR, edgecolors="black", linewidths=0.5,
                label=f"centre of {_short(category)} ({members} members)")
-    ax.annotate(_short(category, 28), own.mean(axis=0), fontsize=9, color=MEMBER_COLOUR, ha="center", va="top",
+    ax.annotate(_short(category, 28), labels[0], fontsize=9, color=MEMBER_COLOUR, ha="center", va="top",
                 weight="bold", textcoords="offset points", xytext=(0, -6))
     p = coords[members + others]
     ax.scatter([p[0]], [p[1]], s=260, marker="*", color=PROMPT_COLOUR, edgecolors="black", linewidths=0.8,
@@ -150,5 +188,5 @@ def centre_png(coords: np.ndarray, *, category: str, prompt: str, members: int, 
     ax.grid(alpha=0.25)
     ax.set_axisbelow(True)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    ax.set_title(title, fontsize=11)
+    ax.set_title(_wrapped(title), fontsize=11)  # a long title wraps, not cut off
     return _png(figure)

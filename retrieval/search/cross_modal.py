@@ -23,14 +23,15 @@ from sqlalchemy.orm import Session
 
 from unibind.indexer.store.contents import description_index
 from unibind.indexer.runtime.device import Device
-from unibind.indexer.gallery.items import canonical, gallery_index
+from unibind.indexer.gallery.items import (MAX_SUGGESTED_FROM, canonical, gallery_index, require_label,
+                                           unknown_label)
 from unibind.indexer.modalities.registry import find_modality
 from unibind.indexer.index.backend import Filter
 from unibind.indexer.index.exact import exact_knn
 from unibind.indexer.index.fanout import SegmentSet
 from unibind.indexer.index.readers import VersionGone
 from unibind.indexer.runtime.vectors import from_bytes, normalize
-from unibind.schema import Category, Corpus, Database, Description, Item, ItemField, Space
+from unibind.schema import Category, Corpus, Database, Description, Item, ItemField, Modality, Space
 from unibind.schema.database import id_in
 from unibind.schema.errors import Conflict, InvalidInput
 from unibind.schema.store_state import catalog_state
@@ -157,6 +158,17 @@ class CrossModalSearch:
                 stmt = stmt.where(Item.id.in_(field))
         return np.fromiter(session.scalars(stmt), dtype=np.int64)
 
+    def _require_label(self, session: Session, label: str, version: int) -> None:
+        """NotFound, with the closest labels, when nothing this search's version sees has ``label``."""
+        if self.target != DESCRIPTIONS:
+            require_label(session, session.get(Modality, self.modality_id), label, version)  # type: ignore[arg-type]
+            return
+        named = (select(Category.name).join(Description, Description.category_id == Category.id)
+                 .join(Corpus, Description.corpus_id == Corpus.id)
+                 .where(Corpus.space_id == self.space.id, corpus_visible(version)))
+        if session.scalar(named.where(Category.name == label).limit(1)) is None:
+            raise unknown_label(label, session.scalars(named.distinct().limit(MAX_SUGGESTED_FROM)), "the descriptions")
+
     def _pushdown(self, session: Session, f: SearchFilter, view: SegmentSet | None = None,
                   k: int = 1) -> tuple[Filter, int] | None:
         """A filter on the Milvus collections' scalar columns equal to ``f`` and how many rows pass it (counted in
@@ -254,6 +266,8 @@ class CrossModalSearch:
                 allowed = self._allowed(session, flt, view) if pushed is None else None
                 n_match = int(allowed.size) if allowed is not None else pushed[1]  # type: ignore[index]
                 if not n_match:
+                    if flt.label is not None:  # a label that nothing has is a mistake, not an empty answer
+                        self._require_label(session, flt.label, view.version)
                     return empty
                 want = min(k, n_match)
                 if pushed is not None:  # on the collection's own columns, in Milvus

@@ -37,7 +37,7 @@ from unibind.indexer.runtime.device import Device, select_device
 from unibind.indexer.encoders.spec import parse_encoder_spec
 from unibind.indexer.encoders.base import Encoder
 from unibind.indexer.encoders.factory import adopt_encoder, build_encoder
-from unibind.indexer.modalities.projection import Projection, load_projection
+from unibind.indexer.modalities.projection import Projection, load_projection, no_image_queries
 from unibind.retrieval.search.cross_modal import CrossModalSearch
 from unibind.retrieval.recognition.recognizer import Recognizer
 from unibind.retrieval.service.config import ServiceConfig
@@ -127,8 +127,7 @@ class Snapshot:
         space = self.space()
         with self._state.db.session() as session:
             if not takes_images(session, space):
-                raise Conflict(f"space {space.encoder} has no image tower and no active image head: it takes no "
-                               "image queries (train a head: unibind head train --modality image --pairs PAIRS.jsonl)")
+                raise Conflict(no_image_queries(space.encoder))
 
     def build_like(self, previous: Snapshot) -> None:
         """Build now the parts ``previous`` had loaded, so queries never wait for them (a part the new catalog

@@ -14,7 +14,8 @@ import re
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from unibind.retrieval.centres.builder import DEFAULT_K, MAX_TEMPLATE_CHARS, CentreSpec, centre_members
+from unibind.retrieval.centres.builder import (DEFAULT_K, MAX_CENTRE_SIZE, MAX_TEMPLATE_CHARS, CentreSpec,
+                                                 centre_members)
 from unibind.retrieval.centres.prompts import BASE_PROMPT
 from unibind.retrieval.centres.strategies import DEFAULT_STRATEGY, STRATEGIES
 from unibind.retrieval.plots.neighbours import DEFAULT_NEIGHBOURS, MAX_NEIGHBOURS
@@ -23,13 +24,13 @@ from unibind.retrieval.service.dependencies import State
 from unibind.retrieval.service.errors import responses
 from unibind.schema.errors import InvalidInput
 
-TEMPLATE = r"^[^{}]*\{\}[^{}]*$"  # one {} for the category name, no other braces
+TEMPLATE = r"^[^{}\x00]*\{\}[^{}\x00]*$"  # one {} for the category name, no other braces, no NUL (no store keeps it)
 
 
 def _check_template(template: str) -> str:
     if not re.search(TEMPLATE, template):
         raise InvalidInput(f"prompt template {template!r} must contain exactly one '{{}}' for the category name "
-                           f"and no other braces")
+                           f"and no other braces or NUL characters")
     return template
 
 
@@ -49,9 +50,9 @@ def router() -> APIRouter:
     async def centre(name: str, st: State,
                      strategy: str = Query(DEFAULT_STRATEGY, description="how the centre was built",
                                            json_schema_extra={"enum": list(STRATEGIES)}),
-                     centre_size: int | None = Query(None, ge=1, description=f"K: the centre's size (default "
-                                                                             f"{DEFAULT_K})"),
-                     k: int | None = Query(None, ge=1, deprecated=True,
+                     centre_size: int | None = Query(None, ge=1, le=MAX_CENTRE_SIZE,
+                                                     description=f"K: the centre's size (default {DEFAULT_K})"),
+                     k: int | None = Query(None, ge=1, le=MAX_CENTRE_SIZE, deprecated=True,
                                            description="the old name of centre_size (deprecated: elsewhere k is the "
                                                        "number of answers)"),
                      template: str = Query(BASE_PROMPT, description="the base-prompt template ({}: the category)",
@@ -77,8 +78,8 @@ def router() -> APIRouter:
     async def centre_plot(name: str, st: State,
                           strategy: str = Query(DEFAULT_STRATEGY, description="how the centre was built",
                                                 json_schema_extra={"enum": list(STRATEGIES)}),
-                          centre_size: int = Query(DEFAULT_K, ge=1, description=f"K: the centre's size (default "
-                                                                               f"{DEFAULT_K})"),
+                          centre_size: int = Query(DEFAULT_K, ge=1, le=MAX_CENTRE_SIZE,
+                                                   description=f"K: the centre's size (default {DEFAULT_K})"),
                           neighbours: int = Query(DEFAULT_NEIGHBOURS, ge=0, le=MAX_NEIGHBOURS,
                                                   description="the nearest other centres to draw (nearest: cosine "
                                                               "of the centre means)")) -> Response:

@@ -1,4 +1,5 @@
-"""The corpora of the served space: ``GET /v1/corpora`` lists them, ``DELETE /v1/corpora/{name}`` removes a
+"""The corpora of the served space: ``GET /v1/corpora`` lists them, ``GET /v1/corpora/{name}`` shows one,
+``DELETE /v1/corpora/{name}`` removes a
 complete one, and ``POST /v1/corpora`` uploads a corpus file: it is checked at once (a bad file is a 400 naming
 its line or field, and nothing is written), then ingested by a background job (``GET /v1/jobs/{id}``); past the
 uploads a process holds queued or running, an upload is a 429 and nothing is written."""
@@ -10,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
@@ -22,7 +23,9 @@ from unibind.retrieval.service.config import ServiceConfig
 from unibind.retrieval.service.dependencies import State, served_state
 from unibind.retrieval.service.errors import UnsupportedMediaType, responses
 from unibind.retrieval.service.jobs import JobManager
+from unibind.retrieval.service.routes.jobs import CORPUS_OPERATION, JOB_OPERATION
 from unibind.retrieval.service.queries import MULTIPART, form_schema
+from unibind.retrieval.service.state import ServiceState
 from unibind.retrieval.service.upload import form_options, read_form_upload
 from unibind.schema import Corpus, CorpusStatus
 from unibind.schema.errors import Conflict, InvalidInput, NotFound
@@ -32,6 +35,14 @@ log = logging.getLogger(__name__)
 FILE_FIELD = "file"
 CORPUS_NAME = r"^[^~\x00-\x1f\s][^\x00-\x1f]*$"  # what IngestConfig accepts: printable, not starting with '~'
 OPTIONAL_TEXT = ("source", "key", "encoder")  # free text: an empty field is one left out
+# what an upload leads to (OpenAPI links): its job, whose ``corpus`` is the corpus once the ingest has started
+ACCEPTED: dict[str, Any] = {
+    "description": "the upload is checked and queued: its ingest job is in the body and in Location",
+    "headers": {"Location": {"description": "the job's URL (GET it for its state and progress)",
+                             "schema": {"type": "string"}}},
+    "links": {"job": {"operationId": JOB_OPERATION, "parameters": {"job_id": "$response.body#/job"},
+                      "description": "the ingest job of this upload"}},
+}
 
 
 def _corpus_name(value: str | None) -> str | None:
@@ -82,21 +93,30 @@ def router(config: ServiceConfig, jobs: JobManager) -> APIRouter:
     """The corpus routes; uploads are ingested by ``jobs``."""
     api = APIRouter(tags=["knowledge base"])
 
-    @api.get("/v1/corpora", response_model=list[p.CorpusInfo], responses=responses())
-    async def corpora(st: State) -> list[p.CorpusInfo]:
+    def listed(st: ServiceState) -> list[p.CorpusInfo]:
         from unibind.indexer.store.contents import corpus_state, list_corpora
 
-        def work() -> list[p.CorpusInfo]:
-            with st.db.session() as session:  # the served space's corpora; an ingest shows under its coming name
-                space = st.served_space(session)
-                return [p.CorpusInfo(name=c.target_name or c.name, space=c.space.encoder, status=corpus_state(c),
-                                     descriptions=c.n_descriptions, categories=c.n_categories,
-                                     duplicates=c.n_duplicates,
-                                     source=c.source, origin=c.origin, created_at=c.created_at,
-                                     completed_at=c.completed_at)
-                        for c in list_corpora(session) if space is not None and c.space_id == space.id]
+        with st.db.session() as session:  # the served space's corpora; an ingest shows under its coming name
+            space = st.served_space(session)
+            return [p.CorpusInfo(name=c.target_name or c.name, space=c.space.encoder, status=corpus_state(c),
+                                 descriptions=c.n_descriptions, categories=c.n_categories, duplicates=c.n_duplicates,
+                                 source=c.source, origin=c.origin, created_at=c.created_at,
+                                 completed_at=c.completed_at)
+                    for c in list_corpora(session) if space is not None and c.space_id == space.id]
 
-        return await run_in_threadpool(work)
+    @api.get("/v1/corpora", response_model=list[p.CorpusInfo], responses=responses())
+    async def corpora(st: State) -> list[p.CorpusInfo]:
+        return await run_in_threadpool(listed, st)
+
+    @api.get("/v1/corpora/{name}", operation_id=CORPUS_OPERATION, response_model=p.CorpusInfo,
+             responses=responses(404, 422))
+    async def corpus(name: str, st: State) -> p.CorpusInfo:
+        """One corpus of the served space: complete, or still being ingested (``status``) under the name an
+        upload's job names (``corpus``); 404 until its ingest has started, and after it is deleted."""
+        found = [c for c in await run_in_threadpool(listed, st) if c.name == name]
+        if not found:
+            raise NotFound(f"no corpus named {name!r}")
+        return next((c for c in found if c.status == CorpusStatus.COMPLETE.value), found[0])
 
     @api.delete("/v1/corpora/{name}", response_model=p.Deleted, responses=responses(404, 409, 422))
     async def delete(name: str, st: State) -> p.Deleted:
@@ -128,9 +148,10 @@ def router(config: ServiceConfig, jobs: JobManager) -> APIRouter:
         return await run_in_threadpool(work)
 
     @api.post("/v1/corpora", status_code=202, response_model=p.JobAccepted, openapi_extra=upload_schema(),
-              responses=responses(400, 409, 413, 415, 422, 429))
-    async def upload_corpus(request: Request) -> p.JobAccepted:
-        """429 with Retry-After (and nothing written) while this server holds its limit of uploads queued or
+              responses={202: ACCEPTED, **responses(400, 409, 413, 415, 422, 429)})
+    async def upload_corpus(request: Request, response: Response) -> p.JobAccepted:
+        """Accepted: the ingest runs as a job, named in the body and in ``Location``; the job names the corpus.
+        429 with Retry-After (and nothing written) while this server holds its limit of uploads queued or
         running (``--max-queued-uploads``)."""
         content_type = request.headers.get("content-type", "")
         if not content_type.startswith(MULTIPART):
@@ -156,6 +177,7 @@ def router(config: ServiceConfig, jobs: JobManager) -> APIRouter:
 
         corpus, ingest_config = await run_in_threadpool(check)
         job_id = await run_in_threadpool(jobs.submit, st, corpus, ingest_config)
+        response.headers["Location"] = f"/v1/jobs/{job_id}"
         return p.JobAccepted(job=job_id, status_url=f"/v1/jobs/{job_id}")
 
     return api
