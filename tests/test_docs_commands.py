@@ -2,7 +2,7 @@
 
 Each page's ```bash blocks are read as a user reads them and typed in order, as one session, in a folder that holds
 the small files the commands name, against a scratch store (MiniLM, offline). A command that needs what a test
-machine lacks (a running server, a hub model, an LLM, Ray, a GPU) is checked against the command-line parser
+machine lacks (a running server, a hub model, an LLM) is checked against the command-line parser
 instead, and ``PARSE_ONLY`` says why, one rule per reason; a rule that no command needs any more fails too.
 
 docs/configuration.md's table of settings is checked against ``unibind.schema.settings``: every variable and flag
@@ -35,8 +35,6 @@ PARSE_ONLY: tuple[tuple[str, str], ...] = (
      "needs an image model (open_clip or CLIP weights from the hub)"),
     (r"--llm (openai|hf):", "needs an LLM server or a local LLM"),
     (r"\bgen\.jsonl\b|--corpus gen\b", "reads the corpus the LLM command before it writes"),
-    (r"--ray\b", "needs the Ray extra and a Ray cluster (tests/test_ray_encoding.py)"),
-    (r"milvus", "needs the Milvus extra or a Milvus server (tests/test_milvus_store.py)"),
 )
 # programs other than unibind that the pages show; none of them is run here
 OTHER_PROGRAMS = {
