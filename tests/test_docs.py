@@ -57,6 +57,27 @@ def test_relative_links_resolve_inside_the_repository(doc: Path) -> None:
     assert not bad, "\n".join(bad)
 
 
+def heading_anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives a Markdown page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    headings = re.findall(r"^#+\s+(.+?)\s*$", page.read_text(), flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_anchors_of_links_name_a_heading(doc: Path) -> None:
+    """A link to a section (``page.md#a-heading``, or ``#a-heading`` on the same page) names a heading that exists."""
+    bad = []
+    for n, line in enumerate(doc.read_text().splitlines(), 1):
+        for target in LINK.findall(line):
+            if re.match(r"[a-z]+:", target) or "#" not in target:
+                continue
+            path, anchor = target.split("#", 1)
+            page = (doc.parent / path).resolve() if path else doc
+            if page.suffix == ".md" and page.is_file() and anchor not in heading_anchors(page):
+                bad.append(f"{doc.name}:{n}: {target}: no heading of {page.name} has that anchor")
+    assert not bad, "\n".join(bad)
+
+
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_source_paths_in_the_docs_exist(doc: Path) -> None:
     bad = []
