@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SOURCE_FOLDERS = ("schema", "indexer", "retrieval", "migrations")
-PATH_ROOTS = (*SOURCE_FOLDERS, "bench", "tests", "docs")
+PATH_ROOTS = (*SOURCE_FOLDERS, "bench", "tests", "docs", "examples")
 # a repository path as prose writes it: a known top folder, then folders, then perhaps a file name
 PATH = re.compile(rf"(?<![\w./$<-])((?:{'|'.join(PATH_ROOTS)})/(?:[\w-]+/)*(?:[\w-]+(?:\.\w+)?)?)(?![\w/<*-])")
 LINK = re.compile(r"\]\(([^)\s]+)\)")

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,8 +137,10 @@ def _clip(proto: np.ndarray, rng: np.random.Generator) -> list[float]:
 
 
 def write_workspace(folder: Path) -> Path:
-    """descriptions.json, prompts.json, queries.jsonl and the audio features, pairs and captions the pages use."""
+    """The repository's examples/ (the README's walk reads them), and descriptions.json, prompts.json, queries.jsonl
+    and the audio features, pairs and captions that docs/cli.md names."""
     folder.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(ROOT / "examples", folder / "examples")
     write_json(folder / "descriptions.json", CATEGORIES)
     (folder / "prompts.json").write_text(json.dumps({"imagenet1k": CATEGORIES, "other": {"owl": ["An owl."]}}))
     queries = [("A fish with olive-green scales and red eyes lives in weedy lakes.", "tench"),
