@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SOURCE_FOLDERS = ("schema", "indexer", "retrieval", "migrations")
-PATH_ROOTS = (*SOURCE_FOLDERS, "bench", "tests", "docs")
+PATH_ROOTS = (*SOURCE_FOLDERS, "bench", "tests", "docs", "examples")
 # a repository path as prose writes it: a known top folder, then folders, then perhaps a file name
 PATH = re.compile(rf"(?<![\w./$<-])((?:{'|'.join(PATH_ROOTS)})/(?:[\w-]+/)*(?:[\w-]+(?:\.\w+)?)?)(?![\w/<*-])")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
@@ -27,9 +27,17 @@ def python_files() -> list[Path]:
     return [p for p in found if "__pycache__" not in p.parts]
 
 
+DOC_PAGES = ("docs/cli.md", "docs/service.md", "docs/configuration.md", "docs/scaling.md", "docs/recognition.md",
+             "docs/method.md", "docs/architecture.md", "docs/store.md", "docs/knowledge.md", "docs/evaluation.md",
+             "docs/plots.md", "docs/development.md")
+
+
 def test_the_documentation_pages_exist_and_the_readme_links_them() -> None:
+    """The README is a tour: the reference lives in docs/, and the README links every page of it."""
     readme = (ROOT / "README.md").read_text()
-    for page in ("docs/method.md", "docs/architecture.md", "docs/store.md"):
+    assert len(readme.splitlines()) <= 250, "README.md is a tour of at most 250 lines: move reference to docs/"
+    assert {p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md")} == set(DOC_PAGES)
+    for page in DOC_PAGES:
         assert (ROOT / page).is_file(), f"{page} is missing"
         assert f"]({page})" in readme, f"README.md does not link {page}"
 
@@ -46,6 +54,27 @@ def test_relative_links_resolve_inside_the_repository(doc: Path) -> None:
                 bad.append(f"{doc.name}:{n}: {target} points outside the repository")
             elif not path.exists():
                 bad.append(f"{doc.name}:{n}: {target} does not exist")
+    assert not bad, "\n".join(bad)
+
+
+def heading_anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives a Markdown page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    headings = re.findall(r"^#+\s+(.+?)\s*$", page.read_text(), flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_anchors_of_links_name_a_heading(doc: Path) -> None:
+    """A link to a section (``page.md#a-heading``, or ``#a-heading`` on the same page) names a heading that exists."""
+    bad = []
+    for n, line in enumerate(doc.read_text().splitlines(), 1):
+        for target in LINK.findall(line):
+            if re.match(r"[a-z]+:", target) or "#" not in target:
+                continue
+            path, anchor = target.split("#", 1)
+            page = (doc.parent / path).resolve() if path else doc
+            if page.suffix == ".md" and page.is_file() and anchor not in heading_anchors(page):
+                bad.append(f"{doc.name}:{n}: {target}: no heading of {page.name} has that anchor")
     assert not bad, "\n".join(bad)
 
 
@@ -185,7 +214,7 @@ COMMAND_LINES = command_lines()
 
 def test_the_readme_and_the_makefile_show_command_lines() -> None:
     where = {w.split(":")[0] for w, _ in COMMAND_LINES}
-    assert {"README.md", "Makefile"} <= where and len(COMMAND_LINES) >= 40
+    assert {"README.md", "docs/cli.md", "Makefile"} <= where and len(COMMAND_LINES) >= 40
 
 
 @pytest.mark.parametrize("where,argv", COMMAND_LINES, ids=[w for w, _ in COMMAND_LINES])
@@ -206,15 +235,15 @@ DEPRECATED_SPELLINGS = {
     "search-descriptions": re.compile(r"search-descriptions"),
     "centres … -k": re.compile(r"\bcentres\b[^\n`#]*?[\s\"']-k\b"),
 }
-# the shims themselves (and the README sentence that names the old spellings): (file, text of the line)
+# the shims themselves (and the sentence of docs/cli.md that names the old spellings): (file, text of the line)
 SHIM_LINES = {
     ("retrieval/cli/main.py", '"search-descriptions": "unibind search --text TEXT --target descriptions",'),
     ("retrieval/cli/search.py", ('"""``unibind search``: cross-modal search of a gallery or the descriptions; '
                                  '``search-descriptions`` (deprecated)."""')),
     ("retrieval/cli/search.py", 'sp = add_leaf(sub, "search-descriptions", None, cmd_search_descriptions,'),
     ("retrieval/cli/search.py", "['unibind search-descriptions \"a freshwater fish with olive-green scales\" -k 10'],"),
-    ("README.md", "`centres -k` (now `--centre-size`), `unibind heads` (now `unibind head`) and"),
-    ("README.md", "`unibind search-descriptions TEXT` (now `unibind search --text TEXT --target descriptions`)."),
+    ("docs/cli.md", "`centres -k` (now `--centre-size`), `unibind heads` (now `unibind head`) and"),
+    ("docs/cli.md", "`unibind search-descriptions TEXT` (now `unibind search --text TEXT --target descriptions`)."),
 }
 
 
@@ -237,8 +266,8 @@ def test_old_spellings_appear_only_in_their_deprecation_shims() -> None:
 
 
 def test_the_compose_file_starts_what_the_scaling_out_section_connects_to() -> None:
-    """deploy/compose.yaml is valid YAML; it starts Milvus and PostgreSQL on the ports and with the credentials the
-    README's "Scaling out" settings use."""
+    """deploy/compose.yaml is valid YAML; it starts Milvus and PostgreSQL on the ports and with the credentials that
+    docs/scaling.md's settings use."""
     import yaml
 
     compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
@@ -247,8 +276,8 @@ def test_the_compose_file_starts_what_the_scaling_out_section_connects_to() -> N
     assert "127.0.0.1:19530:19530" in services["milvus"]["ports"]
     assert "127.0.0.1:5432:5432" in services["postgres"]["ports"]
     env = services["postgres"]["environment"]
-    readme = (ROOT / "README.md").read_text()
+    page = (ROOT / "docs" / "scaling.md").read_text()
     url = f"postgresql+psycopg://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@127.0.0.1:5432/{env['POSTGRES_DB']}"
-    assert f"export UNIBIND_DATABASE_URL={url}" in readme
-    assert "export UNIBIND_VECTORS=milvus://127.0.0.1:19530" in readme
-    assert "docker compose -f deploy/compose.yaml up -d" in readme
+    assert f"export UNIBIND_DATABASE_URL={url}" in page
+    assert "export UNIBIND_VECTORS=milvus://127.0.0.1:19530" in page
+    assert "docker compose -f deploy/compose.yaml up -d" in page

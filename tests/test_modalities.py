@@ -636,7 +636,7 @@ BAD_INPUTS: dict[str, tuple[list[str], list[str]]] = {
                                             ["'audio'", f"input dimension {D_AUDIO}, not 9"]),
 }
 
-CONFLICTS = {"add modality with another dimension"}  # a name taken: exit 3, as the README's table says
+CONFLICTS = {"add modality with another dimension"}  # a name taken: exit 3, as docs/cli.md's table says
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))

@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 # On 2 CPU cores with the default rule (a one-off run over B = 1..32, C = 1,000 and 21,000, d = 384, 2026-12-01),
 # dense answered 1-16 queries in 0.28-0.77 x FAISS's time and 32 in 0.83-0.89 x,
 # while FAISS answers batches of 64 and 1,024 within 1.5 x the bare product where dense needs up to 1.9 x
-# (BENCHMARKS.md "recognize"; README "Engines").
+# (BENCHMARKS.md "recognize"; docs/recognition.md "Engines").
 DEFAULT_ENGINE = "auto"
 ENGINE_CHOICES = ("auto", "faiss", "dense")
 AUTO_DENSE_BELOW = 32
