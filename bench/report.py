@@ -12,7 +12,7 @@ import os
 import shlex
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -148,28 +148,25 @@ def append_rows(
     The file is locked while it is rewritten, so benchmarks finishing together do not lose rows."""
     if any(len(r) != len(columns) for r in rows):
         raise ValueError(f"every row needs {len(columns)} values ({', '.join(columns)})")
-    with open(path, "a+", encoding="utf-8") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            f.seek(0)
-            updated = with_headlines(_with_rows(f.read(), section, columns, rows))
-            f.seek(0)
-            f.truncate()
-            f.write(updated)
-            f.flush()
-            os.fsync(f.fileno())
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    _rewrite(path, lambda text: with_headlines(_with_rows(text, section, columns, rows)))
     log.info("appended %d row(s) to %s, section %r", len(rows), path, section)
     return path
 
 
 def refresh_headlines(path: Path = BENCHMARKS_MD) -> Path:
     """Rewrite the headline table of ``path`` from its sections' rows (under the same lock as an append)."""
-    with open(path, "r+", encoding="utf-8") as f:
+    _rewrite(path, with_headlines, create=False)
+    return path
+
+
+def _rewrite(path: Path, change: Callable[[str], str], *, create: bool = True) -> None:
+    """Replace the text of ``path`` by ``change(text)``, under an exclusive lock, fsynced (``create``: a missing
+    file starts empty)."""
+    with open(path, "a+" if create else "r+", encoding="utf-8") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:
-            updated = with_headlines(f.read())
+            f.seek(0)
+            updated = change(f.read())
             f.seek(0)
             f.truncate()
             f.write(updated)
@@ -177,7 +174,6 @@ def refresh_headlines(path: Path = BENCHMARKS_MD) -> Path:
             os.fsync(f.fileno())
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-    return path
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,6 @@ from unibind.indexer.encoders.factory import build_encoder
 from unibind.indexer.runtime.device import Device
 from unibind.indexer.runtime.vectors import from_bytes
 from unibind.retrieval.centres.prompts import BASE_PROMPT, CLIP_TEMPLATES, fill
-from unibind.retrieval.cli.main import main
 from unibind.retrieval.evaluation.classification_metrics import METRICS
 from unibind.retrieval.evaluation.datasets import match_categories
 from unibind.retrieval.evaluation.intervals import bootstrap_intervals
@@ -34,6 +32,7 @@ from unibind.retrieval.recognition.engine import DEFAULT_CENTRING, DEFAULT_TOP_M
 from unibind.schema import Category, Database, Description
 from unibind.schema.errors import InvalidInput
 from tiny_models import make_tiny_open_clip
+from tests.test_modalities import Cli as ModalitiesCli
 
 # the tiny open_clip space's knowledge base; "white" has no descriptions (uncovered, scored by its base prompt)
 COLOURS: dict[str, list[str]] = {
@@ -72,24 +71,8 @@ TEXT_QUERIES = [("a fish in a pond", "tench"), ("a cat asleep on a rug", "tabby 
                 ("a golden fish", "tench"), ("a ladder on a lorry", "fire truck")]
 
 
-@dataclass
-class Cli:
-    url: str
-    home: Path
-    capsys: pytest.CaptureFixture[str]
-
-    def __call__(self, *args: object) -> tuple[int, str, str]:
-        code = main(["--db", self.url, "--home", str(self.home), "--device", "cpu", *map(str, args)])
-        out = self.capsys.readouterr()
-        return code, out.out, out.err
-
-    def ok(self, *args: object) -> str:
-        code, out, err = self(*args)
-        assert code == 0, err
-        return out
-
-    def json(self, *args: object) -> Any:
-        return json.loads(self.ok(*args, "--json"))
+class Cli(ModalitiesCli):
+    """The modality tests' in-process CLI; a failure here also has no traceback and one ``unibind: error:`` line."""
 
     def fails(self, *args: object) -> str:
         code, out, err = self(*args)
